@@ -1,0 +1,41 @@
+# sc_assets — set-up and everyday commands. `make demo` and `make test` do all set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+PORT ?= 3000
+
+.PHONY: venv demo dev test test-fast bench lint clean-data
+
+# The virtual environment is (re)built from pyproject.toml only when that file changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: sc_assets/deploy/dagster.local.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+demo: venv $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/sc-assets demo
+
+dev: venv $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: venv
+	$(BIN)/sc-assets bench
+
+lint: venv
+	$(BIN)/ruff check sc_assets sc_assets_tests
+
+clean-data:
+	rm -rf data/landing data/lake data/warehouse.duckdb data/reports data/ground_truth

@@ -1,0 +1,1 @@
+"""Thin Dagster wrappers, one module per layer. ``definitions.py`` loads every module here."""

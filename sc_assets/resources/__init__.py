@@ -1,0 +1,5 @@
+"""Dagster resources: the warehouse (Parquet lake + DuckDB catalog) and the landing-folder feed source."""
+
+from sc_assets.resources.warehouse import Warehouse
+
+__all__ = ["Warehouse"]

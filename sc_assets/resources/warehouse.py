@@ -1,0 +1,309 @@
+"""The warehouse: a Parquet lake plus a DuckDB catalog of views over it (DESIGN.md §3).
+
+Layout under the data root::
+
+    lake/<layer>/<asset>/trade_date=YYYY-MM-DD/part.parquet   partitioned assets
+    lake/<layer>/<asset>/part.parquet                         unpartitioned assets
+    warehouse.duckdb                                          views only: <schema>.<asset>
+
+Every write goes to a temporary file in the target's own folder (names start with ``.tmp``),
+is fsynced, then moved into place with ``os.replace``: a crash leaves either the old
+partition or the new one, never half of one, and a rerun replaces the partition instead of
+appending to it. Readers glob ``trade_date=*/part.parquet`` and so never see temp files.
+
+Compute never holds a DuckDB write lock: queries run on short-lived in-memory connections
+that read Parquet directly. Only :meth:`Warehouse.refresh_catalog` opens ``warehouse.duckdb``
+for writing, briefly, under an inter-process file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sc_assets.settings import data_root
+
+PARTITION_COLUMN = "trade_date"
+PART_FILE = "part.parquet"
+# lake layer -> catalog schema (issue "Foundation": schemas raw, staging, marts, analytics)
+CATALOG_SCHEMAS = {"raw": "raw", "staging": "staging", "marts": "marts", "quarantine": "quarantine"}
+ANALYTICS_SCHEMA = "analytics"
+
+
+def catalog_schema(layer: str) -> str:
+    """DuckDB schema in ``warehouse.duckdb`` that shows a lake layer's tables."""
+    return CATALOG_SCHEMAS.get(layer, ANALYTICS_SCHEMA)
+
+
+def _day(value: str | date | pd.Timestamp) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_parquet(table: pa.Table, target: Path) -> None:
+    """Write ``table`` to ``target`` atomically (temp file in the same folder, fsync, replace)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+
+
+def _to_arrow(df: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+class Warehouse(dg.ConfigurableResource):
+    """Parquet lake + DuckDB catalog under one data root.
+
+    ``data_dir`` defaults to ``$SC_ASSETS_DATA_DIR`` or ``./data`` (resolved when used).
+    """
+
+    data_dir: str = ""
+
+    # ---- paths -------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return data_root(self.data_dir or None)
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def table_dir(self, layer: str, asset: str) -> Path:
+        return self.lake / layer / asset
+
+    def partition_path(self, layer: str, asset: str, day: str | date) -> Path:
+        return self.table_dir(layer, asset) / f"{PARTITION_COLUMN}={_day(day)}" / PART_FILE
+
+    def table_path(self, layer: str, asset: str) -> Path:
+        return self.table_dir(layer, asset) / PART_FILE
+
+    def glob(self, layer: str, asset: str) -> str:
+        """DuckDB glob of a table's files (partitioned or not)."""
+        d = self.table_dir(layer, asset)
+        if (d / PART_FILE).exists():
+            return str(d / PART_FILE)
+        return str(d / f"{PARTITION_COLUMN}=*" / PART_FILE)
+
+    def exists(self, layer: str, asset: str) -> bool:
+        d = self.table_dir(layer, asset)
+        return (d / PART_FILE).exists() or any(d.glob(f"{PARTITION_COLUMN}=*/{PART_FILE}"))
+
+    def partitions(self, layer: str, asset: str) -> list[str]:
+        """Sorted partition days (YYYY-MM-DD) present in the lake for a partitioned table."""
+        d = self.table_dir(layer, asset)
+        days = [p.parent.name.split("=", 1)[1] for p in d.glob(f"{PARTITION_COLUMN}=*/{PART_FILE}")]
+        return sorted(days)
+
+    # ---- writes ------------------------------------------------------------------------
+    def write_partitions(
+        self,
+        layer: str,
+        asset: str,
+        df: pd.DataFrame,
+        days: Sequence[str | date],
+        schema: pa.Schema | None = None,
+    ) -> dict[str, int]:
+        """Replace the partitions ``days`` of ``layer/asset`` with the rows of ``df``.
+
+        ``df`` must have a ``trade_date`` column; every day in ``days`` gets a file (an empty
+        one when ``df`` has no rows for it), rows for days outside ``days`` are an error.
+        Returns rows written per day.
+        """
+        keys = [_day(d) for d in days]
+        table = _to_arrow(df) if schema is None else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        if PARTITION_COLUMN not in table.column_names:
+            raise ValueError(f"{layer}.{asset}: frame has no {PARTITION_COLUMN!r} column")
+        day_str = pd.to_datetime(df[PARTITION_COLUMN]).dt.strftime("%Y-%m-%d").to_numpy() if len(df) else []
+        extra = sorted(set(day_str) - set(keys))
+        if extra:
+            raise ValueError(f"{layer}.{asset}: rows for days outside the requested partitions: {extra[:5]}")
+        counts: dict[str, int] = {}
+        if len(df):
+            import numpy as np
+
+            order = np.argsort(day_str, kind="stable")
+            sorted_days = np.asarray(day_str)[order]
+            table = table.take(pa.array(order))
+            bounds = np.flatnonzero(sorted_days[1:] != sorted_days[:-1]) + 1
+            starts = np.r_[0, bounds]
+            ends = np.r_[bounds, len(sorted_days)]
+            for s, e in zip(starts, ends, strict=True):
+                key = str(sorted_days[s])
+                atomic_write_parquet(table.slice(s, e - s), self.partition_path(layer, asset, key))
+                counts[key] = int(e - s)
+        for key in keys:
+            if key not in counts:
+                atomic_write_parquet(table.slice(0, 0), self.partition_path(layer, asset, key))
+                counts[key] = 0
+        return counts
+
+    def write_table(self, layer: str, asset: str, df: pd.DataFrame, schema: pa.Schema | None = None) -> int:
+        """Replace an unpartitioned table atomically. Returns rows written."""
+        table = _to_arrow(df) if schema is None else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+        atomic_write_parquet(table, self.table_path(layer, asset))
+        return table.num_rows
+
+    # ---- reads -------------------------------------------------------------------------
+    def files(
+        self, layer: str, asset: str, start: str | date | None = None, end: str | date | None = None
+    ) -> list[str]:
+        """Files of a table, restricted to partitions in [start, end] (inclusive) if given."""
+        d = self.table_dir(layer, asset)
+        if (d / PART_FILE).exists():
+            return [str(d / PART_FILE)]
+        lo = _day(start) if start is not None else None
+        hi = _day(end) if end is not None else None
+        out = []
+        for day in self.partitions(layer, asset):
+            if (lo is None or day >= lo) and (hi is None or day <= hi):
+                out.append(str(self.partition_path(layer, asset, day)))
+        return out
+
+    def read(
+        self,
+        layer: str,
+        asset: str,
+        start: str | date | None = None,
+        end: str | date | None = None,
+        columns: Sequence[str] | None = None,
+        days: Iterable[str | date] | None = None,
+    ) -> pd.DataFrame:
+        """Read a lake table (optionally a date range, explicit days, or a column subset) as pandas."""
+        if days is not None:
+            files = [str(p) for p in (self.partition_path(layer, asset, d) for d in days) if p.exists()]
+        else:
+            files = self.files(layer, asset, start, end)
+        if not files:
+            raise FileNotFoundError(
+                f"{layer}.{asset} has no data in the lake at {self.table_dir(layer, asset)}"
+                + (f" for {start}..{end}" if start or end else "")
+                + " — materialize it first"
+            )
+        dataset = pq.ParquetDataset(files, partitioning=None)
+        return dataset.read(columns=list(columns) if columns else None).to_pandas()
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived in-memory DuckDB connection with views ``<layer>.<asset>`` on the lake.
+
+        Nothing is locked: the views read Parquet files directly.
+        """
+        con = duckdb.connect(":memory:")
+        try:
+            for layer, asset in self.tables():
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+                con.execute(
+                    f'CREATE VIEW "{layer}"."{asset}" AS SELECT * FROM '
+                    f"read_parquet({_sql_string(self.glob(layer, asset))}, union_by_name=true)"
+                )
+            yield con
+        finally:
+            con.close()
+
+    def tables(self) -> list[tuple[str, str]]:
+        """(layer, asset) pairs that have at least one file in the lake."""
+        out = []
+        if not self.lake.exists():
+            return out
+        for layer_dir in sorted(p for p in self.lake.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for asset_dir in sorted(p for p in layer_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if self.exists(layer_dir.name, asset_dir.name):
+                    out.append((layer_dir.name, asset_dir.name))
+        return out
+
+    # ---- catalog -----------------------------------------------------------------------
+    def refresh_catalog(self, timeout_s: float = 30.0) -> list[str]:
+        """(Re)create ``warehouse.duckdb`` views for every lake table. Returns view names.
+
+        Held briefly under an exclusive file lock so parallel steps never fight over the
+        DuckDB write lock. If another process (a user's duckdb CLI) holds the file for longer
+        than ``timeout_s``, raises with a message saying so; the lake itself is unaffected.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock_path = self.root / ".warehouse.lock"
+        names = []
+        with open(lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                deadline = time.monotonic() + timeout_s
+                while True:
+                    try:
+                        con = duckdb.connect(str(self.catalog_path))
+                        break
+                    except duckdb.IOException as exc:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(
+                                f"could not open {self.catalog_path} for writing: another process holds it "
+                                f"({exc}); the lake is up to date, rerun to refresh the catalog views"
+                            ) from exc
+                        time.sleep(0.2)
+                try:
+                    for layer, asset in self.tables():
+                        schema = catalog_schema(layer)
+                        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                        con.execute(
+                            f'CREATE OR REPLACE VIEW "{schema}"."{asset}" AS SELECT * FROM '
+                            f"read_parquet({_sql_string(self.glob(layer, asset))}, union_by_name=true)"
+                        )
+                        names.append(f"{schema}.{asset}")
+                finally:
+                    con.close()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return names
+
+    def clean_temp_files(self) -> int:
+        """Remove ``.tmp*`` files left by a killed writer. Returns how many were removed."""
+        n = 0
+        if not self.lake.exists():
+            return 0
+        for p in self.lake.rglob(".tmp*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            n += 1
+        return n
+
+
+def _sql_string(value: str) -> str:
+    """Quote a path we built ourselves as a SQL string literal (DDL cannot bind parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+__all__ = ["PARTITION_COLUMN", "Warehouse", "atomic_write_parquet", "catalog_schema"]
