@@ -246,8 +246,11 @@ class Warehouse(dg.ConfigurableResource):
         return out
 
     # ---- catalog -----------------------------------------------------------------------
-    def refresh_catalog(self, timeout_s: float = 30.0) -> list[str]:
-        """(Re)create ``warehouse.duckdb`` views for every lake table. Returns view names.
+    def refresh_catalog(
+        self, tables: Sequence[tuple[str, str]] | None = None, timeout_s: float = 30.0
+    ) -> list[str]:
+        """(Re)create ``warehouse.duckdb`` views for ``tables`` ((layer, asset) pairs; default:
+        every lake table). Returns the view names. Assets call it once after their writes.
 
         Held briefly under an exclusive file lock so parallel steps never fight over the
         DuckDB write lock. If another process (a user's duckdb CLI) holds the file for longer
@@ -272,7 +275,8 @@ class Warehouse(dg.ConfigurableResource):
                             ) from exc
                         time.sleep(0.2)
                 try:
-                    for layer, asset in self.tables():
+                    targets = self.tables() if tables is None else [t for t in tables if self.exists(*t)]
+                    for layer, asset in targets:
                         schema = catalog_schema(layer)
                         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                         con.execute(
