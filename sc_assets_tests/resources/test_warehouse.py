@@ -1,0 +1,125 @@
+"""The Parquet lake: atomic, idempotent partition writes; catalog views; path safety."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from sc_assets.resources.warehouse import Warehouse, atomic_write_parquet
+from sc_assets.settings import UnsafePathError, data_root, inside_root
+
+
+def _frame(days, codes=("600000.SH", "000001.SZ")):
+    rows = [{"trade_date": pd.Timestamp(d).date(), "ts_code": c, "close": 10.0 + i} for i, d in enumerate(days) for c in codes]
+    return pd.DataFrame(rows)
+
+
+def _lake_snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+
+
+def test_partitions_written_one_file_per_day_and_rerun_is_idempotent(warehouse: Warehouse):
+    days = ["2024-01-02", "2024-01-03"]
+    counts = warehouse.write_partitions("raw", "stock_daily", _frame(days), days)
+    assert counts == {"2024-01-02": 2, "2024-01-03": 2}
+    first = _lake_snapshot(warehouse.lake)
+    warehouse.write_partitions("raw", "stock_daily", _frame(days), days)
+    assert _lake_snapshot(warehouse.lake) == first
+    out = warehouse.read("raw", "stock_daily")
+    assert len(out) == 4 and not out.duplicated(["trade_date", "ts_code"]).any()
+
+
+def test_rewrite_replaces_only_the_requested_partition(warehouse: Warehouse):
+    warehouse.write_partitions("raw", "x", _frame(["2024-01-02", "2024-01-03"]), ["2024-01-02", "2024-01-03"])
+    warehouse.write_partitions("raw", "x", _frame(["2024-01-03"], codes=("600000.SH",)), ["2024-01-03"])
+    out = warehouse.read("raw", "x")
+    assert out.groupby("trade_date").size().to_dict() == {
+        pd.Timestamp("2024-01-02").date(): 2, pd.Timestamp("2024-01-03").date(): 1}
+
+
+def test_empty_day_gets_an_empty_partition_and_rows_outside_are_refused(warehouse: Warehouse):
+    counts = warehouse.write_partitions("raw", "y", _frame(["2024-01-02"]), ["2024-01-02", "2024-01-03"])
+    assert counts["2024-01-03"] == 0
+    assert warehouse.partitions("raw", "y") == ["2024-01-02", "2024-01-03"]
+    with pytest.raises(ValueError, match="outside the requested partitions"):
+        warehouse.write_partitions("raw", "y", _frame(["2024-01-04"]), ["2024-01-02"])
+
+
+def test_read_by_range_and_days(warehouse: Warehouse):
+    days = ["2024-01-02", "2024-01-03", "2024-01-04"]
+    warehouse.write_partitions("marts", "p", _frame(days), days)
+    assert len(warehouse.read("marts", "p", start="2024-01-03")) == 4
+    assert len(warehouse.read("marts", "p", days=["2024-01-02", "2024-01-05"])) == 2
+    with pytest.raises(FileNotFoundError, match="materialize it first"):
+        warehouse.read("marts", "missing")
+
+
+def test_catalog_views_answer_duckdb_queries(warehouse: Warehouse):
+    days = ["2024-01-02", "2024-01-03"]
+    warehouse.write_partitions("raw", "stock_daily", _frame(days), days)
+    warehouse.write_table("factors", "summary", pd.DataFrame({"a": [1, 2, 3]}))
+    names = warehouse.refresh_catalog()
+    assert set(names) == {"raw.stock_daily", "analytics.summary"}
+    con = duckdb.connect(str(warehouse.catalog_path), read_only=True)
+    try:
+        assert con.execute("select count(*) from raw.stock_daily").fetchone()[0] == 4
+        assert con.execute("select sum(a) from analytics.summary").fetchone()[0] == 6
+    finally:
+        con.close()
+    with warehouse.connect() as con:  # in-memory views need no lock on the catalog file
+        assert con.execute('select count(*) from "raw"."stock_daily"').fetchone()[0] == 4
+
+
+def test_crash_during_write_leaves_old_partition_and_no_visible_temp(warehouse: Warehouse, monkeypatch):
+    days = ["2024-01-02"]
+    warehouse.write_partitions("raw", "z", _frame(days), days)
+    before = _lake_snapshot(warehouse.lake)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        warehouse.write_partitions("raw", "z", _frame(days, codes=("X",)), days)
+    monkeypatch.undo()
+    assert _lake_snapshot(warehouse.lake) == before
+    assert not list(warehouse.lake.rglob(".tmp*"))
+    assert len(warehouse.read("raw", "z")) == 2
+
+
+def test_leftover_temp_files_are_invisible_to_readers(warehouse: Warehouse):
+    days = ["2024-01-02"]
+    warehouse.write_partitions("raw", "t", _frame(days), days)
+    part_dir = warehouse.partition_path("raw", "t", "2024-01-02").parent
+    (part_dir / ".tmp-deadbeef-part.parquet").write_bytes(b"PAR1 half written")
+    assert len(warehouse.read("raw", "t")) == 2
+    with warehouse.connect() as con:
+        assert con.execute('select count(*) from "raw"."t"').fetchone()[0] == 2
+    assert warehouse.clean_temp_files() == 1
+
+
+def test_atomic_write_replaces_in_place(tmp_path: Path):
+    target = tmp_path / "a" / "part.parquet"
+    atomic_write_parquet(pa.table({"x": [1]}), target)
+    atomic_write_parquet(pa.table({"x": [2, 3]}), target)
+    assert pd.read_parquet(target)["x"].tolist() == [2, 3]
+    assert [p.name for p in target.parent.iterdir()] == ["part.parquet"]
+
+
+def test_data_root_and_path_safety(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SC_ASSETS_DATA_DIR", str(tmp_path))
+    assert data_root() == tmp_path.resolve()
+    (tmp_path / "landing").mkdir()
+    assert inside_root(tmp_path, "landing") == (tmp_path / "landing").resolve()
+    with pytest.raises(UnsafePathError):
+        inside_root(tmp_path, "landing/../../etc/passwd")
+    outside = tmp_path.parent / "outside.csv"
+    outside.write_text("x")
+    (tmp_path / "landing" / "link.csv").symlink_to(outside)
+    with pytest.raises(UnsafePathError, match="outside the data root"):
+        inside_root(tmp_path, "landing/link.csv")
