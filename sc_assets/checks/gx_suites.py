@@ -1,0 +1,456 @@
+"""Great Expectations 1.x suites for every raw feed, staging model and mart (DESIGN.md §7).
+
+Public API (other layers call these; GX is imported lazily on the first call so that
+``dagster dev`` and ``import sc_assets.definitions`` stay fast)::
+
+    ok, meta = validate("marts.stock_daily_panel", df, days=context.partition_keys)
+
+Suite names are ``"<layer>.<table>"``: ``raw.<feed>`` (bare ``<feed>`` is accepted too) and
+``staging.stg_<feed>`` for each feed in :mod:`sc_assets.feeds.schemas`, plus
+``marts.stock_daily_panel``, ``marts.index_daily_panel``, ``marts.futures_basis_panel``,
+``marts.etf_flow_panel`` and ``marts.fund_nav_panel``. :func:`suite_names` lists them.
+
+How a suite is declared: a *prepare* step adds derived helper columns (names start with
+``_``, e.g. ``_ret_limit_excess`` = |ret| - limit - tolerance) to a narrow copy of the frame,
+then a list of GX expectations runs on it (PUDL's idea, STYLE.md §4: raw suites are derived
+from the feed registry so the schema, the docs and the checks cannot drift).
+
+Validate the frame just written -- the whole backfill range at once -- never a rescan of the
+table: one GX call costs a fixed ~0.2-0.5 s plus ~1 s per million rows (measured, report),
+and the first call in a process pays the GX import (~3 s).
+
+Conventions: a raw frame may hold the same key from several landed files (staging keeps the
+latest), so raw key uniqueness is on ``key + source_file`` when ``source_file`` is present.
+GX column-map expectations ignore nulls; null-ness is checked separately where required.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sc_assets.feeds.schemas import FEEDS, FeedSpec
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    """Tolerances used by the suites (shown in check metadata).
+
+    limit_tolerance: |ret| may exceed the board limit by this much plus one tick
+        (0.01 CNY / pre_close) of limit-price rounding (METHODS.md §1: limit price rounded to 0.01).
+    price_tolerance: CNY slack for close vs. high/low and limit prices (half a tick).
+    fund_ret_min: a weekly fund return below this is an error (NAV data break).
+    """
+
+    limit_tolerance: float = 0.001
+    price_tolerance: float = 0.005
+    fund_ret_min: float = -0.5
+    max_examples: int = 5
+
+
+PARAMS = CheckParams()
+BOARDS = ("main", "chinext", "star", "bse")
+FUT_CODES = ("IF", "IH", "IC", "IM")
+STRATEGIES = ("index_enhancement", "market_neutral", "other")
+AUM_BUCKETS = (">=10bn", "5-10bn", "<5bn")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    columns: tuple[str, ...]  # must exist
+    build: Callable[[pd.DataFrame], list]  # frame (after prepare) -> GX expectations
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] = field(default=lambda df: df)
+    description: str = ""
+
+
+# ---------------------------------------------------------------------------------------
+# GX plumbing (lazy, one ephemeral context per process)
+# ---------------------------------------------------------------------------------------
+_lock = threading.Lock()
+_batch_defs: dict[str, Any] = {}
+
+
+@lru_cache(maxsize=1)
+def _gx():
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    cfg = DataContextConfig(
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+    )
+    ctx = gx.get_context(mode="ephemeral", project_config=cfg)
+    return gx, gxe, ctx
+
+
+def _batch_definition(name: str):
+    with _lock:
+        if name not in _batch_defs:
+            _, _, ctx = _gx()
+            ds = ctx.data_sources.add_pandas(f"ds_{len(_batch_defs)}_{name}")
+            _batch_defs[name] = ds.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
+        return _batch_defs[name]
+
+
+# ---------------------------------------------------------------------------------------
+# expectation helpers (gxe resolved lazily)
+# ---------------------------------------------------------------------------------------
+def _e():
+    return _gx()[1]
+
+
+def not_null(*cols: str) -> list:
+    return [_e().ExpectColumnValuesToNotBeNull(column=c) for c in cols]
+
+
+def unique(cols: Sequence[str]) -> list:
+    cols = list(cols)
+    if len(cols) == 1:
+        return [_e().ExpectColumnValuesToBeUnique(column=cols[0])]
+    return [_e().ExpectCompoundColumnsToBeUnique(column_list=cols)]
+
+
+def positive(*cols: str) -> list:
+    return [_e().ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True) for c in cols]
+
+
+def non_negative(*cols: str) -> list:
+    return [_e().ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in cols]
+
+
+def between(col: str, lo: float | None, hi: float | None) -> list:
+    return [_e().ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi)]
+
+
+def at_most_zero(*cols: str) -> list:
+    return [_e().ExpectColumnValuesToBeBetween(column=c, max_value=0) for c in cols]
+
+
+def ge(a: str, b: str) -> list:
+    """a >= b on rows where both are present."""
+    return [
+        _e().ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=a, column_B=b, or_equal=True, ignore_row_if="either_value_is_missing"
+        )
+    ]
+
+
+def in_set(col: str, values: Iterable) -> list:
+    return [_e().ExpectColumnValuesToBeInSet(column=col, value_set=list(values))]
+
+
+def ohlc(df: pd.DataFrame) -> list:
+    """high >= open/close/low >= ... for the OHLC columns the frame has."""
+    have = [c for c in ("open", "high", "low", "close") if c in df.columns]
+    out = []
+    if "high" in have:
+        out += [x for c in have if c != "high" for x in ge("high", c)]
+    if "low" in have:
+        out += [x for c in have if c not in ("high", "low") for x in ge(c, "low")]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# raw and staging suites, derived from the feed registry
+# ---------------------------------------------------------------------------------------
+_RAW_UNIT_RANGES = {  # raw units: weight in percent, turnover in percent
+    ("index_weight", "weight"): (0.0, 100.0),
+}
+_STG_UNIT_RANGES = {  # canonical units: fractions
+    ("index_weight", "weight"): (0.0, 1.0),
+}
+_NON_NEGATIVE = ("vol", "amount", "oi", "turnover_rate", "turnover_rate_f", "turnover", "turnover_f",
+                 "total_share", "float_share", "free_share", "fd_share")
+_POSITIVE_CAPS = ("total_mv", "circ_mv", "float_mv")
+
+
+def _feed_suite(spec: FeedSpec, staging: bool) -> Suite:
+    layer = "staging" if staging else "raw"
+    table = f"stg_{spec.name}" if staging else spec.name
+    date_col = spec.date_column
+    if staging and date_col == "nav_date":
+        date_col = "nav_date"
+    ranges = _STG_UNIT_RANGES if staging else _RAW_UNIT_RANGES
+
+    def build(df: pd.DataFrame) -> list:
+        key = list(spec.key)
+        if not staging and "source_file" in df.columns:
+            key = key + ["source_file"]
+        out = not_null(*spec.key) + unique(key) + not_null(*[c for c in spec.required if c in df.columns])
+        out += positive(*[c for c in spec.price_columns if c in df.columns])
+        out += ohlc(df) if spec.name in ("stock_daily", "index_daily", "fut_daily") else []
+        out += non_negative(*[c for c in _NON_NEGATIVE if c in df.columns])
+        out += positive(*[c for c in _POSITIVE_CAPS if c in df.columns])
+        for (feed, col), (lo, hi) in ranges.items():
+            if feed == spec.name and col in df.columns:
+                out += between(col, lo, hi)
+        if spec.name == "stock_basic" and "market" in df.columns and staging:
+            out += in_set("market", BOARDS)
+        if spec.name == "fut_basic" and "fut_code" in df.columns:
+            out += in_set("fut_code", FUT_CODES)
+        if spec.name == "fut_basic" and {"delist_date", "list_date"} <= set(df.columns):
+            out += ge("delist_date", "list_date")
+        if spec.name == "fund_nav" and "strategy" in df.columns:
+            out += in_set("strategy", STRATEGIES)
+        return out
+
+    cols = tuple(spec.column_names)
+    return Suite(f"{layer}.{table}", cols, build,
+                 description=f"{layer} {spec.name}: key {spec.key} unique/not null, required columns, prices > 0"
+                 + (", OHLC consistent" if spec.name in ("stock_daily", "index_daily", "fut_daily") else "")
+                 + (f"; date column {date_col}" if date_col else ""))
+
+
+# ---------------------------------------------------------------------------------------
+# mart suites
+# ---------------------------------------------------------------------------------------
+STOCK_PANEL_COLUMNS = (
+    "trade_date", "ts_code", "name", "industry", "board", "is_st", "list_date", "days_listed",
+    "is_suspended", "open", "high", "low", "close", "pre_close", "adj_factor", "adj_close", "ret",
+    "vol", "amount", "turnover", "turnover_f", "total_share", "float_share", "free_share",
+    "total_mv", "float_mv", "free_float_mv", "limit_pct", "up_limit", "down_limit",
+    "is_limit_up", "is_limit_down", "is_locked",
+)
+INDEX_PANEL_COLUMNS = ("trade_date", "index_code", "close", "pre_close", "ret", "amount")
+FUTURES_PANEL_COLUMNS = (
+    "trade_date", "ts_code", "fut_code", "underlying", "close", "settle", "vol", "oi", "amount",
+    "expiry_date", "days_to_expiry", "spot_close", "basis", "basis_ann", "basis_ann_settle", "is_main",
+)
+ETF_PANEL_COLUMNS = ("trade_date", "ts_code", "index_code", "fd_share", "close", "share_change", "net_inflow")
+FUND_PANEL_COLUMNS = (
+    "trade_date", "fund_id", "name", "strategy", "benchmark", "manager", "manager_aum_bucket",
+    "adj_nav", "fund_ret", "bench_close", "bench_ret", "excess_ret",
+)
+
+
+def _num(s: pd.Series) -> np.ndarray:
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _bool(s: pd.Series) -> np.ndarray:
+    return s.astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+def _prepare_stock_panel(df: pd.DataFrame) -> pd.DataFrame:
+    p = PARAMS
+    out = df.copy()
+    ret, lim, pre = _num(df["ret"]), _num(df["limit_pct"]), _num(df["pre_close"])
+    # listing days have no limit (limit_pct null) or an asymmetric one; resumption days are exempt
+    exempt = _num(df["days_listed"]) <= 1
+    if "is_resumption" in df.columns:
+        exempt |= _bool(df["is_resumption"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = np.abs(ret) - lim - p.limit_tolerance - 0.01 / pre
+    excess[exempt] = np.nan
+    out["_ret_limit_excess"] = excess
+    close = _num(df["close"])
+    out["_above_up_limit"] = close - _num(df["up_limit"]) - p.price_tolerance
+    out["_below_down_limit"] = _num(df["down_limit"]) - close - p.price_tolerance
+    susp = _bool(df["is_suspended"])
+    out["_close_missing_when_trading"] = np.where(~susp & np.isnan(close), 1.0, 0.0)
+    out["_suspended_with_price"] = np.where(susp & ~np.isnan(close), 1.0, 0.0)
+    out["_close_minus_high"] = close - _num(df["high"]) - 1e-9
+    out["_low_minus_close"] = _num(df["low"]) - close - 1e-9
+    return out
+
+
+def _stock_panel_build(df: pd.DataFrame) -> list:
+    return (
+        not_null("trade_date", "ts_code", "board", "is_suspended", "is_st", "days_listed")
+        + unique(["trade_date", "ts_code"])
+        + in_set("board", BOARDS)
+        + positive("open", "high", "low", "close", "pre_close", "adj_factor", "adj_close",
+                   "total_mv", "float_mv", "free_float_mv", "total_share")
+        + non_negative("vol", "amount", "turnover", "turnover_f", "float_share", "free_share")
+        + between("days_listed", 1, None)
+        + at_most_zero("_close_minus_high", "_low_minus_close", "_ret_limit_excess",
+                       "_above_up_limit", "_below_down_limit", "_close_missing_when_trading",
+                       "_suspended_with_price")
+        + ge("up_limit", "down_limit")
+    )
+
+
+def _prepare_with_days(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    out["_day"] = pd.to_datetime(df["trade_date"]).dt.strftime("%Y-%m-%d") if len(df) else pd.Series([], dtype="str")
+    return out
+
+
+def _index_panel_build(df: pd.DataFrame) -> list:
+    return (
+        not_null("trade_date", "index_code", "close")
+        + unique(["trade_date", "index_code"])
+        + positive("close", "pre_close")
+        + non_negative("amount")
+        + between("ret", -0.5, 1.0)
+    )
+
+
+def _prepare_futures(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    if len(df):
+        n_main = df.groupby(["trade_date", "fut_code"])["is_main"].transform(lambda s: s.astype("boolean").fillna(False).sum())
+        out["_main_per_product"] = n_main.astype("float64")
+    else:
+        out["_main_per_product"] = pd.Series([], dtype="float64")
+    return out
+
+
+def _futures_build(df: pd.DataFrame) -> list:
+    return (
+        not_null("trade_date", "ts_code", "fut_code", "underlying", "close", "expiry_date",
+                 "days_to_expiry", "is_main")
+        + unique(["trade_date", "ts_code"])
+        + in_set("fut_code", FUT_CODES)
+        + positive("close", "settle", "spot_close")
+        + non_negative("vol", "oi", "amount")
+        + between("days_to_expiry", 1, None)
+        + ge("expiry_date", "trade_date")
+        + between("_main_per_product", 1, 1)
+        + between("basis_ann", -5.0, 5.0)
+    )
+
+
+def _etf_build(df: pd.DataFrame) -> list:
+    return (
+        not_null("trade_date", "ts_code", "index_code", "fd_share", "close")
+        + unique(["trade_date", "ts_code"])
+        + positive("fd_share", "close")
+    )
+
+
+def _prepare_fund(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    ie = (df["strategy"].astype("str") == "index_enhancement").to_numpy()
+    missing_bench = df["benchmark"].isna().to_numpy()
+    out["_enhancement_without_benchmark"] = np.where(ie & missing_bench, 1.0, 0.0)
+    return out
+
+
+def _fund_build(df: pd.DataFrame) -> list:
+    return (
+        not_null("trade_date", "fund_id", "strategy", "adj_nav")
+        + unique(["fund_id", "trade_date"])
+        + positive("adj_nav")
+        + in_set("strategy", STRATEGIES)
+        + in_set("manager_aum_bucket", AUM_BUCKETS)
+        + between("fund_ret", PARAMS.fund_ret_min, None)
+        + at_most_zero("_enhancement_without_benchmark")
+    )
+
+
+SUITES: dict[str, Suite] = {}
+for _spec in FEEDS.values():
+    SUITES[f"raw.{_spec.name}"] = _feed_suite(_spec, staging=False)
+    SUITES[f"staging.stg_{_spec.name}"] = _feed_suite(_spec, staging=True)
+SUITES["marts.stock_daily_panel"] = Suite(
+    "marts.stock_daily_panel", STOCK_PANEL_COLUMNS, _stock_panel_build, _prepare_stock_panel,
+    "keys, board set, prices/caps > 0, close within [low, high], |ret| within board limit + tolerance "
+    "except listing/resumption days, close within limit prices, suspended rows have no price")
+SUITES["marts.index_daily_panel"] = Suite(
+    "marts.index_daily_panel", INDEX_PANEL_COLUMNS, _index_panel_build, _prepare_with_days,
+    "keys, close > 0, every requested trading day has index rows")
+SUITES["marts.futures_basis_panel"] = Suite(
+    "marts.futures_basis_panel", FUTURES_PANEL_COLUMNS, _futures_build, _prepare_futures,
+    "keys, expiry on/after trade date, days_to_expiry >= 1, one main contract per product-day, spot > 0")
+SUITES["marts.etf_flow_panel"] = Suite(
+    "marts.etf_flow_panel", ETF_PANEL_COLUMNS, _etf_build, _prepare_with_days,
+    "keys, shares and close > 0")
+SUITES["marts.fund_nav_panel"] = Suite(
+    "marts.fund_nav_panel", FUND_PANEL_COLUMNS, _fund_build, _prepare_fund,
+    "keys, NAV > 0, strategy/bucket sets, weekly return > -50%, enhancement funds have a benchmark")
+
+# suites whose `days=` argument must each have rows (calendar completeness)
+_DAY_COMPLETE = {"marts.index_daily_panel", "marts.stock_daily_panel"}
+
+
+def suite_names() -> list[str]:
+    return sorted(SUITES)
+
+
+def resolve(suite_name: str) -> Suite:
+    if suite_name in SUITES:
+        return SUITES[suite_name]
+    if f"raw.{suite_name}" in SUITES:
+        return SUITES[f"raw.{suite_name}"]
+    raise KeyError(f"unknown GX suite {suite_name!r}; known: {', '.join(suite_names())}")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float | int | str | bool) or v is None:
+        return v
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return str(v)
+
+
+def validate(suite_name: str, df: pd.DataFrame, *, days: Sequence[str] | None = None) -> tuple[bool, dict]:
+    """Run the GX suite ``suite_name`` on ``df`` (one call for the whole frame).
+
+    ``days``: the partition keys the frame is meant to cover; for suites with a calendar
+    rule (index and stock panels) each of them must have rows.
+
+    Returns ``(passed, metadata)``; metadata is JSON-serialisable: suite, rows, expectations
+    evaluated, failed expectations (type, column(s), unexpected count, examples), seconds.
+    """
+    t0 = time.perf_counter()
+    suite = resolve(suite_name)
+    missing = [c for c in suite.columns if c not in df.columns]
+    failed: list[dict] = []
+    if missing:
+        failed.append({"expectation": "expect_column_to_exist", "columns": missing,
+                       "unexpected_count": len(missing)})
+        return False, {"suite": suite.name, "rows": int(len(df)), "evaluated": 0, "failed": failed,
+                       "seconds": round(time.perf_counter() - t0, 3)}
+    gx, _, _ = _gx()
+    frame = suite.prepare(df)
+    expectations = suite.build(frame)
+    # empty day check without GX: cheap and exact
+    if days is not None and suite.name in _DAY_COMPLETE:
+        have = set(pd.to_datetime(df["trade_date"]).dt.strftime("%Y-%m-%d")) if len(df) else set()
+        empty = sorted(set(days) - have)
+        if empty:
+            failed.append({"expectation": "every_trading_day_has_rows", "columns": ["trade_date"],
+                           "unexpected_count": len(empty), "examples": empty[:PARAMS.max_examples]})
+    gx_suite = gx.ExpectationSuite(name=suite.name, expectations=expectations)
+    result = _batch_definition(suite.name).get_batch(batch_parameters={"dataframe": frame}).validate(
+        gx_suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARAMS.max_examples}
+    )
+    for r in result.results:
+        if r.success:
+            continue
+        kw = r.expectation_config.kwargs
+        cols = kw.get("column_list") or [c for c in (kw.get("column"), kw.get("column_A"), kw.get("column_B")) if c]
+        res = r.result or {}
+        entry = {"expectation": r.expectation_config.type, "columns": list(cols),
+                 "unexpected_count": res.get("unexpected_count"),
+                 "examples": _jsonable((res.get("partial_unexpected_list") or [])[: PARAMS.max_examples])}
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            entry["exception"] = str(r.exception_info.get("exception_message"))[:300]
+        failed.append(entry)
+    meta = {"suite": suite.name, "rows": int(len(df)), "evaluated": len(expectations) + (days is not None),
+            "failed": failed, "seconds": round(time.perf_counter() - t0, 3)}
+    return not failed, meta
+
+
+__all__ = ["PARAMS", "SUITES", "CheckParams", "resolve", "suite_names", "validate"]
