@@ -1,0 +1,527 @@
+"""Quant holdings, crowding ratios (the study's Table 2) and days to liquidate (METHODS.md §7–8).
+
+Units and conventions
+---------------------
+* Money in CNY, quantities in shares, ratios as fractions (0.1607, not 16.07).
+* ``trade_date`` is a pandas ``datetime64`` day; ``ts_code`` / ``index_code`` are strings.
+* Size ranks (cap deciles, the micro-cap bucket) use total market cap (METHODS §1: "the size
+  factor uses total cap"); crowding ratios use free-float cap, as the study's Table 2 does.
+* ADV = mean daily traded amount (CNY) over the last ``adv_window`` trading rows of a stock,
+  *including* the day itself (a suspended day has no amount and is skipped).
+
+Holdings model (METHODS §7): per stock-day holdings = Σ over sleeves of sleeve gross stock
+holdings (CNY) × sleeve weight, the weight of a sleeve on benchmark b being
+``(1 − τ)·w_b,n + τ·u_n`` with ``w_b`` the index weights carried forward from the latest
+rebalance on or before the day (renormalised over listed constituents) and ``u_n`` ∝
+``free_float_cap_n^β`` over the non-constituents of b.
+
+Crowding ratios (METHODS §8): ``HS = Q/FF``, ``TS = Q·(A/D)/ADV``, ``RS = ρ·Q/ADV``.
+
+References: Cinda Securities (2024-02-24) Table 2 and its quant AUM figures (see
+``HoldingsParams``); ESMA (2020) liquidity stress testing guidelines (days to liquidate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+CSI300, CSI500, CSI1000, CSI2000 = "000300.SH", "000905.SH", "000852.SH", "932000.CSI"
+
+# ---------------------------------------------------------------------------------------------
+# parameters
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sleeve:
+    """One quant strategy sleeve, treated as one aggregate fund.
+
+    gross_cny: gross long stock holdings (CNY). leverage: gross / equity (1 for cash books,
+    4 for DMA at 25 % margin). hedged: the long book is hedged with index futures
+    (market-neutral, DMA). benchmarks: ((index_code, mix), ...) mixes summing to 1.
+    """
+
+    name: str
+    strategy: str
+    gross_cny: float
+    benchmarks: tuple[tuple[str, float], ...]
+    leverage: float = 1.0
+    hedged: bool = False
+
+    @property
+    def equity_cny(self) -> float:
+        return self.gross_cny / self.leverage
+
+
+@dataclass(frozen=True)
+class HoldingsParams:
+    """Quant AUM and allocation defaults (METHODS §7).
+
+    From the study (Cinda 2024-02-24): quant stock holdings about 1 trillion CNY, mostly private
+    quant (``private_quant_cny``); index-enhancement about 71 % of private quant (``ie_share``);
+    DMA on about 25 % margin, i.e. 4x gross (``dma_leverage``); public quant 274.5 bn CNY
+    (``public_quant_cny``). METHODS §7 defaults: τ = 0.2 (``tau``), β = 0.5 (``beta``).
+
+    ASSUMPTIONS (not in the study, flagged in metadata): the CSI500/CSI1000 split of
+    index-enhancement and public quant (``ie_csi500_share``), the IC/IM hedge mix of neutral books
+    (``hedge_csi500_share``), the DMA share of the non-index-enhancement private book
+    (``dma_share_of_neutral``; DMA gross counts in the 1 trillion), public quant allocated like
+    index enhancement, and constant CNY AUM over time.
+    """
+
+    private_quant_cny: float = 1.0e12
+    ie_share: float = 0.71
+    public_quant_cny: float = 274.5e9
+    dma_leverage: float = 4.0
+    dma_share_of_neutral: float = 0.35
+    ie_csi500_share: float = 0.5
+    hedge_csi500_share: float = 0.5
+    tau: float = 0.2
+    beta: float = 0.5
+
+    ASSUMPTIONS = (
+        "dma_share_of_neutral",
+        "ie_csi500_share",
+        "hedge_csi500_share",
+        "public quant allocated like index enhancement",
+        "constant CNY AUM over time",
+    )
+
+    def sleeves(self) -> tuple[Sleeve, ...]:
+        ie = self.private_quant_cny * self.ie_share
+        rest = self.private_quant_cny - ie
+        dma = rest * self.dma_share_of_neutral
+        hedge = ((CSI500, self.hedge_csi500_share), (CSI1000, 1.0 - self.hedge_csi500_share))
+        return (
+            Sleeve("ie_csi500", "index_enhancement", ie * self.ie_csi500_share, ((CSI500, 1.0),)),
+            Sleeve("ie_csi1000", "index_enhancement", ie * (1 - self.ie_csi500_share), ((CSI1000, 1.0),)),
+            Sleeve("market_neutral", "market_neutral", rest - dma, hedge, 1.0, True),
+            Sleeve("dma", "dma", dma, hedge, self.dma_leverage, True),
+            Sleeve(
+                "public_quant",
+                "public_quant",
+                self.public_quant_cny,
+                ((CSI500, self.ie_csi500_share), (CSI1000, 1.0 - self.ie_csi500_share)),
+            ),
+        )
+
+    def as_metadata(self) -> dict:
+        d = {k: v for k, v in asdict(self).items()}
+        d["assumptions"] = list(self.ASSUMPTIONS)
+        d["sleeves"] = [
+            {
+                "name": s.name,
+                "strategy": s.strategy,
+                "gross_bn_cny": round(s.gross_cny / 1e9, 2),
+                "equity_bn_cny": round(s.equity_cny / 1e9, 2),
+                "leverage": s.leverage,
+                "hedged": s.hedged,
+                "benchmarks": dict(s.benchmarks),
+            }
+            for s in self.sleeves()
+        ]
+        return d
+
+
+@dataclass(frozen=True)
+class CrowdingParams:
+    """Table 2 constants and bucket rules (METHODS §8).
+
+    ``annual_turnover`` A = 30x and ``days_per_year`` D = 242 and ``rho`` = 10 %/day are the values
+    that reproduce the study's Table 2 (derived in METHODS §8: RS/TS = ρD/A = 0.8067 in every
+    row). ``micro_fraction``: the micro-cap bucket is the smallest fraction of the day's traded
+    stocks by total cap — 0.2 mirrors the study's "Wind small-cap 1000" in a ~5,000-stock market
+    (our choice; ``micro_n`` fixes a count instead). ``participations``: days-to-liquidate
+    participation rates (METHODS §8 defaults 10 %, 20 %).
+    """
+
+    annual_turnover: float = 30.0
+    days_per_year: float = 242.0
+    rho: float = 0.10
+    adv_window: int = 20
+    adv_min_periods: int = 5
+    index_codes: tuple[str, ...] = (CSI300, CSI500, CSI1000, CSI2000)
+    n_deciles: int = 10
+    micro_fraction: float = 0.2
+    micro_n: int | None = None
+    participations: tuple[float, ...] = (0.10, 0.20)
+    dtl_thresholds: tuple[float, ...] = (1.0, 3.0, 5.0)
+    user_lists: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def as_metadata(self) -> dict:
+        d = asdict(self)
+        d["user_lists"] = {k: len(v) for k, v in self.user_lists.items()}
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 2 ratios
+# ---------------------------------------------------------------------------------------------
+
+
+def crowding_ratios(
+    free_float_cap: np.ndarray | pd.Series | float,
+    holdings: np.ndarray | pd.Series | float,
+    adv: np.ndarray | pd.Series | float,
+    annual_turnover: float = 30.0,
+    days_per_year: float = 242.0,
+    rho: float = 0.10,
+) -> dict[str, np.ndarray]:
+    """Holdings share, quant share of turnover and redemption-stress share (fractions).
+
+    ``HS = Q/FF``; ``TS = Q·(A/D)/ADV`` (quant books turn over A times a year, so they trade
+    Q·A/D a day); ``RS = ρ·Q/ADV`` (selling ρ of holdings in a day as a share of ADV). All three
+    inputs in the same money unit. Zero or missing denominators give NaN.
+    """
+    ff = np.asarray(free_float_cap, dtype=float)
+    q = np.asarray(holdings, dtype=float)
+    a = np.asarray(adv, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hs = np.where(ff > 0, q / ff, np.nan)
+        ts = np.where(a > 0, q * (annual_turnover / days_per_year) / a, np.nan)
+        rs = np.where(a > 0, rho * q / a, np.nan)
+    return {"holdings_share": hs, "turnover_share": ts, "redemption_share": rs}
+
+
+# ---------------------------------------------------------------------------------------------
+# index weights carried forward
+# ---------------------------------------------------------------------------------------------
+
+
+def carry_forward_weights(
+    index_weights: pd.DataFrame, days: Sequence, index_codes: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Index weights in force on each of ``days``: the latest rebalance on or before the day.
+
+    index_weights: index_code, con_code, trade_date (rebalance day), weight (fraction).
+    Returns trade_date, index_code, con_code, weight (as published; renormalise downstream),
+    rebalance_date. Days before an index's first rebalance get no rows.
+    """
+    cols = ["trade_date", "index_code", "con_code", "weight", "rebalance_date"]
+    iw = index_weights.copy()
+    if index_codes is not None:
+        iw = iw[iw["index_code"].isin(list(index_codes))]
+    if iw.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, ["datetime64[ns]", "str", "str", "float", "datetime64[ns]"], strict=True)})
+    iw["trade_date"] = pd.to_datetime(iw["trade_date"]).astype("datetime64[ns]")
+    day_frame = pd.DataFrame({"trade_date": pd.to_datetime(pd.Index(days)).astype("datetime64[ns]")}).drop_duplicates()
+    day_frame = day_frame.sort_values("trade_date")
+    out = []
+    for code, g in iw.groupby("index_code", sort=True):
+        reb = pd.DataFrame({"rebalance_date": np.sort(g["trade_date"].unique())})
+        m = pd.merge_asof(day_frame, reb, left_on="trade_date", right_on="rebalance_date", direction="backward")
+        m = m.dropna(subset=["rebalance_date"])
+        if m.empty:
+            continue
+        w = g.rename(columns={"trade_date": "rebalance_date"})[["rebalance_date", "con_code", "weight"]]
+        j = m.merge(w, on="rebalance_date", how="inner")
+        j["index_code"] = code
+        out.append(j[cols])
+    if not out:
+        return carry_forward_weights(index_weights.iloc[0:0], days)
+    return pd.concat(out, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# holdings
+# ---------------------------------------------------------------------------------------------
+
+
+def _benchmark_weight(universe: pd.DataFrame, cw: pd.DataFrame, index_code: str, tau: float, beta: float) -> np.ndarray:
+    """Sleeve weight on one benchmark for every universe row (sums to 1 per day)."""
+    u = universe[["trade_date", "ts_code", "free_float_mv"]]
+    w = cw.loc[cw["index_code"] == index_code, ["trade_date", "con_code", "weight"]].rename(columns={"con_code": "ts_code"})
+    m = u.merge(w, on=["trade_date", "ts_code"], how="left")  # keeps universe order
+    day = m["trade_date"].to_numpy()
+    wb = m["weight"].to_numpy(dtype=float)
+    is_con = ~np.isnan(wb) & (wb > 0)
+    wb = np.where(is_con, wb, 0.0)
+    ff = m["free_float_mv"].to_numpy(dtype=float)
+    tilt = np.where(~is_con & np.isfinite(ff) & (ff > 0), np.power(np.where(ff > 0, ff, 1.0), beta), 0.0)
+    codes, inv = np.unique(day, return_inverse=True)
+    sw = np.bincount(inv, weights=wb, minlength=len(codes))
+    st = np.bincount(inv, weights=tilt, minlength=len(codes))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wn = np.where(sw[inv] > 0, wb / sw[inv], 0.0)
+        un = np.where(st[inv] > 0, tilt / st[inv], 0.0)
+    has_w = sw[inv] > 0
+    has_u = st[inv] > 0
+    # (1 - τ) w + τ u; if one part is empty on a day the other takes the whole sleeve
+    t = np.where(has_w & has_u, tau, np.where(has_u, 1.0, 0.0))
+    return (1.0 - t) * wn + t * un
+
+
+def estimate_quant_holdings(
+    universe: pd.DataFrame,
+    index_weights: pd.DataFrame,
+    params: HoldingsParams = HoldingsParams(),
+    product_holdings: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per stock-day quant holdings (CNY) by sleeve (METHODS §7).
+
+    universe: trade_date, ts_code, free_float_mv (CNY; NaN for suspended), optionally close.
+    index_weights: staging.stg_index_weight rows (index_code, con_code, trade_date, weight).
+    product_holdings: optional trade_date, ts_code, holdings (CNY) from a product-holdings feed;
+    where present it replaces the estimated total (sleeve columns are scaled to match).
+
+    Returns trade_date, ts_code, free_float_mv, hold_<sleeve> for each sleeve, holdings (CNY),
+    holdings_share (holdings / free_float_mv), source ('estimate'|'product_feed').
+    Each sleeve's column sums to its gross_cny on every day that has a universe.
+    """
+    u = universe.copy()
+    u["trade_date"] = pd.to_datetime(u["trade_date"]).astype("datetime64[ns]")
+    u = u.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+    sleeves = params.sleeves()
+    codes = sorted({b for s in sleeves for b, _ in s.benchmarks})
+    cw = carry_forward_weights(index_weights, u["trade_date"].unique(), codes)
+    bench_w = {b: _benchmark_weight(u, cw, b, params.tau, params.beta) for b in codes}
+    out = u[["trade_date", "ts_code", "free_float_mv"]].copy()
+    total = np.zeros(len(u))
+    for s in sleeves:
+        w = sum(mix * bench_w[b] for b, mix in s.benchmarks)
+        col = s.gross_cny * np.asarray(w, dtype=float)
+        out[f"hold_{s.name}"] = col
+        total += col
+    out["holdings"] = total
+    out["source"] = "estimate"
+    if product_holdings is not None and len(product_holdings):
+        ph = product_holdings[["trade_date", "ts_code", "holdings"]].copy()
+        ph["trade_date"] = pd.to_datetime(ph["trade_date"]).astype("datetime64[ns]")
+        ph = ph.groupby(["trade_date", "ts_code"], as_index=False)["holdings"].sum().rename(columns={"holdings": "_ph"})
+        out = out.merge(ph, on=["trade_date", "ts_code"], how="left")
+        hit = out["_ph"].notna().to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(hit & (total > 0), out["_ph"].to_numpy() / np.where(total > 0, total, 1.0), 1.0)
+        for s in sleeves:
+            c = f"hold_{s.name}"
+            out[c] = out[c].to_numpy() * scale
+        out.loc[hit, "holdings"] = out.loc[hit, "_ph"]
+        out.loc[hit, "source"] = "product_feed"
+        out = out.drop(columns="_ph")
+    ff = out["free_float_mv"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["holdings_share"] = np.where(ff > 0, out["holdings"].to_numpy() / ff, np.nan)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# rolling liquidity inputs
+# ---------------------------------------------------------------------------------------------
+
+
+def rolling_stock_stat(
+    panel: pd.DataFrame, value: str, window: int, min_periods: int, how: str = "mean"
+) -> pd.DataFrame:
+    """Per-stock rolling mean or std of ``value`` over the last ``window`` trading days (inclusive).
+
+    panel: trade_date, ts_code, value (NaN on suspended days: skipped, not zero).
+    Returns trade_date, ts_code, <value>_<how><window>. Vectorised through a dates x stocks pivot.
+    """
+    wide = panel.pivot_table(index="trade_date", columns="ts_code", values=value, aggfunc="last", dropna=False)
+    wide = wide.sort_index()
+    roll = wide.rolling(window, min_periods=min_periods)
+    res = roll.mean() if how == "mean" else roll.std(ddof=1)
+    name = f"{value}_{how}{window}"
+    long = res.stack(future_stack=True).rename(name).reset_index()
+    long = long.dropna(subset=[name])
+    long.columns = ["trade_date", "ts_code", name]
+    return long
+
+
+def adv_and_sigma(
+    panel: pd.DataFrame, adv_window: int = 20, adv_min_periods: int = 5, sigma_window: int = 60, sigma_min_periods: int = 20
+) -> pd.DataFrame:
+    """ADV (CNY and shares) and daily volatility per stock-day from a stock panel with lookback.
+
+    panel: trade_date, ts_code, amount (CNY), vol (shares), ret (fraction).
+    Returns trade_date, ts_code, adv_cny, adv_shares, sigma_d.
+    """
+    p = panel[["trade_date", "ts_code", "amount", "vol", "ret"]].copy()
+    p["trade_date"] = pd.to_datetime(p["trade_date"]).astype("datetime64[ns]")
+    for c in ("amount", "vol", "ret"):
+        p[c] = pd.to_numeric(p[c], errors="coerce").astype(float)
+    a = rolling_stock_stat(p, "amount", adv_window, adv_min_periods).rename(columns={f"amount_mean{adv_window}": "adv_cny"})
+    v = rolling_stock_stat(p, "vol", adv_window, adv_min_periods).rename(columns={f"vol_mean{adv_window}": "adv_shares"})
+    s = rolling_stock_stat(p, "ret", sigma_window, sigma_min_periods, how="std").rename(
+        columns={f"ret_std{sigma_window}": "sigma_d"}
+    )
+    return a.merge(v, on=["trade_date", "ts_code"], how="outer").merge(s, on=["trade_date", "ts_code"], how="outer")
+
+
+# ---------------------------------------------------------------------------------------------
+# buckets
+# ---------------------------------------------------------------------------------------------
+
+
+def assign_buckets(
+    universe: pd.DataFrame,
+    index_weights: pd.DataFrame,
+    params: CrowdingParams = CrowdingParams(),
+) -> pd.DataFrame:
+    """Bucket memberships per stock-day (long format: one row per stock, day and bucket).
+
+    universe: trade_date, ts_code, total_mv, is_suspended (optional).
+    bucket_type / bucket:
+      'index' / index code      constituents in force (index weights carried forward);
+      'cap_decile' / 'D01'..    deciles of total cap among the day's traded stocks, D01 smallest;
+      'micro' / 'micro_cap'     the smallest ``micro_n`` (or ``micro_fraction``) traded stocks by total cap;
+      'user' / list name        ``params.user_lists``;
+      'all' / 'market'          every stock of the universe.
+    """
+    u = universe[["trade_date", "ts_code", "total_mv"] + (["is_suspended"] if "is_suspended" in universe else [])].copy()
+    u["trade_date"] = pd.to_datetime(u["trade_date"]).astype("datetime64[ns]")
+    parts = [u[["trade_date", "ts_code"]].assign(bucket_type="all", bucket="market")]
+    cw = carry_forward_weights(index_weights, u["trade_date"].unique(), params.index_codes)
+    if len(cw):
+        mem = cw.loc[cw["weight"] > 0, ["trade_date", "con_code", "index_code"]].rename(
+            columns={"con_code": "ts_code", "index_code": "bucket"}
+        )
+        mem = mem.merge(u[["trade_date", "ts_code"]], on=["trade_date", "ts_code"], how="inner")
+        parts.append(mem.assign(bucket_type="index")[["trade_date", "ts_code", "bucket_type", "bucket"]])
+    traded = u["total_mv"].notna() & (u["total_mv"] > 0)
+    if "is_suspended" in u:
+        traded &= ~u["is_suspended"].fillna(False).astype(bool)
+    t = u.loc[traded, ["trade_date", "ts_code", "total_mv"]].copy()
+    if len(t):
+        g = t.groupby("trade_date")["total_mv"]
+        pct = g.rank(method="first", pct=True).to_numpy()
+        dec = np.clip(np.ceil(pct * params.n_deciles), 1, params.n_deciles).astype(int)
+        parts.append(
+            t[["trade_date", "ts_code"]].assign(bucket_type="cap_decile", bucket=[f"D{d:02d}" for d in dec])
+        )
+        rank = g.rank(method="first").to_numpy()
+        n_day = g.transform("size").to_numpy()
+        k = np.full(len(t), params.micro_n) if params.micro_n else np.maximum(1, np.round(params.micro_fraction * n_day))
+        micro = rank <= k
+        parts.append(t.loc[micro, ["trade_date", "ts_code"]].assign(bucket_type="micro", bucket="micro_cap"))
+    for name, codes in params.user_lists.items():
+        sel = u["ts_code"].isin(list(codes))
+        parts.append(u.loc[sel, ["trade_date", "ts_code"]].assign(bucket_type="user", bucket=name))
+    out = pd.concat(parts, ignore_index=True)
+    out["bucket_type"] = out["bucket_type"].astype(str)
+    out["bucket"] = out["bucket"].astype(str)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# crowding table
+# ---------------------------------------------------------------------------------------------
+
+BUCKET_ORDER = {"micro": 0, "index": 1, "cap_decile": 2, "user": 3, "all": 4, "stock": 5}
+
+
+def crowding_table(
+    stock: pd.DataFrame, buckets: pd.DataFrame, params: CrowdingParams = CrowdingParams()
+) -> pd.DataFrame:
+    """Table 2 per bucket and per stock, per day.
+
+    stock: trade_date, ts_code, free_float_mv, holdings (CNY), adv_cny (CNY/day).
+    buckets: output of :func:`assign_buckets`.
+    Returns trade_date, bucket_type, bucket ('stock' rows: bucket = ts_code), n_stocks,
+    free_float_mv, holdings, adv_cny, holdings_share, turnover_share, redemption_share.
+    Bucket sums skip missing values (a suspended stock adds its holdings but no cap/ADV; such
+    stocks are counted in ``n_missing``).
+    """
+    s = stock[["trade_date", "ts_code", "free_float_mv", "holdings", "adv_cny"]].copy()
+    s["trade_date"] = pd.to_datetime(s["trade_date"]).astype("datetime64[ns]")
+    m = buckets.merge(s, on=["trade_date", "ts_code"], how="inner")
+    m["_missing"] = (m["free_float_mv"].isna() | m["adv_cny"].isna()).astype(int)
+    agg = m.groupby(["trade_date", "bucket_type", "bucket"], as_index=False, sort=False).agg(
+        n_stocks=("ts_code", "size"),
+        n_missing=("_missing", "sum"),
+        free_float_mv=("free_float_mv", "sum"),
+        holdings=("holdings", "sum"),
+        adv_cny=("adv_cny", "sum"),
+    )
+    per = s.assign(bucket_type="stock", bucket=s["ts_code"], n_stocks=1)
+    per["n_missing"] = (per["free_float_mv"].isna() | per["adv_cny"].isna()).astype(int)
+    per = per[agg.columns]
+    out = pd.concat([agg, per], ignore_index=True)
+    r = crowding_ratios(
+        out["free_float_mv"], out["holdings"], out["adv_cny"], params.annual_turnover, params.days_per_year, params.rho
+    )
+    for k, v in r.items():
+        out[k] = v
+    out["_o"] = out["bucket_type"].map(BUCKET_ORDER).fillna(9)
+    out = out.sort_values(["trade_date", "_o", "bucket"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    out["n_stocks"] = out["n_stocks"].astype("int64")
+    out["n_missing"] = out["n_missing"].astype("int64")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# days to liquidate
+# ---------------------------------------------------------------------------------------------
+
+
+def days_to_liquidate(
+    stock: pd.DataFrame,
+    buckets: pd.DataFrame,
+    participations: Sequence[float] = (0.10, 0.20),
+    thresholds: Sequence[float] = (1.0, 3.0, 5.0),
+) -> pd.DataFrame:
+    """Days to liquidate quant holdings at participation p of ADV (METHODS §8; ESMA 2020).
+
+    ``DTL_n = Q_n / (p · ADV_n)``. Bucket DTL = holdings-weighted mean of member DTLs;
+    ``share_gt_<k>d`` = share of the bucket's holdings (CNY) whose stock needs more than k days.
+    Stocks without ADV (suspended too long, new listings) are left out of bucket figures
+    (``holdings_no_adv`` reports their CNY). Per-stock rows (bucket_type 'stock') have share
+    columns of 0/1.
+
+    stock: trade_date, ts_code, holdings (CNY), adv_cny. Returns one row per
+    (trade_date, bucket_type, bucket, participation).
+    """
+    s = stock[["trade_date", "ts_code", "holdings", "adv_cny"]].copy()
+    s["trade_date"] = pd.to_datetime(s["trade_date"]).astype("datetime64[ns]")
+    stock_b = s[["trade_date", "ts_code"]].assign(bucket_type="stock", bucket=s["ts_code"])
+    allb = pd.concat([buckets[["trade_date", "ts_code", "bucket_type", "bucket"]], stock_b], ignore_index=True)
+    m = allb.merge(s, on=["trade_date", "ts_code"], how="inner")
+    q = m["holdings"].to_numpy(dtype=float)
+    adv = m["adv_cny"].to_numpy(dtype=float)
+    ok = np.isfinite(adv) & (adv > 0) & np.isfinite(q)
+    frames = []
+    for p in participations:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dtl = np.where(ok, q / (p * np.where(ok, adv, 1.0)), np.nan)
+        f = m[["trade_date", "bucket_type", "bucket"]].copy()
+        qo = np.where(ok, q, 0.0)
+        f["holdings"] = qo
+        f["holdings_no_adv"] = np.where(ok, 0.0, np.nan_to_num(q))
+        f["_qd"] = np.where(ok, q * dtl, 0.0)
+        f["n_stocks"] = 1
+        for k in thresholds:
+            f[f"_gt{k:g}"] = np.where(ok & (dtl > k), q, 0.0)
+        g = f.groupby(["trade_date", "bucket_type", "bucket"], as_index=False, sort=False).sum(numeric_only=True)
+        hq = g["holdings"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g["dtl_days"] = np.where(hq > 0, g["_qd"].to_numpy() / hq, np.nan)
+            for k in thresholds:
+                g[f"share_gt_{k:g}d"] = np.where(hq > 0, g[f"_gt{k:g}"].to_numpy() / hq, np.nan)
+        g["participation"] = float(p)
+        g = g.drop(columns=["_qd"] + [f"_gt{k:g}" for k in thresholds])
+        frames.append(g)
+    out = pd.concat(frames, ignore_index=True)
+    cols = ["trade_date", "bucket_type", "bucket", "participation", "n_stocks", "holdings", "holdings_no_adv", "dtl_days"]
+    cols += [f"share_gt_{k:g}d" for k in thresholds]
+    out["_o"] = out["bucket_type"].map(BUCKET_ORDER).fillna(9)
+    out = out.sort_values(["trade_date", "participation", "_o", "bucket"], kind="stable").drop(columns="_o")
+    out["n_stocks"] = out["n_stocks"].astype("int64")
+    return out[cols].reset_index(drop=True)
+
+
+__all__ = [
+    "CrowdingParams",
+    "HoldingsParams",
+    "Sleeve",
+    "adv_and_sigma",
+    "assign_buckets",
+    "carry_forward_weights",
+    "crowding_ratios",
+    "crowding_table",
+    "days_to_liquidate",
+    "estimate_quant_holdings",
+]
