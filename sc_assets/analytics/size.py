@@ -1,0 +1,469 @@
+"""Size factor model: Barra-style LNCAP / NLSIZE exposures, factor returns, size portfolios.
+
+All functions take *long* panels (one row per stock-day, ``trade_date`` + ``ts_code``) in the
+marts contract's units: caps in CNY, returns as simple daily fractions. Every cross-sectional
+statistic is computed for all days at once with ``np.bincount`` over integer day codes (no
+per-day Python loop).
+
+Conventions (METHODS.md §2–3; references: Menchero, Orr, Wang (2011) *The Barra US Equity Model
+(USE4) Methodology Notes*; MSCI Barra *China Equity Model (CNE5) Descriptor Details* (2012)):
+
+* **Estimation universe of day t**: listed stocks with a positive total cap on t, not suspended
+  on t, listed for at least ``min_days_listed`` sessions (default 60).
+* **Standardization**: ``z = (x - sum_n w_n x_n) / std_eq(x)`` with cap weights ``w = cap / sum cap``
+  for the mean and the *equal-weighted population* standard deviation (ddof = 0) — the cap-weighted
+  market has zero exposure, exposures have unit cross-sectional spread.
+* **size** (LNCAP): ``ln(total_mv)`` standardized, clipped at ``±winsor`` (3), standardized again.
+* **nlsize**: ``size**3`` regressed on ``size`` (WLS with intercept, weights sqrt(cap)); the residual
+  is standardized, clipped at ``±winsor`` and standardized again (METHODS says "winsorize and
+  standardize"; the residual is standardized first so that ±3 means ±3 standard deviations, as
+  in CNE5). Shape: the cube minus its linear projection is N-shaped in size. Because the mean
+  is cap-weighted, most stocks have negative size; micro caps (far below the mean) get strongly
+  *negative* NLSIZE, mid caps (|size| below ~sqrt(beta)) positive, the largest caps positive. A
+  positive NLSIZE return therefore means mid caps beat micro caps (and giants beat the linear
+  size line) — the wave-2 swing of 2024-02-05..07 (METHODS §9). METHODS §2 describes it loosely
+  as "large for the two ends"; the formula, which we follow, gives the signs above.
+* **Factor returns** of day t use the exposures and caps of the previous session t-1 with the
+  returns of t (:func:`factor_returns`), see :mod:`sc_assets.analytics.regression`.
+* **Size deciles** of day t: the universe of t-1 (stocks with exposures on t-1) ranked by total cap
+  on t-1, decile 1 = smallest, with a return on t; equal-weighted and cap-weighted (cap of t-1)
+  returns. Locked stocks stay in (their return is real); suspended stocks drop out (no return).
+* **SMB**: mean of the decile returns of deciles 1–3 minus mean of deciles 8–10, separately for
+  the equal- and the cap-weighted decile returns (Fama–French-style average of portfolios; the
+  study compares the smallest against the largest stocks — we use three deciles per leg to
+  smooth decile noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from sc_assets.analytics.regression import constrained_wls
+
+STYLE_FACTORS = ("size", "nlsize")
+
+
+@dataclass(frozen=True)
+class SizeParams:
+    """Defaults of the size factor model (METHODS.md §2–3). All are asset-config overridable.
+
+    min_days_listed: sessions since listing (1 on the listing day) required for the estimation
+        universe (Barra practice excludes recent IPOs; 60 as in METHODS §2).
+    winsor: clip level of standardized exposures (±3, METHODS §2 step 3).
+    n_deciles: number of size portfolios (10).
+    smb_small / smb_big: deciles of the small and big legs of SMB (1–3 vs 8–10, METHODS §3).
+    """
+
+    min_days_listed: int = 60
+    winsor: float = 3.0
+    n_deciles: int = 10
+    smb_small: tuple[int, ...] = (1, 2, 3)
+    smb_big: tuple[int, ...] = (8, 9, 10)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+# ---- cross-sectional primitives (vectorised over days via group codes) ----------------------
+
+
+def _sum(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(codes, weights=values, minlength=n)[:n]
+
+
+def standardize(x: np.ndarray, cap: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Barra standardization within each group (day): cap-weighted mean 0, equal-weighted std 1.
+
+    ``x`` and ``cap`` (CNY, > 0) are aligned long arrays; ``codes`` in ``[0, n_groups)``.
+    Population std (ddof = 0). A group with no spread (std <= 1e-12 (1 + |mean|)) gives NaN.
+    """
+    x = np.asarray(x, dtype=float)
+    cap = np.asarray(cap, dtype=float)
+    n = _sum(codes, np.ones_like(x), n_groups)
+    mean_cw = _sum(codes, cap * x, n_groups) / _sum(codes, cap, n_groups)
+    mean_eq = _sum(codes, x, n_groups) / n
+    var = _sum(codes, (x - mean_eq[codes]) ** 2, n_groups) / n
+    std = np.sqrt(var)
+    # no spread (up to rounding): nothing to standardize
+    degenerate = ~(std > 1e-12 * (1.0 + np.abs(mean_eq)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x - mean_cw[codes]) / np.where(degenerate, np.nan, std)[codes]
+
+
+def winsorize(z: np.ndarray, limit: float = 3.0) -> np.ndarray:
+    """Clip standardized values at ``±limit`` (METHODS §2 step 3)."""
+    return np.clip(z, -limit, limit)
+
+
+def winsorized_standardize(
+    x: np.ndarray, cap: np.ndarray, codes: np.ndarray, n_groups: int, limit: float = 3.0
+) -> np.ndarray:
+    """Standardize, clip at ±limit, standardize again (METHODS §2 steps 2–3)."""
+    return standardize(winsorize(standardize(x, cap, codes, n_groups), limit), cap, codes, n_groups)
+
+
+def weighted_residual(
+    y: np.ndarray, x: np.ndarray, w: np.ndarray, codes: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """Residual of the per-group WLS ``y = a + b x`` with weights ``w`` (closed form)."""
+    sw = _sum(codes, w, n_groups)
+    xm = _sum(codes, w * x, n_groups) / sw
+    ym = _sum(codes, w * y, n_groups) / sw
+    xc = x - xm[codes]
+    yc = y - ym[codes]
+    sxx = _sum(codes, w * xc * xc, n_groups)
+    sxy = _sum(codes, w * xc * yc, n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = sxy / sxx
+    return yc - beta[codes] * xc
+
+
+# ---- exposures ---------------------------------------------------------------------------------
+
+
+def estimation_universe(panel: pd.DataFrame, params: SizeParams = SizeParams()) -> pd.Series:
+    """Boolean mask of rows in the estimation universe (see module docstring)."""
+    cap = pd.to_numeric(panel["total_mv"], errors="coerce")
+    susp = panel["is_suspended"].fillna(False).astype(bool) if "is_suspended" in panel else False
+    listed = pd.to_numeric(panel["days_listed"], errors="coerce").fillna(0) >= params.min_days_listed
+    return (cap > 0) & np.isfinite(cap) & ~susp & listed
+
+
+def size_exposures(panel: pd.DataFrame, params: SizeParams = SizeParams()) -> pd.DataFrame:
+    """LNCAP and NLSIZE exposures for every day of ``panel``.
+
+    ``panel`` columns: trade_date, ts_code, industry, total_mv (CNY), days_listed, is_suspended.
+    Returns one row per stock-day of the estimation universe:
+    trade_date, ts_code, industry, total_mv (CNY), lncap (ln CNY), size, nlsize (standardized,
+    unitless), sorted by trade_date, ts_code.
+    """
+    cols = ["trade_date", "ts_code", "industry", "total_mv"]
+    df = panel.loc[estimation_universe(panel, params), cols].copy()
+    df["total_mv"] = df["total_mv"].astype(float)
+    df = df.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+    codes, uniq = pd.factorize(df["trade_date"], sort=True)
+    T = len(uniq)
+    cap = df["total_mv"].to_numpy()
+    lncap = np.log(cap)
+    size = winsorized_standardize(lncap, cap, codes, T, params.winsor)
+    resid = weighted_residual(size**3, size, np.sqrt(cap), codes, T)
+    nlsize = winsorized_standardize(resid, cap, codes, T, params.winsor)
+    df["lncap"] = lncap
+    df["size"] = size
+    df["nlsize"] = nlsize
+    return df
+
+
+# ---- regression inputs: exposures of t-1 with returns of t --------------------------------------
+
+EXCLUSION_REASONS = ("suspended", "locked", "listing_day", "no_exposure_t_minus_1", "no_return", "no_industry")
+
+
+def align_previous_exposures(
+    panel: pd.DataFrame, exposures: pd.DataFrame, previous_day: dict
+) -> pd.DataFrame:
+    """Join each stock-day of ``panel`` (day t) to its exposures of the previous session.
+
+    ``previous_day`` maps each trade_date of ``panel`` to the previous session's trade_date (the
+    caller uses the exchange calendar). Returns the panel rows with columns
+    ``prev_date, industry_prev, total_mv_prev, size, nlsize`` added (NaN when no exposure on t-1)
+    and an ``exclusion`` column (None when the row enters the regression; otherwise the first of
+    :data:`EXCLUSION_REASONS` that applies). Industry and cap are those of t-1.
+    """
+    p = panel[["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]].copy()
+    p["trade_date"] = pd.to_datetime(p["trade_date"])
+    prev = {pd.Timestamp(k): pd.Timestamp(v) for k, v in previous_day.items()}
+    p["prev_date"] = p["trade_date"].map(prev)
+    e = exposures[["trade_date", "ts_code", "industry", "total_mv", "size", "nlsize"]].rename(
+        columns={"trade_date": "prev_date", "industry": "industry_prev", "total_mv": "total_mv_prev"}
+    )
+    e["prev_date"] = pd.to_datetime(e["prev_date"])
+    out = p.merge(e, on=["prev_date", "ts_code"], how="left", validate="one_to_one")
+    ret = pd.to_numeric(out["ret"], errors="coerce")
+    reasons = [
+        ("suspended", out["is_suspended"].fillna(False).astype(bool)),
+        ("locked", out["is_locked"].fillna(False).astype(bool)),
+        ("listing_day", pd.to_numeric(out["days_listed"], errors="coerce").fillna(0) <= 1),
+        ("no_exposure_t_minus_1", out["size"].isna() | out["nlsize"].isna()),
+        ("no_return", ret.isna()),
+        ("no_industry", out["industry_prev"].isna()),
+    ]
+    excl = pd.Series(pd.NA, index=out.index, dtype="string")
+    for name, mask in reasons:
+        excl = excl.mask(excl.isna() & mask.to_numpy(), name)
+    out["exclusion"] = excl
+    return out
+
+
+def factor_returns(
+    aligned: pd.DataFrame, industries: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Constrained WLS factor returns from :func:`align_previous_exposures` output.
+
+    Weights sqrt(cap_{t-1}); constraint: cap_{t-1}-weighted industry returns sum to zero.
+    Returns ``(long, daily)``:
+
+    * ``long``: trade_date, factor, factor_type ('country'|'industry'|'style'), ret (daily
+      fraction), std_error, t_stat — one row per day and estimated factor (industries absent
+      that day are omitted). Factor names: 'country', the SW industry names, 'size', 'nlsize'.
+    * ``daily``: trade_date, r2 (sqrt-cap weighted), n_stocks, resid_vol (daily fraction: the
+      sqrt-cap-weighted RMS residual with a dof correction, ``sqrt(N sum v u^2 / (N - p))`` with
+      ``sum v = 1``, i.e. sqrt(N sigma^2) of METHODS §3), n_excluded_<reason> (rows of day t left
+      out, first applicable reason in :data:`EXCLUSION_REASONS` order). Days without any
+      regression (e.g. no exposures of t-1) have n_stocks 0 and NaN statistics.
+    """
+    days = pd.DatetimeIndex(sorted(pd.to_datetime(aligned["trade_date"]).unique()))
+    use = aligned[aligned["exclusion"].isna()]
+    if industries is None:
+        industries = sorted(use["industry_prev"].dropna().unique().tolist())
+    ind_index = {name: i for i, name in enumerate(industries)}
+    day_codes = days.get_indexer(pd.to_datetime(use["trade_date"]))
+    ind_codes = use["industry_prev"].map(ind_index).fillna(-1).astype(np.int64).to_numpy()
+    cap = use["total_mv_prev"].to_numpy(dtype=float)
+    res = constrained_wls(
+        day=day_codes,
+        industry=ind_codes,
+        styles=use[list(STYLE_FACTORS)].to_numpy(dtype=float),
+        ret=use["ret"].to_numpy(dtype=float),
+        reg_weight=np.sqrt(cap),
+        constraint_cap=cap,
+        n_days=len(days),
+        n_industries=len(industries),
+    )
+    names = ["country", *industries, *STYLE_FACTORS]
+    types = ["country"] + ["industry"] * len(industries) + ["style"] * len(STYLE_FACTORS)
+    T, P = res.factor_returns.shape
+    long = pd.DataFrame(
+        {
+            "trade_date": np.repeat(days.to_numpy(), P),
+            "factor": np.tile(np.array(names, dtype=object), T),
+            "factor_type": np.tile(np.array(types, dtype=object), T),
+            "ret": res.factor_returns.ravel(),
+            "std_error": res.std_errors.ravel(),
+            "t_stat": res.t_stats.ravel(),
+        }
+    )
+    long = long[long["ret"].notna()].reset_index(drop=True)
+    long["factor"] = long["factor"].astype("string")
+    long["factor_type"] = long["factor_type"].astype("string")
+    daily = pd.DataFrame(
+        {
+            "trade_date": days,
+            "r2": res.r2,
+            "n_stocks": res.n_obs,
+            "resid_vol": np.sqrt(res.sigma2 * res.n_obs),
+        }
+    )
+    counts = (
+        aligned.assign(trade_date=pd.to_datetime(aligned["trade_date"]))
+        .groupby(["trade_date", "exclusion"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(index=days, columns=list(EXCLUSION_REASONS), fill_value=0)
+    )
+    for reason in EXCLUSION_REASONS:
+        daily[f"n_excluded_{reason}"] = counts[reason].to_numpy().astype(np.int64)
+    return long, daily
+
+
+# ---- size portfolios ----------------------------------------------------------------------------
+
+
+def size_deciles(aligned: pd.DataFrame, n_deciles: int = 10) -> pd.DataFrame:
+    """Decile portfolio returns of day t, deciles by total cap of t-1 (decile 1 = smallest).
+
+    ``aligned`` from :func:`align_previous_exposures` (uses rows with an exposure on t-1 and a
+    return on t, whether or not locked). Returns trade_date, decile (1..n), ret_ew, ret_cw (cap
+    weights of t-1), n_stocks, cap_min, cap_max (CNY, at t-1).
+    """
+    a = aligned[aligned["size"].notna() & aligned["ret"].notna() & (aligned["total_mv_prev"] > 0)]
+    a = a[["trade_date", "ts_code", "ret", "total_mv_prev"]].copy()
+    a["trade_date"] = pd.to_datetime(a["trade_date"])
+    rank = a.groupby("trade_date")["total_mv_prev"].rank(method="first")
+    n = a.groupby("trade_date")["total_mv_prev"].transform("size")
+    a["decile"] = np.ceil(rank * n_deciles / n).astype(np.int64)
+    a["wret"] = a["ret"] * a["total_mv_prev"]
+    g = a.groupby(["trade_date", "decile"])
+    out = g.agg(
+        ret_ew=("ret", "mean"),
+        wret=("wret", "sum"),
+        cap=("total_mv_prev", "sum"),
+        n_stocks=("ret", "size"),
+        cap_min=("total_mv_prev", "min"),
+        cap_max=("total_mv_prev", "max"),
+    ).reset_index()
+    out["ret_cw"] = out["wret"] / out["cap"]
+    out["n_stocks"] = out["n_stocks"].astype(np.int64)
+    return out[["trade_date", "decile", "ret_ew", "ret_cw", "n_stocks", "cap_min", "cap_max"]]
+
+
+def smb(deciles: pd.DataFrame, params: SizeParams = SizeParams()) -> pd.DataFrame:
+    """SMB per day from :func:`size_deciles`: mean(deciles small) - mean(deciles big), EW and CW.
+
+    Returns trade_date, small_ew, big_ew, smb_ew, small_cw, big_cw, smb_cw (daily fractions).
+    A day missing any of the legs' deciles gives NaN for that leg.
+    """
+    d = deciles.copy()
+    d["trade_date"] = pd.to_datetime(d["trade_date"])
+    out = pd.DataFrame(index=pd.DatetimeIndex(sorted(d["trade_date"].unique()), name="trade_date"))
+    for flavour in ("ew", "cw"):
+        wide = d.pivot(index="trade_date", columns="decile", values=f"ret_{flavour}").reindex(out.index)
+        small = wide.reindex(columns=list(params.smb_small)).mean(axis=1, skipna=False)
+        big = wide.reindex(columns=list(params.smb_big)).mean(axis=1, skipna=False)
+        out[f"small_{flavour}"] = small
+        out[f"big_{flavour}"] = big
+        out[f"smb_{flavour}"] = small - big
+    return out.reset_index()
+
+
+# ---- drawdown vs size ---------------------------------------------------------------------------
+
+
+def window_returns(panel: pd.DataFrame, base_date, end_date, min_days_listed: int = 60) -> pd.DataFrame:
+    """Per-stock compounded return over (base_date, end_date] with cap at base_date.
+
+    ``panel``: trade_date, ts_code, ret, total_mv, days_listed covering base_date..end_date.
+    The window starts from the close of ``base_date`` (the last session before the window);
+    ``ret`` (close/pre_close - 1, null while suspended; a resumption day spans the suspension) is
+    compounded over the window. Universe: positive cap on base_date, listed for at least
+    ``min_days_listed`` sessions on base_date, and at least one return in the window.
+    Returns ts_code, cap_base (CNY), lncap, window_ret (fraction), n_days.
+    """
+    p = panel.copy()
+    p["trade_date"] = pd.to_datetime(p["trade_date"])
+    base_date, end_date = pd.Timestamp(base_date), pd.Timestamp(end_date)
+    base = p[p["trade_date"] == base_date]
+    base = base[
+        (pd.to_numeric(base["total_mv"], errors="coerce") > 0)
+        & (pd.to_numeric(base["days_listed"], errors="coerce").fillna(0) >= min_days_listed)
+    ]
+    win = p[(p["trade_date"] > base_date) & (p["trade_date"] <= end_date) & p["ret"].notna()]
+    win = win[win["ts_code"].isin(base["ts_code"])]
+    comp = (
+        win.assign(lr=np.log1p(win["ret"].astype(float)))
+        .groupby("ts_code")
+        .agg(lr=("lr", "sum"), n_days=("lr", "size"))
+    )
+    out = base[["ts_code", "total_mv"]].rename(columns={"total_mv": "cap_base"}).merge(
+        comp, left_on="ts_code", right_index=True, how="inner"
+    )
+    out["cap_base"] = out["cap_base"].astype(float)
+    out["lncap"] = np.log(out["cap_base"])
+    out["window_ret"] = np.expm1(out["lr"])
+    out["n_days"] = out["n_days"].astype(np.int64)
+    return out[["ts_code", "cap_base", "lncap", "window_ret", "n_days"]].reset_index(drop=True)
+
+
+def index_window_returns(index_panel: pd.DataFrame, base_date, end_date) -> pd.DataFrame:
+    """Index return over (base_date, end_date]: close(end) / close(base) - 1 per index_code.
+
+    ``index_panel``: trade_date, index_code, close. Indices without a close on both dates are
+    left out. Returns index_code, window_ret.
+    """
+    p = index_panel.copy()
+    p["trade_date"] = pd.to_datetime(p["trade_date"])
+    b = p[p["trade_date"] == pd.Timestamp(base_date)].set_index("index_code")["close"].astype(float)
+    e = p[p["trade_date"] == pd.Timestamp(end_date)].set_index("index_code")["close"].astype(float)
+    r = (e / b).dropna() - 1.0
+    return pd.DataFrame({"index_code": r.index.astype(str), "window_ret": r.to_numpy()})
+
+
+def _wls_line(y: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
+    """Slope, intercept, standard error of the slope and weighted R^2 of y = a + b x (weights w)."""
+    w = w / w.sum()
+    xm, ym = (w * x).sum(), (w * y).sum()
+    sxx = (w * (x - xm) ** 2).sum()
+    b = (w * (x - xm) * (y - ym)).sum() / sxx
+    a = ym - b * xm
+    u = y - a - b * x
+    ssr = (w * u * u).sum()
+    tss = (w * (y - ym) ** 2).sum()
+    n = len(y)
+    se = np.sqrt(ssr / (n - 2) / sxx) if n > 2 else np.nan
+    return {"slope": b, "intercept": a, "slope_se": se, "r2": 1 - ssr / tss if tss > 0 else np.nan}
+
+
+def drawdown_vs_size(
+    stock_window: pd.DataFrame, index_window: pd.DataFrame | None = None, n_deciles: int = 10
+) -> pd.DataFrame:
+    """The study's "the fall grows linearly as cap shrinks" as one table.
+
+    ``stock_window`` from :func:`window_returns`; ``index_window``: index_code, window_ret (optional).
+    Rows (``section``):
+
+    * 'decile': group = '1'..'10' (caps at the window start, 1 = smallest): n_stocks, cap_min,
+      cap_max (CNY), median_ret, ew_ret, cw_ret (cap-weighted, caps at the start).
+    * 'index': group = index code: index_ret, the index's return over the same window (close of
+      the end date / close of the base date - 1).
+    * 'regression': group = 'wls' (weights sqrt(cap), as the factor model) and 'ols': window return
+      on ln(cap in CNY): slope (return per unit of ln cap; positive = smaller caps fell more),
+      intercept, slope_se, r2, n_stocks.
+    """
+    s = stock_window.copy()
+    rank = s["cap_base"].rank(method="first")
+    s["decile"] = np.ceil(rank * n_deciles / len(s)).astype(np.int64)
+    s["wret"] = s["window_ret"] * s["cap_base"]
+    dec = (
+        s.groupby("decile")
+        .agg(
+            n_stocks=("window_ret", "size"),
+            cap_min=("cap_base", "min"),
+            cap_max=("cap_base", "max"),
+            median_ret=("window_ret", "median"),
+            ew_ret=("window_ret", "mean"),
+            wret=("wret", "sum"),
+            cap=("cap_base", "sum"),
+        )
+        .reset_index()
+    )
+    dec["cw_ret"] = dec["wret"] / dec["cap"]
+    dec = dec.assign(section="decile", group=dec["decile"].astype(str)).drop(columns=["wret", "cap", "decile"])
+    rows = [dec]
+    if index_window is not None and len(index_window):
+        rows.append(
+            pd.DataFrame(
+                {
+                    "section": "index",
+                    "group": index_window["index_code"].astype(str).to_numpy(),
+                    "index_ret": index_window["window_ret"].to_numpy(dtype=float),
+                }
+            )
+        )
+    y, x = s["window_ret"].to_numpy(float), s["lncap"].to_numpy(float)
+    for name, w in (("wls", np.sqrt(s["cap_base"].to_numpy(float))), ("ols", np.ones(len(s)))):
+        fit = _wls_line(y, x, w) if len(s) > 2 else {}
+        rows.append(pd.DataFrame([{"section": "regression", "group": name, "n_stocks": len(s), **fit}]))
+    out = pd.concat(rows, ignore_index=True)
+    cols = ["section", "group", "n_stocks", "cap_min", "cap_max", "median_ret", "ew_ret", "cw_ret",
+            "index_ret", "slope", "intercept", "slope_se", "r2"]
+    for c in cols:
+        if c not in out:
+            out[c] = np.nan
+    out = out[cols]
+    out["section"] = out["section"].astype("string")
+    out["group"] = out["group"].astype("string")
+    out["n_stocks"] = out["n_stocks"].astype("Int64")
+    return out
+
+
+__all__ = [
+    "EXCLUSION_REASONS",
+    "STYLE_FACTORS",
+    "SizeParams",
+    "align_previous_exposures",
+    "drawdown_vs_size",
+    "estimation_universe",
+    "factor_returns",
+    "index_window_returns",
+    "size_deciles",
+    "size_exposures",
+    "smb",
+    "standardize",
+    "weighted_residual",
+    "window_returns",
+    "winsorize",
+    "winsorized_standardize",
+]
