@@ -1,0 +1,127 @@
+"""The crash report renders every section from tables shaped like the analytics outputs, and
+degrades to notes (never an exception) when tables or columns are missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sc_assets.partitions import trading_days_between, week_end_sessions
+from sc_assets.report import ReportParams, build_report
+
+DAYS = trading_days_between("2023-07-03", "2024-03-29")
+
+
+def _tables() -> dict[tuple[str, str], pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    t = {}
+    crash = (DAYS >= "2024-01-02") & (DAYS <= "2024-02-07")
+    idx = []
+    for code, beta in (("000300.SH", 0.2), ("000905.SH", 0.6), ("000852.SH", 0.9), ("932000.CSI", 1.3)):
+        r = rng.normal(0, 0.01, len(DAYS)) - np.where(crash, 0.006 * beta, 0)
+        idx.append(pd.DataFrame({"trade_date": DAYS, "index_code": code, "close": 1000 * np.cumprod(1 + r),
+                                 "ret": r, "amount": 1e10}))
+    t["marts", "index_daily_panel"] = pd.concat(idx, ignore_index=True)
+    fut = []
+    for code in ("IC", "IM"):
+        b = -0.05 + rng.normal(0, 0.02, len(DAYS))
+        b[DAYS == "2024-01-22"] = -0.35 if code == "IM" else -0.25
+        fut.append(pd.DataFrame({"trade_date": DAYS, "ts_code": f"{code}2403.CFX", "fut_code": code,
+                                 "basis_ann": b, "is_main": True}))
+    t["marts", "futures_basis_panel"] = pd.concat(fut, ignore_index=True)
+    t["marts", "etf_flow_panel"] = pd.DataFrame({
+        "trade_date": np.repeat(DAYS, 2), "ts_code": np.tile(["510500.SH", "512100.SH"], len(DAYS)),
+        "index_code": np.tile(["000905.SH", "000852.SH"], len(DAYS)),
+        "net_inflow": rng.normal(0, 1e8, 2 * len(DAYS))})
+    t["factors", "factor_returns"] = pd.DataFrame({"trade_date": DAYS, "size": rng.normal(0, 0.005, len(DAYS)),
+                                                   "nlsize": rng.normal(0, 0.004, len(DAYS))})
+    t["factors", "drawdown_vs_size"] = pd.DataFrame({"decile": range(1, 11),
+                                                     "median_ret": np.linspace(-0.4, -0.08, 10),
+                                                     "cap_weighted_ret": np.linspace(-0.38, -0.05, 10)})
+    weeks = week_end_sessions(DAYS)
+    wr = rng.normal(0.001, 0.006, len(weeks))
+    wr[weeks == pd.Timestamp("2024-02-08")] = -0.054
+    t["drawdowns", "neutral_index"] = pd.DataFrame({"trade_date": weeks, "index": np.cumprod(1 + wr)})
+    t["drawdowns", "neutral_index_worst_weeks"] = pd.DataFrame({"week_end": weeks, "weekly_ret": wr}).nsmallest(5, "weekly_ret")
+    t["drawdowns", "excess_drawdown_table"] = pd.DataFrame({
+        "fund_id": [f"F{i}" for i in range(20)], "benchmark": ["000905.SH"] * 10 + ["000852.SH"] * 10,
+        "manager_aum_bucket": [">=10bn", "5-10bn"] * 10, "max_drawdown": -rng.uniform(0.06, 0.25, 20)})
+    t["drawdowns", "excess_correlation"] = pd.DataFrame({
+        "trade_date": np.repeat(weeks, 3), "fund_id": np.tile(["F1", "F2", "F3"], len(weeks)),
+        "corr_26w": rng.uniform(0.7, 0.95, 3 * len(weeks)), "corr_52w": rng.uniform(0.7, 0.95, 3 * len(weeks))})
+    t["crowding", "crowding_table"] = pd.DataFrame({
+        "trade_date": pd.Timestamp("2024-01-02"), "bucket": ["micro_cap", "000905.SH", "000852.SH"],
+        "ff_cap": [1.283e12, 5.75e12, 5.59e12], "holdings": [2.06e11, 1.99e11, 1.5e11],
+        "hs": [0.1607, 0.0346, 0.0268], "ts": [0.4116, 0.2108, 0.1146], "rs": [0.332, 0.17, 0.0925]})
+    t["stress", "basis_stress_events"] = pd.DataFrame({"fut_code": ["IM"], "start": [pd.Timestamp("2024-01-22")],
+                                                       "end": [pd.Timestamp("2024-01-22")], "depth": [-0.35],
+                                                       "duration": [1]})
+    t["stress", "stress_summary"] = pd.DataFrame({"metric": ["impact micro", "impact CSI1000"],
+                                                  "value": [-0.12, -0.04]})
+    return t
+
+
+def test_all_sections_render_from_complete_inputs(tmp_path):
+    tables = _tables()
+    res = build_report(lambda layer, name: tables.get((layer, name)), tmp_path, ReportParams())
+    missing = {s.key: s.note for s in res.sections if not s.ok}
+    assert missing == {}
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) == len(res.sections) == 9
+    for p in tmp_path.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5_000
+    page = res.html_path.read_text()
+    for png in pngs:
+        assert f"src='{png}'" in page
+    by_key = {s.key: s for s in res.sections}
+    # the facts are computed from the inputs, not copied: worst neutral week and the IM basis minimum
+    assert by_key["neutral_index"].facts["worst week"].startswith("2024-02-08: -5.40%")
+    assert by_key["basis"].facts["IM min annualized basis"] == "-35.00% on 2024-01-22"
+    # Table 2 rendered as percentages of the fractions given
+    crowd = by_key["crowding"].table
+    assert list(crowd["holdings share"]) == ["16.07%", "3.46%", "2.68%"]
+    # Table 1 medians per benchmark equal the pandas median of the inputs
+    per = tables["drawdowns", "excess_drawdown_table"]
+    med = per.groupby("benchmark")["max_drawdown"].median()
+    tab = by_key["excess_drawdowns"].table
+    for bench, value in med.items():
+        assert f"{100 * value:.2f}%" in set(tab.loc[tab["benchmark"] == bench, "median excess MDD"])
+    assert "Table 1" in res.markdown and "16.07%" in res.markdown
+
+
+def test_missing_tables_degrade_to_notes(tmp_path):
+    tables = _tables()
+    keep = {("marts", "index_daily_panel")}
+    res = build_report(lambda layer, name: tables.get((layer, name)) if (layer, name) in keep else None,
+                       tmp_path, ReportParams())
+    ok = [s.key for s in res.sections if s.ok]
+    assert ok == ["relative_nav"]  # computed from the index panel alone
+    assert all("missing" in (s.note or "") for s in res.sections if not s.ok)
+    assert [p.name for p in tmp_path.glob("*.png")] == ["relative_nav.png"]
+    page = res.html_path.read_text()
+    assert page.count("Not available:") == len(res.sections) - 1
+
+
+def test_renamed_column_and_broken_loader_degrade(tmp_path):
+    tables = _tables()
+    tables["crowding", "crowding_table"] = tables["crowding", "crowding_table"].rename(columns={"hs": "weird"})
+
+    def loader(layer, name):
+        if layer == "stress":
+            raise OSError("disk on fire")
+        return tables.get((layer, name))
+
+    res = build_report(loader, tmp_path, ReportParams())
+    notes = {s.key: s.note for s in res.sections}
+    assert "weird" in notes["crowding"] and "hs" in notes["crowding"]
+    assert notes["stress_summary"] is not None
+    assert notes["basis"] is None  # the events overlay is optional
+    assert notes["relative_nav"] is None
+
+
+@pytest.mark.parametrize("empty", [pd.DataFrame(), None])
+def test_empty_everything(tmp_path, empty):
+    res = build_report(lambda layer, name: empty, tmp_path, ReportParams())
+    assert not any(s.ok for s in res.sections)
+    assert res.html_path.exists() and res.markdown_path.exists()
