@@ -71,6 +71,11 @@ class HoldingsParams:
     (``hedge_csi500_share``), the DMA share of the non-index-enhancement private book
     (``dma_share_of_neutral``; DMA gross counts in the 1 trillion), public quant allocated like
     index enhancement, and constant CNY AUM over time.
+
+    ``scale_to_micro_hs`` (option, e.g. 0.1607 = the study's Table 2 small-cap 1000 row): instead
+    of constant CNY AUM, scale all sleeves each day so that holdings are that share of the
+    micro-cap bucket's free-float cap (the smallest ``micro_fraction`` of traded stocks by total
+    cap) — useful on a market whose CNY size differs from 2024 A-shares (the synthetic one).
     """
 
     private_quant_cny: float = 1.0e12
@@ -82,6 +87,8 @@ class HoldingsParams:
     hedge_csi500_share: float = 0.5
     tau: float = 0.2
     beta: float = 0.5
+    scale_to_micro_hs: float | None = None
+    micro_fraction: float = 0.2
 
     ASSUMPTIONS = (
         "dma_share_of_neutral",
@@ -231,6 +238,22 @@ def carry_forward_weights(
 # ---------------------------------------------------------------------------------------------
 
 
+def micro_mask(universe: pd.DataFrame, fraction: float = 0.2, n: int | None = None) -> pd.Series:
+    """True for the day's smallest traded stocks by total cap (``n`` of them, else ``fraction``).
+
+    universe: trade_date, total_mv, optionally is_suspended. Ranks are per day; ties by order.
+    """
+    traded = universe["total_mv"].notna() & (universe["total_mv"] > 0)
+    if "is_suspended" in universe:
+        traded &= ~universe["is_suspended"].fillna(False).astype(bool)
+    mv = universe["total_mv"].where(traded)
+    g = mv.groupby(universe["trade_date"])
+    rank = g.rank(method="first")
+    n_day = g.transform("count")
+    k = n if n else np.maximum(1, np.round(fraction * n_day))
+    return (traded & (rank <= k)).fillna(False).astype(bool)
+
+
 def _benchmark_weight(universe: pd.DataFrame, cw: pd.DataFrame, index_code: str, tau: float, beta: float) -> np.ndarray:
     """Sleeve weight on one benchmark for every universe row (sums to 1 per day)."""
     u = universe[["trade_date", "ts_code", "free_float_mv"]]
@@ -286,6 +309,20 @@ def estimate_quant_holdings(
         col = s.gross_cny * np.asarray(w, dtype=float)
         out[f"hold_{s.name}"] = col
         total += col
+    if params.scale_to_micro_hs is not None:
+        if "total_mv" not in u:
+            raise ValueError("scale_to_micro_hs needs total_mv in the universe")
+        micro = micro_mask(u, params.micro_fraction).to_numpy()
+        day_codes, inv = np.unique(u["trade_date"].to_numpy(), return_inverse=True)
+        ffv = np.nan_to_num(u["free_float_mv"].to_numpy(dtype=float))
+        q_m = np.bincount(inv, weights=np.where(micro, total, 0.0), minlength=len(day_codes))
+        ff_m = np.bincount(inv, weights=np.where(micro, ffv, 0.0), minlength=len(day_codes))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(q_m > 0, params.scale_to_micro_hs * ff_m / np.where(q_m > 0, q_m, 1.0), 1.0)
+        scale = k[inv]
+        for s_ in sleeves:
+            out[f"hold_{s_.name}"] = out[f"hold_{s_.name}"].to_numpy() * scale
+        total = total * scale
     out["holdings"] = total
     out["source"] = "estimate"
     if product_holdings is not None and len(product_holdings):
@@ -393,11 +430,8 @@ def assign_buckets(
         parts.append(
             t[["trade_date", "ts_code"]].assign(bucket_type="cap_decile", bucket=[f"D{d:02d}" for d in dec])
         )
-        rank = g.rank(method="first").to_numpy()
-        n_day = g.transform("size").to_numpy()
-        k = np.full(len(t), params.micro_n) if params.micro_n else np.maximum(1, np.round(params.micro_fraction * n_day))
-        micro = rank <= k
-        parts.append(t.loc[micro, ["trade_date", "ts_code"]].assign(bucket_type="micro", bucket="micro_cap"))
+        micro = micro_mask(u, params.micro_fraction, params.micro_n)
+        parts.append(u.loc[micro, ["trade_date", "ts_code"]].assign(bucket_type="micro", bucket="micro_cap"))
     for name, codes in params.user_lists.items():
         sel = u["ts_code"].isin(list(codes))
         parts.append(u.loc[sel, ["trade_date", "ts_code"]].assign(bucket_type="user", bucket=name))
@@ -524,4 +558,5 @@ __all__ = [
     "crowding_table",
     "days_to_liquidate",
     "estimate_quant_holdings",
+    "micro_mask",
 ]

@@ -179,3 +179,14 @@ def test_days_to_liquidate_weighted_mean_and_shares():
     assert r["holdings_no_adv"] == pytest.approx(5.0)
     s = out[(out["bucket_type"] == "stock") & (out["bucket"] == "c")].iloc[0]
     assert s["dtl_days"] == pytest.approx(15.0)
+
+
+def test_scale_to_micro_holdings_share():
+    u, iw, codes, order = _market()
+    p = HoldingsParams(scale_to_micro_hs=0.1607, micro_fraction=0.25)
+    h = estimate_quant_holdings(u, iw, p)
+    b = assign_buckets(u, iw, CrowdingParams(micro_fraction=0.25))
+    micro = b[b["bucket_type"] == "micro"].merge(h, on=["trade_date", "ts_code"])
+    per_day = micro.groupby("trade_date")[["holdings", "free_float_mv"]].sum()
+    assert (per_day["holdings"] / per_day["free_float_mv"]).to_numpy() == pytest.approx(0.1607, rel=1e-9)
+    assert micro.groupby("trade_date").size().iloc[0] == 10

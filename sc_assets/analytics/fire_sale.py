@@ -1,0 +1,459 @@
+"""Multi-round, stock-level fire-sale simulation and its calibration (METHODS.md §9).
+
+The study has no such model; this is the project's own, after Greenwood, Landier, Thesmar
+(2015, JFE 115(3)) leverage targeting and Cont, Schaanning (2017, Norges Bank WP 2/2017)
+multi-round fire sales with market depth, with the square-root impact law (Tóth et al. 2011).
+
+State: funds j (the quant sleeves of :class:`~sc_assets.analytics.crowding.HoldingsParams`,
+one aggregate fund each) with holdings ``h_jn`` (shares), equity ``E_j`` (CNY), target
+leverage ``λ_j`` (gross long / equity: index enhancement 1, market-neutral long book 1 hedged
+with futures, DMA 4); stocks n with price ``P_n``, ADV ``V_n`` (shares), daily vol ``σ_n`` and
+daily limit ``limit_n``.
+
+One round = one trading day d:
+
+1. **Open.** The exogenous shock of the day: an index move ``m_d`` applied to every stock (the
+   price opens at ``P·(1+m_d)``, capped at the limit), a basis move ``Δb_d`` (annualized; a
+   deeper discount costs hedged books ``hedge_ratio · gross · (−Δb_d) · roll_horizon/365``, the
+   extra carry locked in at the next roll — our reading of "hedged books mark the futures
+   leg"), a redemption (share of equity, day 1).
+2. **Fund loss.** ``L_j`` = the open P&L (long book minus the futures hedge on its benchmark) plus
+   yesterday's intraday P&L not yet acted on. Fund return ``R_j = −L_j / E_j``.
+3. **Redemptions** (flow–performance): ``outflow_j = κ · max(0, −R_j) · E_j`` (+ the shock).
+4. **Deleverage** to target: new sales ``S_j = max(0, A_j − λ_j (E_j − outflow_j))`` with ``A_j``
+   the gross not already being sold. This is the exact leverage-restoring rule; it equals
+   ``(λ_j − 1)·L_j + λ_j·outflow_j`` from a book at target — METHODS' ``λ·L + outflow`` is its
+   first-order reading with λ counted as debt/equity; an unlevered fund with no outflow
+   sells nothing.
+5. **Sales** pro rata to remaining holdings: ``new_jn = S_j · h_jn / A_j`` (shares), plus
+   unfilled orders carried from yesterday. Stock order ``O_n = Σ_j order_jn``.
+6. **Impact**: square-root law with the limit cap (``stress.sqrt_impact``); the fill ratio
+   ``F_n / O_n`` is applied pro rata to every fund; the rest carries over.
+7. **Mark to market** at the close; the intraday P&L (impact, and the hedge on the benchmark's
+   impact part) feeds the next round.
+
+Stop after ``n_days`` or when the shock is over and new sales and carry fall below ``tol_cny``.
+
+Conservation holds by construction and is tested: Σ_days sold_jn = h0_jn − h_jn ≥ 0 and no
+fund ever sells more than it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from sc_assets.analytics.stress import fill_sigma, sqrt_impact
+
+
+@dataclass(frozen=True)
+class FireSaleParams:
+    """Fire-sale defaults. ``y``: square-root impact coefficient (METHODS §9: order 1, empirical
+    0.5–1; calibrated). ``kappa``: flow–performance slope, outflow = κ·max(0, −fund return) per
+    round (ASSUMPTION, calibrated). ``hedge_ratio``: futures notional / long book of hedged
+    sleeves (1). ``roll_horizon_days``: calendar days of carry a basis move costs (30, one
+    monthly roll; ASSUMPTION). ``n_days``: maximum rounds. ``tol_cny``: stop when new sales and
+    carried orders are below this."""
+
+    y: float = 0.8
+    kappa: float = 1.0
+    hedge_ratio: float = 1.0
+    roll_horizon_days: float = 30.0
+    n_days: int = 10
+    tol_cny: float = 1e6
+
+    def as_metadata(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Shock:
+    """Exogenous shock paths, one entry per day from day 1 (shorter paths are padded with 0).
+
+    market: index move per day (fraction) applied to every stock at the open.
+    basis: change of the annualized basis per day (fraction; −0.2 = the discount deepens by
+    20 points).
+    redemption: day-1 outflow as a share of equity, by strategy (``{"*": x}`` for all).
+    """
+
+    market: tuple[float, ...] = ()
+    basis: tuple[float, ...] = ()
+    redemption: Mapping[str, float] = field(default_factory=dict)
+
+    def scaled(self, k: float) -> Shock:
+        return Shock(tuple(k * m for m in self.market), tuple(k * b for b in self.basis),
+                     {s: k * v for s, v in self.redemption.items()})
+
+    def length(self) -> int:
+        return max(len(self.market), len(self.basis), 1 if self.redemption else 0)
+
+
+@dataclass
+class FireSaleInputs:
+    """Everything the simulation needs, as arrays (built by :func:`build_inputs`).
+
+    stocks: ts_code, close, adv_shares, sigma_d (NaN filled), limit_pct, free_float_mv.
+    funds: fund, strategy, leverage, hedged, equity. holdings: (J × N) shares.
+    bench: (J × N) hedge weights of each fund's benchmark mix (rows sum to 1; zero for unhedged).
+    """
+
+    stocks: pd.DataFrame
+    funds: pd.DataFrame
+    holdings: np.ndarray
+    bench: np.ndarray
+
+
+@dataclass
+class FireSaleResult:
+    stock_path: pd.DataFrame
+    fund_path: pd.DataFrame
+    sold: np.ndarray  # (J × N) shares sold in total
+    h_final: np.ndarray
+    days: int
+
+
+def build_inputs(
+    stocks: pd.DataFrame,
+    holdings: pd.DataFrame,
+    sleeves: Sequence,
+    index_weights: pd.DataFrame | None = None,
+) -> FireSaleInputs:
+    """Arrange the simulation inputs from mart-shaped frames of one day.
+
+    stocks: ts_code, close, adv_shares, sigma_d, limit_pct, free_float_mv (one row per stock).
+    holdings: ts_code, hold_<sleeve> (CNY) — the quant_holdings_estimate rows of the day.
+    sleeves: :class:`~sc_assets.analytics.crowding.Sleeve` objects.
+    index_weights: index_code, con_code, weight in force that day (for the hedges); without it the
+    hedge uses each fund's own holdings (a perfect hedge of its long book).
+    """
+    s = stocks.reset_index(drop=True).copy()
+    s["sigma_d"] = fill_sigma(s)
+    h = s[["ts_code"]].merge(holdings, on="ts_code", how="left")
+    price = s["close"].to_numpy(dtype=float)
+    ok = np.isfinite(price) & (price > 0)
+    J, N = len(sleeves), len(s)
+    hold = np.zeros((J, N))
+    bench = np.zeros((J, N))
+    for j, sl in enumerate(sleeves):
+        cny = h.get(f"hold_{sl.name}", pd.Series(np.zeros(N))).to_numpy(dtype=float)
+        hold[j] = np.where(ok & np.isfinite(cny), cny / np.where(ok, price, 1.0), 0.0)
+        if sl.hedged:
+            w = np.zeros(N)
+            for code, mix in sl.benchmarks:
+                if index_weights is not None and len(index_weights):
+                    iw = index_weights[index_weights["index_code"] == code]
+                    m = s[["ts_code"]].merge(iw[["con_code", "weight"]].rename(columns={"con_code": "ts_code"}), on="ts_code", how="left")
+                    wb = m["weight"].fillna(0.0).to_numpy(dtype=float)
+                else:
+                    wb = hold[j] * np.where(ok, price, 0.0)
+                tot = wb.sum()
+                if tot > 0:
+                    w += mix * wb / tot
+            bench[j] = w
+    funds = pd.DataFrame(
+        {
+            "fund": [sl.name for sl in sleeves],
+            "strategy": [sl.strategy for sl in sleeves],
+            "leverage": [float(sl.leverage) for sl in sleeves],
+            "hedged": [bool(sl.hedged) for sl in sleeves],
+        }
+    )
+    gross = (hold * np.where(ok, price, 0.0)).sum(axis=1)
+    funds["equity"] = gross / funds["leverage"].to_numpy()
+    return FireSaleInputs(s, funds, hold, bench)
+
+
+def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = FireSaleParams()) -> FireSaleResult:
+    """Run the multi-round fire sale (see the module docstring). Vectorised over funds and stocks."""
+    s = inputs.stocks
+    p = s["close"].to_numpy(dtype=float).copy()
+    p0 = p.copy()
+    v = s["adv_shares"].to_numpy(dtype=float)
+    sig = s["sigma_d"].to_numpy(dtype=float)
+    lim = s["limit_pct"].to_numpy(dtype=float)
+    J, N = inputs.holdings.shape
+    h = inputs.holdings.copy()
+    h0 = h.copy()
+    lev = inputs.funds["leverage"].to_numpy(dtype=float)
+    hedged = inputs.funds["hedged"].to_numpy(dtype=bool)
+    strategies = inputs.funds["strategy"].to_numpy()
+    eq = inputs.funds["equity"].to_numpy(dtype=float).copy()
+    bench = inputs.bench
+    carry = np.zeros((J, N))
+    pending = np.zeros(J)  # intraday P&L of the previous round not yet acted on
+    valid = np.isfinite(p) & (p > 0)
+    pz = np.where(valid, p, 0.0)
+    n_shock = shock.length()
+    stock_frames, fund_frames = [], []
+    sold_total = np.zeros((J, N))
+    days = 0
+    for d in range(1, params.n_days + 1):
+        m = shock.market[d - 1] if d - 1 < len(shock.market) else 0.0
+        db = shock.basis[d - 1] if d - 1 < len(shock.basis) else 0.0
+        # 1. open: exogenous move capped at the limit
+        m_n = np.full(N, float(m))
+        m_n = np.where(np.isfinite(lim), np.maximum(m_n, -lim), m_n)
+        p_prev = pz.copy()
+        p_open = p_prev * (1.0 + m_n)
+        gross_prev = (h * p_prev).sum(axis=1)
+        r_bench_open = bench @ m_n
+        hedge_notional = params.hedge_ratio * gross_prev * hedged
+        pnl_open = (h * (p_open - p_prev)).sum(axis=1) - hedge_notional * r_bench_open
+        basis_cost = hedge_notional * max(-db, 0.0) * params.roll_horizon_days / 365.0
+        basis_gain = hedge_notional * max(db, 0.0) * params.roll_horizon_days / 365.0
+        pnl_open = pnl_open - basis_cost + basis_gain
+        # 2. loss since the last decision (yesterday's intraday P&L is already in equity)
+        eq_last_decision = eq - pending
+        eq = eq + pnl_open
+        pl = pnl_open + pending
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fund_ret = np.where(eq_last_decision > 0, pl / np.where(eq_last_decision > 0, eq_last_decision, 1.0), 0.0)
+        # 3. redemptions
+        outflow = params.kappa * np.maximum(0.0, -fund_ret) * np.maximum(eq, 0.0)
+        if d == 1 and shock.redemption:
+            for j in range(J):
+                x = shock.redemption.get(str(strategies[j]), shock.redemption.get("*", 0.0))
+                outflow[j] += x * max(eq[j], 0.0)
+        outflow = np.minimum(outflow, np.maximum(eq, 0.0))
+        eq = eq - outflow
+        # 4. deleverage: gross not already committed to sales
+        free = h - carry
+        a_free = (free * p_open).sum(axis=1)
+        target = lev * np.maximum(eq, 0.0)
+        new_cny = np.maximum(0.0, a_free - target)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(a_free > 0, np.minimum(new_cny / np.where(a_free > 0, a_free, 1.0), 1.0), 0.0)
+        new = free * frac[:, None]
+        order = carry + new
+        order_n = order.sum(axis=0)
+        # 6. impact: the limit of the day is on the previous close; the open move used part of it
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lim_left = np.where(np.isfinite(lim), np.maximum(0.0, 1.0 - (1.0 - lim) / (1.0 + m_n)), np.nan)
+        filled_n, imp = sqrt_impact(order_n, v, sig, params.y, lim_left)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fill_ratio = np.where(order_n > 0, filled_n / np.where(order_n > 0, order_n, 1.0), 0.0)
+        sold = order * fill_ratio[None, :]
+        sold = np.minimum(sold, h)
+        h_start = h
+        h = h - sold
+        carry = order - sold
+        sold_total += sold
+        p_close = p_open * (1.0 + imp)
+        # 7. intraday P&L (impact on the whole opening book; sales executed at the close)
+        r_bench_intra = bench @ np.where(p_open > 0, p_close / np.where(p_open > 0, p_open, 1.0) - 1.0, 0.0)
+        pnl_intra = (h_start * (p_close - p_open)).sum(axis=1) - hedge_notional * r_bench_intra
+        eq = eq + pnl_intra
+        pending = pnl_intra
+        pz = p_close
+        days = d
+        sold_cny = (sold * p_close).sum(axis=1)
+        gross = (h * p_close).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lev_now = np.where(eq > 0, gross / eq, np.inf)
+        fund_frames.append(
+            pd.DataFrame(
+                {
+                    "day": d, "fund": inputs.funds["fund"].to_numpy(), "strategy": strategies,
+                    "fund_ret": fund_ret, "pnl_open": pnl_open, "pnl_intraday": pnl_intra, "basis_cost": basis_cost - basis_gain,
+                    "outflow": outflow, "new_sales_cny": (new * p_open).sum(axis=1),
+                    "sold_cny": sold_cny, "unfilled_cny": (carry * p_close).sum(axis=1),
+                    "equity": eq, "gross": gross, "leverage": lev_now, "target_leverage": lev,
+                }
+            )
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            day_ret = np.where(p_prev > 0, p_close / np.where(p_prev > 0, p_prev, 1.0) - 1.0, np.nan)
+            cum = np.where(p0 > 0, p_close / np.where(p0 > 0, p0, 1.0) - 1.0, np.nan)
+        stock_frames.append(
+            pd.DataFrame(
+                {
+                    "day": d, "ts_code": s["ts_code"].to_numpy(), "price": p_close, "ret": day_ret,
+                    "impact_ret": imp, "cum_ret": cum, "order_shares": order_n, "filled_shares": filled_n,
+                    "unfilled_shares": carry.sum(axis=0),
+                    "locked_limit_down": np.isfinite(lim) & (order_n > filled_n + 1e-9) & (imp <= -lim_left + 1e-12),
+                    "held_shares": h.sum(axis=0),
+                }
+            )
+        )
+        if d >= n_shock and (new * p_open).sum() < params.tol_cny and (carry * p_close).sum() < params.tol_cny:
+            break
+    sp = pd.concat(stock_frames, ignore_index=True)
+    fp = pd.concat(fund_frames, ignore_index=True)
+    sp["day"] = sp["day"].astype("int64")
+    fp["day"] = fp["day"].astype("int64")
+    return FireSaleResult(sp, fp, sold_total, h, days)
+
+
+# ---------------------------------------------------------------------------------------------
+# bucket paths and calibration
+# ---------------------------------------------------------------------------------------------
+
+
+def bucket_paths(stock_path: pd.DataFrame, weights: pd.DataFrame, value: str = "cum_ret") -> pd.DataFrame:
+    """Weighted bucket averages of a per-stock path.
+
+    stock_path: day, ts_code, <value>; weights: ts_code, bucket, weight (e.g. free-float cap at
+    the start). Returns day, bucket, <value>.
+    """
+    m = stock_path[["day", "ts_code", value]].merge(weights[["ts_code", "bucket", "weight"]], on="ts_code", how="inner")
+    m = m[np.isfinite(m[value]) & (m["weight"] > 0)]
+    m["_wv"] = m["weight"] * m[value]
+    g = m.groupby(["day", "bucket"], as_index=False)[["_wv", "weight"]].sum()
+    g[value] = g["_wv"] / g["weight"]
+    return g[["day", "bucket", value]]
+
+
+def observed_bucket_paths(panel: pd.DataFrame, weights: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Observed cumulative bucket returns over ``(start_close, end]``.
+
+    panel: trade_date, ts_code, adj_close (lookback: must include the last day before ``start``).
+    The base is the close of the last trading day before ``start``; days are numbered 1.. over the
+    trading days in [start, end]. Returns day, trade_date, bucket, cum_ret.
+    """
+    p = panel[["trade_date", "ts_code", "adj_close"]].copy()
+    p["trade_date"] = pd.to_datetime(p["trade_date"]).astype("datetime64[ns]")
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    wide = p.pivot_table(index="trade_date", columns="ts_code", values="adj_close", aggfunc="last").sort_index()
+    wide = wide.ffill()  # a suspended day keeps the last close
+    before = wide.index[wide.index < start]
+    if not len(before):
+        raise ValueError(f"observed_bucket_paths needs the close before {start.date()} (lookback)")
+    base = wide.loc[before[-1]]
+    win = wide.loc[(wide.index >= start) & (wide.index <= end)]
+    cum = win.divide(base, axis=1) - 1.0
+    long = cum.stack(future_stack=True).rename("cum_ret").reset_index()
+    long.columns = ["trade_date", "ts_code", "cum_ret"]
+    day_no = {d: i + 1 for i, d in enumerate(win.index)}
+    long["day"] = long["trade_date"].map(day_no).astype("int64")
+    out = bucket_paths(long, weights)
+    dates = pd.DataFrame({"day": list(day_no.values()), "trade_date": list(day_no.keys())})
+    return out.merge(dates, on="day")[["day", "trade_date", "bucket", "cum_ret"]]
+
+
+def path_error(sim: pd.DataFrame, obs: pd.DataFrame) -> float:
+    """Root mean squared difference of cumulative bucket returns over matching (day, bucket)."""
+    m = sim.merge(obs, on=["day", "bucket"], suffixes=("_sim", "_obs"))
+    if m.empty:
+        return float("nan")
+    # a simulation that stopped early keeps its last value on later observed days
+    return float(np.sqrt(np.mean((m["cum_ret_sim"] - m["cum_ret_obs"]) ** 2)))
+
+
+def _extend(sim: pd.DataFrame, days: int) -> pd.DataFrame:
+    """Carry each bucket's last simulated value to ``days`` days (the fire sale had stopped)."""
+    if sim.empty:
+        return sim
+    last = sim["day"].max()
+    if last >= days:
+        return sim[sim["day"] <= days]
+    tail = sim[sim["day"] == last]
+    extra = [tail.assign(day=d) for d in range(last + 1, days + 1)]
+    return pd.concat([sim, *extra], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    y: float
+    kappa: float
+    rmse: float
+    surface: pd.DataFrame  # y, kappa, rmse
+
+
+def calibrate(
+    inputs: FireSaleInputs,
+    shock: Shock,
+    observed: pd.DataFrame,
+    weights: pd.DataFrame,
+    params: FireSaleParams = FireSaleParams(),
+    y_grid: Sequence[float] = tuple(np.round(np.arange(0.1, 3.01, 0.1), 3)),
+    kappa_grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
+    refine: int = 12,
+) -> CalibrationResult:
+    """Choose Y (and κ) minimising the RMSE between simulated and observed bucket paths.
+
+    Grid over ``y_grid × kappa_grid``, then a golden-section refinement of Y around the best
+    grid point (κ fixed at its best value). ``observed``: day, bucket, cum_ret; the simulation
+    runs for as many days as observed (``n_days`` raised if needed).
+    """
+    n_obs = int(observed["day"].max())
+    base = replace(params, n_days=max(params.n_days, n_obs))
+    rows = []
+
+    def err(y: float, k: float) -> float:
+        res = simulate(inputs, shock, replace(base, y=float(y), kappa=float(k)))
+        sim = _extend(bucket_paths(res.stock_path, weights), n_obs)
+        e = path_error(sim, observed)
+        rows.append((float(y), float(k), e))
+        return e
+
+    for k in kappa_grid:
+        for y in y_grid:
+            err(y, k)
+    surf = pd.DataFrame(rows, columns=["y", "kappa", "rmse"])
+    best = surf.loc[surf["rmse"].idxmin()]
+    k_best = float(best["kappa"])
+    ys = sorted(y_grid)
+    i = ys.index(float(best["y"]))
+    lo, hi = ys[max(i - 1, 0)], ys[min(i + 1, len(ys) - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d_ = b - g * (b - a), a + g * (b - a)
+    fc, fd = err(c, k_best), err(d_, k_best)
+    for _ in range(refine):
+        if fc < fd:
+            b, d_, fd = d_, c, fc
+            c = b - g * (b - a)
+            fc = err(c, k_best)
+        else:
+            a, c, fc = c, d_, fd
+            d_ = a + g * (b - a)
+            fd = err(d_, k_best)
+    surf = pd.DataFrame(rows, columns=["y", "kappa", "rmse"])
+    best = surf.loc[surf["rmse"].idxmin()]
+    return CalibrationResult(float(best["y"]), float(best["kappa"]), float(best["rmse"]), surf)
+
+
+def shock_from_observed(
+    index_panel: pd.DataFrame,
+    basis_panel: pd.DataFrame | None,
+    start,
+    end,
+    market_index: str = "000300.SH",
+    basis_products: Sequence[str] = ("IC", "IM"),
+) -> Shock:
+    """The exogenous shock of a window from the marts: the large-cap index's daily returns
+    (default CSI300, the least crowded) as the market move, and the daily change of the mean main
+    IC/IM annualized basis as the basis move (first day: change from the day before ``start``)."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    ix = index_panel[index_panel["index_code"] == market_index].copy()
+    ix["trade_date"] = pd.to_datetime(ix["trade_date"])
+    ix = ix[(ix["trade_date"] >= start) & (ix["trade_date"] <= end)].sort_values("trade_date")
+    market = tuple(float(x) for x in ix["ret"].fillna(0.0))
+    basis: tuple[float, ...] = ()
+    if basis_panel is not None and len(basis_panel):
+        b = basis_panel[basis_panel["is_main"].fillna(False).astype(bool) & basis_panel["fut_code"].isin(list(basis_products))].copy()
+        b["trade_date"] = pd.to_datetime(b["trade_date"])
+        ser = b.groupby("trade_date")["basis_ann"].mean().sort_index()
+        diff = ser.diff()
+        days = ix["trade_date"].tolist()
+        basis = tuple(float(diff.get(d, 0.0)) if np.isfinite(diff.get(d, np.nan)) else 0.0 for d in days)
+    return Shock(market=market, basis=basis)
+
+
+__all__ = [
+    "CalibrationResult",
+    "FireSaleInputs",
+    "FireSaleParams",
+    "FireSaleResult",
+    "Shock",
+    "bucket_paths",
+    "build_inputs",
+    "calibrate",
+    "observed_bucket_paths",
+    "path_error",
+    "shock_from_observed",
+    "simulate",
+]
