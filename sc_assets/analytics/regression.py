@@ -135,7 +135,6 @@ def constrained_wls(
     A = np.zeros((T, P, P))
     b = np.zeros((T, P))
     ind = slice(1, 1 + K)
-    sty = slice(1 + K, P)
     v_d = _bincount(d, v, T)
     v_dk = _bincount(dk, v, T * K).reshape(T, K)
     A[:, 0, 0] = v_d

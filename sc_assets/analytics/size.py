@@ -308,9 +308,10 @@ def smb(deciles: pd.DataFrame, params: SizeParams = SizeParams()) -> pd.DataFram
     """
     d = deciles.copy()
     d["trade_date"] = pd.to_datetime(d["trade_date"])
+    d["decile"] = d["decile"].astype(np.int64)
     out = pd.DataFrame(index=pd.DatetimeIndex(sorted(d["trade_date"].unique()), name="trade_date"))
     for flavour in ("ew", "cw"):
-        wide = d.pivot(index="trade_date", columns="decile", values=f"ret_{flavour}").reindex(out.index)
+        wide = d.pivot(index="trade_date", columns="decile", values=f"ret_{flavour}").reindex(out.index).astype(float)
         small = wide.reindex(columns=list(params.smb_small)).mean(axis=1, skipna=False)
         big = wide.reindex(columns=list(params.smb_big)).mean(axis=1, skipna=False)
         out[f"small_{flavour}"] = small
