@@ -13,7 +13,7 @@ import dagster as dg
 
 from sc_assets import assets
 from sc_assets.jobs import JOBS
-from sc_assets.resources import Warehouse
+from sc_assets.resources import LandingFeedSource, Warehouse
 from sc_assets.schedules import SCHEDULES
 from sc_assets.sensors import SENSORS
 
@@ -47,5 +47,5 @@ defs = dg.Definitions(
     jobs=JOBS,
     schedules=SCHEDULES,
     sensors=SENSORS,
-    resources={"warehouse": Warehouse()},
+    resources={"warehouse": Warehouse(), "feed_source": LandingFeedSource()},
 )

@@ -1,0 +1,270 @@
+"""Raw layer: one asset per feed of ``feeds/schemas.py``, read from the landing folder.
+
+* Daily feeds: key ``["raw", feed]``, partitioned by SSE trading day, single-run backfills.
+  Each run reads ``landing/<feed>/<YYYYMMDD>.<csv|csv.gz|parquet>`` for its partition keys,
+  ``chunk_days`` days at a time (bounded memory on multi-year backfills), validates rows
+  (``feeds/validation.py``), writes accepted rows to ``lake/raw/<feed>/trade_date=.../`` and
+  rejected rows to ``lake/quarantine/<feed>/trade_date=.../`` (both replaced on rerun: the run
+  is idempotent). A day without a landing file gets an empty partition and a WARN check.
+* Reference feeds (stock_basic, fut_basic): unpartitioned; all snapshot files merged, the
+  latest file winning per key.
+
+An unparseable landing file fails the run with a ``LandingFileError`` naming file, line and
+column; the file stays in landing.
+
+Checks (computed on the rows just written, never a rescan): ``rows_accounted_for`` (blocking:
+landed = accepted + quarantined [+ superseded snapshot rows]), ``landing_file_present`` (WARN),
+and the Great Expectations suite ``raw.<feed>`` (``sc_assets.checks``, blocking).
+"""
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import dagster as dg
+import pandas as pd
+
+from sc_assets.assets._metadata import table_metadata
+from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
+from sc_assets.feeds.schemas import FEEDS, FeedSpec
+from sc_assets.partitions import trading_days, week_end_sessions
+from sc_assets.resources.feed_source import LandingFeedSource, quarantine_schema, raw_schema
+from sc_assets.resources.warehouse import Warehouse
+
+LAYER = "raw"
+CODE_VERSION = "1"
+MAX_LISTED_FILES = 50
+#: Feeds that do not land a file every trading day, and which days they are expected on.
+SPARSE_FEEDS = {
+    "index_weight": "constituent weights land monthly: a day without a file is normal",
+    "fund_nav": "NAVs land weekly, on the week's last trading day: only those days are expected",
+}
+
+
+def _expected_days(feed: str, days: Sequence[str]) -> list[str]:
+    if feed == "index_weight":
+        return []
+    if feed == "fund_nav":
+        ends = set(week_end_sessions().strftime("%Y-%m-%d"))
+        return [d for d in days if d in ends]
+    return list(days)
+
+
+def _descriptions(spec: FeedSpec) -> dict[str, str]:
+    d = {c.name: c.description + (f" [{c.unit}]" if c.unit else "") for c in spec.columns}
+    d.setdefault("trade_date", "trading day (partition); fund_nav: nav_date; snapshots: the file's day")
+    d["source_file"] = "landing file the row came from, relative to the data root"
+    d["source_line"] = "1-based line of the row in that file (header = line 1)"
+    d["source_mtime_ns"] = "modification time of the landing file (ns since epoch); staging keeps the latest"
+    return d
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.landed = self.accepted = self.quarantined = self.superseded = 0
+        self.reasons: Counter = Counter()
+        self.files: list[str] = []
+        self.missing: list[str] = []
+        self.min_day: pd.Timestamp | None = None
+        self.max_day: pd.Timestamp | None = None
+        self.preview: pd.DataFrame | None = None
+        self.gx_ok = True
+        self.gx_failed: list[dict] = []
+        self.gx_rows = 0
+        self.gx_seconds = 0.0
+        self.gx_suite = ""
+
+    def add(self, batch, rows: pd.DataFrame) -> None:
+        self.landed += batch.landed
+        self.accepted += len(rows)
+        self.quarantined += len(batch.quarantined)
+        self.superseded += batch.superseded
+        self.reasons.update(batch.reasons)
+        self.files += [f.rel for f in batch.files]
+        if len(rows):
+            d = pd.to_datetime(rows["trade_date"])
+            lo, hi = d.min(), d.max()
+            self.min_day = lo if self.min_day is None else min(self.min_day, lo)
+            self.max_day = hi if self.max_day is None else max(self.max_day, hi)
+            if self.preview is None:
+                self.preview = rows.head(10)
+
+    def gx(self, suite: str, rows: pd.DataFrame, days: Sequence[str] | None) -> None:
+        from sc_assets.checks.gx_suites import validate
+
+        ok, meta = validate(suite, rows, days=days)
+        self.gx_ok &= bool(ok)
+        self.gx_failed += meta.get("failed", [])
+        self.gx_rows += int(meta.get("rows", 0))
+        self.gx_seconds += float(meta.get("seconds", 0.0))
+        self.gx_suite = meta.get("suite", suite)
+
+
+def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: list[str],
+                   snapshot: bool) -> list[dg.AssetCheckResult]:
+    accounted = t.landed == t.accepted + t.quarantined + t.superseded
+    gx_md = "All expectations passed." if not t.gx_failed else pd.DataFrame(
+        [{"expectation": f.get("expectation"), "columns": ", ".join(map(str, f.get("columns", []))),
+          "unexpected": f.get("unexpected_count"), "examples": str(f.get("examples", ""))[:120]}
+         for f in t.gx_failed]).to_markdown(index=False)
+    if snapshot:
+        present_desc = "no snapshot file in landing" if not t.files else f"{len(t.files)} snapshot file(s)"
+        present_ok = bool(t.files)
+    else:
+        present_ok = not expected_missing
+        present_desc = (f"{len(expected_missing)} partition(s) without a landing file: an empty partition was written"
+                        if expected_missing else "every expected partition had a landing file")
+    return [
+        dg.AssetCheckResult(
+            asset_key=key, check_name="rows_accounted_for", passed=accounted,
+            metadata={"rows_landed": t.landed, "rows_accepted": t.accepted, "rows_quarantined": t.quarantined,
+                      "rows_superseded": t.superseded},
+            description="rows landed = rows accepted + rows quarantined"
+            + (" + rows superseded by a later snapshot" if snapshot else ""),
+        ),
+        dg.AssetCheckResult(
+            asset_key=key, check_name="landing_file_present", passed=present_ok,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"summary": present_desc, "days_without_file": dg.MetadataValue.json(expected_missing[:200]),
+                      "note": SPARSE_FEEDS.get(feed, "")},
+        ),
+        dg.AssetCheckResult(
+            asset_key=key, check_name=GX_CHECK_NAME, passed=t.gx_ok, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"suite": t.gx_suite or f"raw.{feed}", "rows_validated": t.gx_rows,
+                      "expectations_failed": len(t.gx_failed), "gx_seconds": round(t.gx_seconds, 3),
+                      "failures": dg.MetadataValue.md(gx_md),
+                      "failed_expectations": dg.MetadataValue.json(t.gx_failed[:50])},
+        ),
+    ]
+
+
+def _metadata(spec: FeedSpec, t: _Totals, source: LandingFeedSource, seconds: float, **extra) -> dict:
+    empty = raw_schema(spec.name).empty_table().to_pandas(date_as_object=False)
+    meta = table_metadata(t.preview if t.preview is not None else empty, descriptions=_descriptions(spec))
+    meta["dagster/row_count"] = t.accepted
+    if t.min_day is not None:
+        meta["date_range"] = f"{t.min_day:%Y-%m-%d} .. {t.max_day:%Y-%m-%d}"
+    else:
+        meta.pop("date_range", None)
+    meta.update({
+        "rows_landed": t.landed,
+        "rows_accepted": t.accepted,
+        "rows_quarantined": t.quarantined,
+        "quarantine_reasons": dg.MetadataValue.json(dict(sorted(t.reasons.items()))),
+        "source_file_count": len(t.files),
+        "source_files": dg.MetadataValue.json(t.files[:MAX_LISTED_FILES]
+                                              + ([f"... {len(t.files) - MAX_LISTED_FILES} more"]
+                                                 if len(t.files) > MAX_LISTED_FILES else [])),
+        "landing_pattern": f"landing/{spec.name}/<YYYYMMDD>.<csv|csv.gz|parquet>",
+        "quarantine_table": f"quarantine.{spec.name}",
+        "seconds": round(seconds, 3),
+        "parameters": dg.MetadataValue.json({"chunk_days": source.chunk_days, "feed": spec.name,
+                                             "key": list(spec.key), "date_column": spec.date_column}),
+    })
+    for k, v in extra.items():
+        meta[k] = dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+    return meta
+
+
+def _check_specs(key: dg.AssetKey, snapshot: bool) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(
+            "rows_accounted_for", asset=key, blocking=True,
+            description="Every landed row is either accepted into raw or quarantined with a reason"
+            + (" (or superseded by a later snapshot)" if snapshot else "") + ".",
+        ),
+        dg.AssetCheckSpec(
+            "landing_file_present", asset=key,
+            description="WARN when a partition had no landing file (an empty partition is written)"
+            if not snapshot else "WARN when no snapshot file exists in landing",
+        ),
+        gx_check_spec(key),
+    ]
+
+
+def _daily_asset(feed: str) -> dg.AssetsDefinition:
+    spec = FEEDS[feed]
+    key = dg.AssetKey([LAYER, feed])
+
+    @dg.asset(
+        key=key,
+        group_name=LAYER,
+        description=f"Raw `{feed}` rows from landing files, validated (bad rows quarantined). {spec.description}",
+        partitions_def=trading_days,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"parquet", "pandas"},
+        code_version=CODE_VERSION,
+        check_specs=_check_specs(key, snapshot=False),
+        metadata={"landing_pattern": f"landing/{feed}/<YYYYMMDD>.<csv|csv.gz|parquet>", "key": list(spec.key)},
+    )
+    def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, feed_source: LandingFeedSource):
+        t0 = time.perf_counter()
+        days = list(context.partition_keys)
+        t = _Totals()
+        step = max(1, int(feed_source.chunk_days))
+        for i in range(0, len(days), step):
+            chunk = days[i : i + step]
+            batch = feed_source.read(feed, chunk)
+            warehouse.write_partitions(LAYER, feed, batch.rows, days=chunk, schema=raw_schema(feed))
+            warehouse.write_partitions("quarantine", feed, batch.quarantined, days=chunk,
+                                       schema=quarantine_schema(feed))
+            t.add(batch, batch.rows)
+            t.missing += batch.days_without_file
+            t.gx(f"raw.{feed}", batch.rows, None)
+        warehouse.refresh_catalog([(LAYER, feed), ("quarantine", feed)])
+        expected_missing = [d for d in _expected_days(feed, days) if d in set(t.missing)]
+        if t.quarantined:
+            context.log.warning(f"raw.{feed}: {t.quarantined} row(s) quarantined: {dict(t.reasons)}")
+        if expected_missing:
+            context.log.warning(f"raw.{feed}: no landing file for {len(expected_missing)} partition(s), "
+                                f"e.g. {expected_missing[:5]}; empty partitions written")
+        meta = _metadata(spec, t, feed_source, time.perf_counter() - t0,
+                         partitions=len(days), days_without_file=t.missing[:200])
+        return dg.MaterializeResult(metadata=meta, check_results=_check_results(key, feed, t, expected_missing, False))
+
+    return _raw
+
+
+def _snapshot_asset(feed: str) -> dg.AssetsDefinition:
+    spec = FEEDS[feed]
+    key = dg.AssetKey([LAYER, feed])
+
+    @dg.asset(
+        key=key,
+        group_name=LAYER,
+        description=f"Raw `{feed}` reference snapshot: all landing snapshots merged, the latest file winning "
+        f"per key. {spec.description}",
+        kinds={"parquet", "pandas"},
+        code_version=CODE_VERSION,
+        check_specs=_check_specs(key, snapshot=True),
+        metadata={"landing_pattern": f"landing/{feed}/<YYYYMMDD>.csv", "key": list(spec.key)},
+    )
+    def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, feed_source: LandingFeedSource):
+        t0 = time.perf_counter()
+        batch = feed_source.read_snapshots(feed)
+        warehouse.write_table(LAYER, feed, batch.rows, schema=raw_schema(feed))
+        if batch.days:
+            warehouse.write_partitions("quarantine", feed, batch.quarantined, days=batch.days,
+                                       schema=quarantine_schema(feed))
+        t = _Totals()
+        t.add(batch, batch.rows)
+        t.gx(f"raw.{feed}", batch.rows, None)
+        warehouse.refresh_catalog([(LAYER, feed)] + ([("quarantine", feed)] if batch.days else []))
+        if not batch.files:
+            context.log.warning(f"raw.{feed}: no snapshot file in landing/{feed}/; wrote an empty table")
+        if t.quarantined:
+            context.log.warning(f"raw.{feed}: {t.quarantined} row(s) quarantined: {dict(t.reasons)}")
+        meta = _metadata(spec, t, feed_source, time.perf_counter() - t0, rows_superseded=t.superseded,
+                         latest_snapshot=batch.files[-1].rel if batch.files else "")
+        return dg.MaterializeResult(metadata=meta, check_results=_check_results(key, feed, t, [], True))
+
+    return _raw
+
+
+RAW_ASSETS: dict[str, dg.AssetsDefinition] = {
+    feed: (_daily_asset(feed) if spec.partitioned else _snapshot_asset(feed)) for feed, spec in FEEDS.items()
+}
+# module-level names so load_assets_from_package_module finds them
+globals().update({f"raw_{feed}": a for feed, a in RAW_ASSETS.items()})
+
+__all__ = ["RAW_ASSETS", "SPARSE_FEEDS"]

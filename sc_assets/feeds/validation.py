@@ -1,0 +1,139 @@
+"""Row-level validation of canonical raw rows: every bad row goes to quarantine with a reason.
+
+Vectorised over all rows of a batch of files (pandas/numpy). Each row gets at most one
+reason, the first that applies in this order (``REASONS``):
+
+1. ``missing key <col>``                      a key column is null
+2. ``invalid code <col>``                     a code that is not canonical after normalisation
+3. ``missing required value <col>``           a non-nullable column is null
+4. ``non-positive <col>``                     a ``spec.price_columns`` value <= 0
+5. ``high < low``                             (feeds with high and low)
+6. ``close outside [low, high]``              (feeds with close, high and low)
+7. ``date not a trading day``                 the row's date is not an SSE session
+8. ``date is not the file's day``             partitioned feeds: the row's date must equal the
+                                              file name's YYYYMMDD (fund_nav: nav_date likewise)
+9. ``conflicting duplicate key``              rows of one file sharing a key but differing
+                                              elsewhere: all of them are quarantined
+   ``duplicate row``                          identical rows of one file: the first is kept,
+                                              the rest are quarantined
+
+Checks 1–8 run first; duplicate detection (9) looks only at rows that passed them.
+Duplicates *across* files (e.g. ``20240122.csv`` and ``20240122.csv.gz``) are not errors: both
+stay in raw with their ``source_*`` columns, and staging keeps the latest landed file.
+
+Invariant: ``len(accepted) + len(quarantined) == len(rows)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sc_assets.feeds.codes import VALID_PATTERNS, code_kind
+from sc_assets.feeds.schemas import FeedSpec
+from sc_assets.partitions import sessions
+
+SOURCE_COLUMNS = ["source_file", "source_line", "source_mtime_ns"]
+REASON_PREFIXES = (
+    "missing key", "invalid code", "missing required value", "non-positive", "high < low",
+    "close outside [low, high]", "date not a trading day", "date is not the file's day",
+    "conflicting duplicate key", "duplicate row",
+)
+
+
+def _flag(reason: np.ndarray, mask: np.ndarray | pd.Series, text: str) -> None:
+    m = np.asarray(mask, dtype=bool) & pd.isna(reason)
+    if m.any():
+        reason[m] = text
+
+
+def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = None) -> np.ndarray:
+    """Quarantine reason per row (object array; None = accepted).
+
+    ``df`` holds canonical columns (dates as datetime64) and ``source_file``;
+    ``file_day`` (datetime64, aligned with ``df``) is the day in each row's file name,
+    required for partitioned feeds.
+    """
+    n = len(df)
+    reason = np.full(n, None, dtype=object)
+    if n == 0:
+        return reason
+    for c in spec.key:
+        _flag(reason, df[c].isna().to_numpy(), f"missing key {c}")
+    for c in spec.code_columns:
+        col = df[c]
+        ok = col.str.fullmatch(VALID_PATTERNS[code_kind(spec.name, c)])
+        _flag(reason, (col.notna() & ~ok.fillna(False).astype(bool)).to_numpy(), f"invalid code {c}")
+    for c in spec.required:
+        if c not in spec.key:
+            _flag(reason, df[c].isna().to_numpy(), f"missing required value {c}")
+    for c in spec.price_columns:
+        _flag(reason, (df[c] <= 0).fillna(False).to_numpy(dtype=bool), f"non-positive {c}")
+    cols = set(df.columns)
+    if {"high", "low"} <= cols:
+        _flag(reason, (df["high"] < df["low"]).fillna(False).to_numpy(dtype=bool), "high < low")
+        if "close" in cols:
+            outside = (df["close"] < df["low"]) | (df["close"] > df["high"])
+            _flag(reason, outside.fillna(False).to_numpy(dtype=bool), "close outside [low, high]")
+    if spec.date_column is not None:
+        d = pd.to_datetime(df[spec.date_column])
+        _flag(reason, (d.notna() & ~d.isin(sessions())).to_numpy(), "date not a trading day")
+        if spec.partitioned and file_day is not None:
+            _flag(reason, (d.notna() & (d.to_numpy() != pd.to_datetime(file_day).to_numpy())).to_numpy(),
+                  "date is not the file's day")
+    _flag_duplicates(df, spec, reason)
+    return reason
+
+
+def _flag_duplicates(df: pd.DataFrame, spec: FeedSpec, reason: np.ndarray) -> None:
+    alive = pd.isna(reason)
+    if not alive.any():
+        return
+    subset = list(spec.key) + ["source_file"]
+    sub = df.loc[alive, subset]
+    dup = sub.duplicated(keep=False).to_numpy()
+    if not dup.any():
+        return
+    idx = np.flatnonzero(alive)[dup]  # positions of rows in duplicate-key groups
+    rows = df.iloc[idx]
+    values = rows[spec.column_names]
+    row_hash = pd.util.hash_pandas_object(values, index=False).to_numpy()
+    grp = rows[subset].reset_index(drop=True)
+    grp["_h"] = row_hash
+    n_distinct = grp.groupby(subset, dropna=False, sort=False)["_h"].transform("nunique").to_numpy()
+    conflicting = n_distinct > 1
+    identical_extra = (~conflicting) & grp.duplicated(subset=subset + ["_h"], keep="first").to_numpy()
+    reason[idx[conflicting]] = "conflicting duplicate key"
+    reason[idx[identical_extra]] = "duplicate row"
+
+
+def reason_counts(reasons: pd.Series | np.ndarray) -> dict[str, int]:
+    s = pd.Series(reasons, dtype=object).dropna()
+    return {str(k): int(v) for k, v in s.value_counts().sort_index().items()}
+
+
+def quarantine_frame(df: pd.DataFrame, reasons: np.ndarray, spec: FeedSpec, file_day: pd.Series) -> pd.DataFrame:
+    """The quarantined rows: every canonical column as a string (dates as YYYY-MM-DD), plus
+    ``reason``, ``source_file``, ``source_line`` and ``trade_date`` (DATE: the file's day, the
+    quarantine partition). A row's own ``trade_date`` value is kept as ``row_trade_date``."""
+    mask = ~pd.isna(reasons)
+    q = df.loc[mask]
+    out = {"trade_date": pd.to_datetime(pd.Series(file_day).loc[mask] if isinstance(file_day, pd.Series)
+                                         else np.asarray(file_day)[mask]).to_numpy()}
+    for c in spec.columns:
+        s = q[c.name]
+        if c.dtype == "date":
+            text = pd.to_datetime(s).dt.strftime("%Y-%m-%d")
+        else:
+            text = s.astype("str")
+        text = text.astype(object).where(s.notna(), None)
+        out["row_trade_date" if c.name == "trade_date" else c.name] = text.to_numpy()
+    out["reason"] = np.asarray(reasons, dtype=object)[mask]
+    out["source_file"] = q["source_file"].to_numpy()
+    out["source_line"] = q["source_line"].to_numpy(dtype="int64")
+    return pd.DataFrame(out)
+
+
+def quarantine_columns(spec: FeedSpec) -> list[str]:
+    return ["trade_date"] + ["row_trade_date" if c == "trade_date" else c for c in spec.column_names] + [
+        "reason", "source_file", "source_line"]

@@ -1,0 +1,220 @@
+"""The landing-folder feed source: lists and reads ``<data_root>/landing/<feed>/<YYYYMMDD>.<ext>``.
+
+Layout (DESIGN.md §4)::
+
+    landing/<feed>/<YYYYMMDD>.csv | .csv.gz | .parquet
+
+Daily feeds have one file per trading day (several files for one day are all read: e.g.
+``20240122.csv`` and a re-delivered ``20240122.csv.gz``; both stay in raw and staging keeps the
+latest by ``source_mtime_ns``). Reference feeds (stock_basic, fut_basic) are snapshots; the
+raw table merges all snapshots, later files overriding earlier ones per key.
+
+Every returned raw row carries ``trade_date`` (DATE; fund_nav: = nav_date; reference feeds: the
+snapshot file's day), ``source_file`` (path relative to the data root), ``source_line``
+(1-based line in the file, header = line 1) and ``source_mtime_ns`` (the file's mtime).
+
+Landing files are only ever read: never moved, rewritten or deleted. Every path is resolved
+inside the data root (``settings.inside_root``): ``..`` or a symlink that leads out of the
+root is refused with :class:`sc_assets.settings.UnsafePathError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from sc_assets.feeds.readers import EXTENSIONS, canonical_schema, read_landing_file
+from sc_assets.feeds.schemas import FEEDS, FeedSpec
+from sc_assets.feeds.validation import quarantine_frame, reason_counts, row_reasons
+from sc_assets.settings import data_root, inside_root
+
+FILE_RE = re.compile(r"^(\d{8})\.(csv|csv\.gz|parquet)$")
+SOURCE_FIELDS = [
+    pa.field("source_file", pa.string()),
+    pa.field("source_line", pa.int64()),
+    pa.field("source_mtime_ns", pa.int64()),
+]
+
+
+def raw_schema(feed: str) -> pa.Schema:
+    """Arrow schema of ``raw.<feed>``: canonical columns, ``trade_date`` (added when the feed's
+    date column has another name or the feed is a reference snapshot), then the source columns."""
+    schema = canonical_schema(feed)
+    if "trade_date" not in schema.names:
+        schema = schema.append(pa.field("trade_date", pa.date32()))
+    for f in SOURCE_FIELDS:
+        schema = schema.append(f)
+    return schema
+
+
+def quarantine_schema(feed: str) -> pa.Schema:
+    """Arrow schema of ``quarantine.<feed>``: trade_date (the file's day), every canonical
+    column as a string (the row's own trade_date as ``row_trade_date``), reason, source."""
+    spec = FEEDS[feed]
+    fields = [pa.field("trade_date", pa.date32())]
+    fields += [pa.field("row_trade_date" if c == "trade_date" else c, pa.string()) for c in spec.column_names]
+    fields += [pa.field("reason", pa.string()), pa.field("source_file", pa.string()), pa.field("source_line", pa.int64())]
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    feed: str
+    day: date  # from the file name
+    path: Path  # resolved, inside the data root
+    rel: str  # relative to the data root, e.g. landing/stock_daily/20240122.csv
+    mtime_ns: int
+    size: int
+
+
+@dataclass
+class FeedBatch:
+    """What one read of the landing folder produced.
+
+    ``rows`` are the accepted rows (raw schema), ``quarantined`` the rejected ones
+    (quarantine schema). ``landed == len(rows) + len(quarantined) + superseded``;
+    ``superseded`` is non-zero only for reference snapshots (rows overridden by a later file).
+    """
+
+    feed: str
+    days: list[str]
+    files: list[LandingFile]
+    rows: pd.DataFrame
+    quarantined: pd.DataFrame
+    landed: int
+    superseded: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def days_without_file(self) -> list[str]:
+        have = {f"{f.day:%Y-%m-%d}" for f in self.files}
+        return [d for d in self.days if d not in have]
+
+    @property
+    def accounted(self) -> bool:
+        return self.landed == len(self.rows) + len(self.quarantined) + self.superseded
+
+
+def _day_key(day: str | date | pd.Timestamp) -> str:
+    return pd.Timestamp(day).strftime("%Y-%m-%d")
+
+
+class LandingFeedSource(dg.ConfigurableResource):
+    """Reads vendor/simulator files from ``<data_root>/landing`` into validated raw rows.
+
+    ``data_dir`` defaults to ``$SC_ASSETS_DATA_DIR`` or ``./data`` (like ``Warehouse``).
+    ``chunk_days``: raw assets process a long backfill this many days at a time, so memory
+    stays bounded (one chunk of rows in memory, not the whole history).
+    """
+
+    data_dir: str = ""
+    chunk_days: int = 64
+
+    @property
+    def root(self) -> Path:
+        return data_root(self.data_dir or None)
+
+    def landing_dir(self, feed: str) -> Path:
+        if feed not in FEEDS:
+            raise KeyError(f"unknown feed {feed!r}; known feeds: {sorted(FEEDS)}")
+        return inside_root(self.root, Path("landing") / feed)
+
+    def _landing_file(self, feed: str, path: Path) -> LandingFile | None:
+        m = FILE_RE.match(path.name)
+        if not m:
+            return None
+        resolved = inside_root(self.root, path)  # refuses symlinks out of the root
+        if not resolved.is_file():
+            return None
+        st = resolved.stat()
+        day = pd.Timestamp(m.group(1)).date()
+        rel = path.relative_to(self.root).as_posix() if path.is_absolute() else path.as_posix()
+        return LandingFile(feed, day, resolved, rel, st.st_mtime_ns, st.st_size)
+
+    def list_files(self, feed: str, days: Iterable[str | date] | None = None) -> list[LandingFile]:
+        """Landing files of ``feed`` (optionally only for ``days``), sorted by (day, mtime, name)."""
+        d = self.landing_dir(feed)
+        if not d.is_dir():
+            return []
+        out = []
+        if days is None:
+            candidates = sorted(p for p in d.iterdir())
+        else:
+            stems = sorted({pd.Timestamp(x).strftime("%Y%m%d") for x in days})
+            candidates = [d / f"{s}{ext}" for s in stems for ext in EXTENSIONS]
+        root = self.root
+        for p in candidates:
+            if not (p.exists() or p.is_symlink()):
+                continue
+            lf = self._landing_file(feed, root / p.relative_to(root))
+            if lf is not None:
+                out.append(lf)
+        out.sort(key=lambda f: (f.day, f.mtime_ns, f.rel))
+        return out
+
+    # ---- reading --------------------------------------------------------------------
+    def _read_files(self, spec: FeedSpec, files: Sequence[LandingFile]) -> tuple[pd.DataFrame, np.ndarray]:
+        tables = []
+        file_days = []
+        for f in files:
+            t = read_landing_file(f.path, spec.name, display_name=f.rel)
+            n = t.num_rows
+            t = t.append_column("source_file", pa.repeat(pa.scalar(f.rel), n))
+            t = t.append_column("source_mtime_ns", pa.repeat(pa.scalar(f.mtime_ns, pa.int64()), n))
+            tables.append(t)
+            file_days.append(np.full(n, np.datetime64(f.day, "D")))
+        if not tables:
+            empty = canonical_schema(spec.name).empty_table().to_pandas(date_as_object=False)
+            for c in ("source_file", "source_line", "source_mtime_ns"):
+                empty[c] = pd.Series([], dtype="str" if c == "source_file" else "int64")
+            return empty, np.array([], dtype="datetime64[D]")
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return table.to_pandas(date_as_object=False), np.concatenate(file_days)
+
+    def _finish(self, spec: FeedSpec, df: pd.DataFrame, file_day: np.ndarray, reasons: np.ndarray):
+        keep = pd.isna(reasons)
+        rows = df.loc[keep].reset_index(drop=True)
+        if spec.date_column is None:
+            rows["trade_date"] = pd.to_datetime(file_day[keep])
+        elif spec.date_column != "trade_date":
+            rows["trade_date"] = rows[spec.date_column]
+        rows = rows[raw_schema(spec.name).names]
+        q = quarantine_frame(df, reasons, spec, pd.Series(file_day))
+        q = q[quarantine_schema(spec.name).names]
+        return rows, q
+
+    def read(self, feed: str, days: Sequence[str | date]) -> FeedBatch:
+        """Read and validate every landing file of the daily ``feed`` for ``days``."""
+        spec = FEEDS[feed]
+        if not spec.partitioned:
+            raise ValueError(f"{feed} is a reference snapshot feed: use read_snapshots()")
+        keys = [_day_key(d) for d in days]
+        files = self.list_files(feed, keys)
+        df, file_day = self._read_files(spec, files)
+        reasons = row_reasons(df, spec, pd.Series(file_day))
+        rows, q = self._finish(spec, df, file_day, reasons)
+        return FeedBatch(feed, keys, files, rows, q, landed=len(df), reasons=reason_counts(reasons))
+
+    def read_snapshots(self, feed: str) -> FeedBatch:
+        """Read every snapshot of a reference ``feed`` and merge them: per key, the row from the
+        latest file (by file day, then mtime) wins. Rows overridden are counted as superseded."""
+        spec = FEEDS[feed]
+        files = self.list_files(feed)
+        df, file_day = self._read_files(spec, files)
+        reasons = row_reasons(df, spec, pd.Series(file_day))
+        rows, q = self._finish(spec, df, file_day, reasons)
+        merged = rows.drop_duplicates(subset=list(spec.key), keep="last").reset_index(drop=True)
+        days = sorted({f"{f.day:%Y-%m-%d}" for f in files})
+        return FeedBatch(feed, days, files, merged, q, landed=len(df), superseded=len(rows) - len(merged),
+                         reasons=reason_counts(reasons))
+
+
+__all__ = ["FeedBatch", "LandingFeedSource", "LandingFile", "quarantine_schema", "raw_schema"]
