@@ -26,9 +26,9 @@ def _asset_keys(objs: Iterable[object]) -> set[dg.AssetKey]:
     for obj in objs:
         if isinstance(obj, dg.AssetsDefinition):
             keys |= set(obj.keys)
-        elif isinstance(obj, list | tuple):
+        elif type(obj) in (list, tuple):  # not NamedTuple/@record subclasses
             keys |= _asset_keys(obj)
-        elif isinstance(obj, dict):
+        elif type(obj) is dict:
             keys |= _asset_keys(obj.values())
     return keys
 

@@ -253,7 +253,7 @@ def _neutral_index(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
         ax.plot(ser["trade_date"], ser[vcol], lw=1.2, color="tab:blue")
         ax.scatter(worst[date_col], np.interp(mdates.date2num(worst[date_col]),
                    mdates.date2num(ser["trade_date"]), ser[vcol].astype(float)), color="tab:red", zorder=3,
-                   s=18, label=f"{p.n_worst_weeks} worst weeks")
+                   s=18, label=f"{len(worst)} worst weeks")
         ax.set_ylabel("neutral fund index")
         ax.legend(fontsize=8)
         _date_axis(ax)
