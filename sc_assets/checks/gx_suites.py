@@ -180,41 +180,53 @@ _NON_NEGATIVE = ("vol", "amount", "oi", "turnover_rate", "turnover_rate_f", "tur
 _POSITIVE_CAPS = ("total_mv", "circ_mv", "float_mv")
 
 
+#: staging renames of raw columns (dbt_like_sql/staging/*.sql)
+STAGING_RENAMES: dict[str, dict[str, str]] = {
+    "daily_basic": {"turnover_rate": "turnover", "turnover_rate_f": "turnover_f"},
+    "fut_basic": {"delist_date": "expiry_date"},
+}
+
+
 def _feed_suite(spec: FeedSpec, staging: bool) -> Suite:
     layer = "staging" if staging else "raw"
     table = f"stg_{spec.name}" if staging else spec.name
-    date_col = spec.date_column
-    if staging and date_col == "nav_date":
-        date_col = "nav_date"
     ranges = _STG_UNIT_RANGES if staging else _RAW_UNIT_RANGES
+    ren = STAGING_RENAMES.get(spec.name, {}) if staging else {}
+
+    def r(c: str) -> str:
+        return ren.get(c, c)
+
+    spec_key = [r(c) for c in spec.key]
+    required = [r(c) for c in spec.required]
+    prices = [r(c) for c in spec.price_columns]
+    ohlc_feed = spec.name in ("stock_daily", "index_daily", "fut_daily")
 
     def build(df: pd.DataFrame) -> list:
-        key = list(spec.key)
+        key = list(spec_key)
         if not staging and "source_file" in df.columns:
             key = key + ["source_file"]
-        out = not_null(*spec.key) + unique(key) + not_null(*[c for c in spec.required if c in df.columns])
-        out += positive(*[c for c in spec.price_columns if c in df.columns])
-        out += ohlc(df) if spec.name in ("stock_daily", "index_daily", "fut_daily") else []
+        out = not_null(*spec_key) + unique(key) + not_null(*[c for c in required if c in df.columns])
+        out += positive(*[c for c in prices if c in df.columns])
+        out += ohlc(df) if ohlc_feed else []
         out += non_negative(*[c for c in _NON_NEGATIVE if c in df.columns])
         out += positive(*[c for c in _POSITIVE_CAPS if c in df.columns])
         for (feed, col), (lo, hi) in ranges.items():
             if feed == spec.name and col in df.columns:
                 out += between(col, lo, hi)
-        if spec.name == "stock_basic" and "market" in df.columns and staging:
-            out += in_set("market", BOARDS)
+        if staging and spec.name == "stock_basic":
+            out += not_null("board") + in_set("board", BOARDS)
         if spec.name == "fut_basic" and "fut_code" in df.columns:
             out += in_set("fut_code", FUT_CODES)
-        if spec.name == "fut_basic" and {"delist_date", "list_date"} <= set(df.columns):
-            out += ge("delist_date", "list_date")
+        if spec.name == "fut_basic":
+            out += ge(r("delist_date"), "list_date")
         if spec.name == "fund_nav" and "strategy" in df.columns:
             out += in_set("strategy", STRATEGIES)
         return out
 
-    cols = tuple(spec.column_names)
+    cols = tuple(r(c) for c in spec.column_names) + (("board",) if staging and spec.name == "stock_basic" else ())
     return Suite(f"{layer}.{table}", cols, build,
-                 description=f"{layer} {spec.name}: key {spec.key} unique/not null, required columns, prices > 0"
-                 + (", OHLC consistent" if spec.name in ("stock_daily", "index_daily", "fut_daily") else "")
-                 + (f"; date column {date_col}" if date_col else ""))
+                 description=f"{layer} {spec.name}: key ({', '.join(spec_key)}) unique and not null, "
+                 "required columns not null, prices > 0" + (", OHLC consistent" if ohlc_feed else ""))
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+-- description: One row per listed stock per trading day (suspended stocks included with
+--   is_suspended = true and null prices, volume and caps): unadjusted OHLC, adjusted close, simple
+--   return close/pre_close - 1, volume (shares), amount (CNY), turnover (fractions), share counts,
+--   total / float / free-float caps (close x shares, CNY), board, SW industry, ST flag, and the
+--   board-specific price limits with limit-up / limit-down / locked flags (METHODS.md §1). Reads one
+--   extra session of history (lookback 1) to flag resumption days (is_resumption).
+-- materialized: partitioned
+-- unique_key: ts_code, trade_date
+-- lookback: 1
+WITH
+days AS (
+    SELECT trade_date, session_idx
+    FROM calendar
+    WHERE trade_date BETWEEN $lookback_start AND $end
+),
+first_session AS (
+    SELECT min(trade_date) AS d FROM calendar
+),
+basic AS (
+    -- list_idx: session index of the listing day (first session on/after list_date). A listing
+    -- before the calendar's first session (2015-01-05) counts the weekdays before it
+    -- (approximation: only the first-five-days rule needs it exactly).
+    SELECT
+        b.ts_code, b.name, b.industry, b.board, b.list_date, b.delist_date,
+        CASE
+            WHEN b.list_date < f.d THEN -CAST(date_diff('day', b.list_date, f.d) * 5 // 7 AS BIGINT)
+            ELSE c.session_idx
+        END AS list_idx
+    FROM {{ ref('stg_stock_basic') }} b
+    CROSS JOIN first_session f
+    ASOF LEFT JOIN calendar c ON b.list_date <= c.trade_date
+),
+bars AS (
+    SELECT * FROM {{ ref('stg_stock_daily') }}
+    WHERE trade_date BETWEEN $lookback_start AND $end
+),
+bar_days AS (
+    SELECT trade_date, count(*) AS n_bars FROM bars GROUP BY trade_date
+),
+universe AS (
+    -- listed by the reference data, plus any stock with a bar (no survivorship by omission)
+    SELECT d.trade_date, b.ts_code
+    FROM days d
+    JOIN basic b
+      ON b.list_date <= d.trade_date
+     AND (b.delist_date IS NULL OR d.trade_date < b.delist_date)
+    UNION
+    SELECT trade_date, ts_code FROM bars
+),
+joined AS (
+    SELECT
+        u.trade_date,
+        d.session_idx,
+        u.ts_code,
+        b.name,
+        b.industry,
+        coalesce(b.board, CASE
+            WHEN u.ts_code LIKE '688%' OR u.ts_code LIKE '689%' THEN 'star'
+            WHEN u.ts_code LIKE '300%' OR u.ts_code LIKE '301%' THEN 'chinext'
+            WHEN u.ts_code LIKE '%.BJ' THEN 'bse'
+            ELSE 'main' END)                                    AS board,
+        coalesce(st.is_st, false)                               AS is_st,
+        b.list_date,
+        CAST(d.session_idx - b.list_idx + 1 AS INTEGER)         AS days_listed,
+        (s.ts_code IS NULL OR coalesce(s.vol, 0) <= 0)          AS is_suspended,
+        s.open, s.high, s.low, s.close, s.pre_close, s.vol, s.amount,
+        a.adj_factor,
+        db.turnover, db.turnover_f, db.total_share, db.float_share, db.free_share,
+        coalesce(bd.n_bars, 0) > 0                              AS day_has_bars
+    FROM universe u
+    JOIN days d USING (trade_date)
+    LEFT JOIN basic b USING (ts_code)
+    LEFT JOIN bars s USING (ts_code, trade_date)
+    LEFT JOIN bar_days bd USING (trade_date)
+    LEFT JOIN (
+        SELECT * FROM {{ ref('stg_adj_factor') }} WHERE trade_date BETWEEN $lookback_start AND $end
+    ) a USING (ts_code, trade_date)
+    LEFT JOIN (
+        SELECT * FROM {{ ref('stg_daily_basic') }} WHERE trade_date BETWEEN $lookback_start AND $end
+    ) db USING (ts_code, trade_date)
+    LEFT JOIN (
+        SELECT * FROM {{ ref('stg_st_flags') }} WHERE trade_date BETWEEN $lookback_start AND $end
+    ) st USING (ts_code, trade_date)
+),
+resumption AS (
+    SELECT
+        *,
+        -- previous session's row of the same stock; unknown (null) if that session had no bars at all
+        lag(session_idx) OVER w AS prev_idx,
+        lag(CASE WHEN day_has_bars THEN is_suspended END) OVER w AS prev_suspended
+    FROM joined
+    WINDOW w AS (PARTITION BY ts_code ORDER BY trade_date)
+),
+limits AS (
+    SELECT
+        *,
+        -- (up, down) limit fractions by board and listing age (METHODS.md §1); NULL = no limit
+        CASE
+            WHEN days_listed <= 5 AND (
+                   (board = 'chinext' AND list_date >= DATE '2020-08-24')
+                OR board IN ('star', 'bse')
+                OR (board = 'main' AND list_date >= DATE '2023-04-10')) THEN NULL
+            WHEN days_listed = 1 AND board IN ('main', 'chinext') THEN 0.44
+            WHEN is_st AND (board = 'main' OR (board = 'chinext' AND trade_date < DATE '2020-08-24')) THEN 0.05
+            WHEN board = 'chinext' AND trade_date >= DATE '2020-08-24' THEN 0.20
+            WHEN board = 'star' THEN 0.20
+            WHEN board = 'bse' THEN 0.30
+            ELSE 0.10
+        END AS up_pct,
+        CASE
+            WHEN days_listed <= 5 AND (
+                   (board = 'chinext' AND list_date >= DATE '2020-08-24')
+                OR board IN ('star', 'bse')
+                OR (board = 'main' AND list_date >= DATE '2023-04-10')) THEN NULL
+            WHEN days_listed = 1 AND board IN ('main', 'chinext') THEN 0.36
+            WHEN is_st AND (board = 'main' OR (board = 'chinext' AND trade_date < DATE '2020-08-24')) THEN 0.05
+            WHEN board = 'chinext' AND trade_date >= DATE '2020-08-24' THEN 0.20
+            WHEN board = 'star' THEN 0.20
+            WHEN board = 'bse' THEN 0.30
+            ELSE 0.10
+        END AS down_pct
+    FROM resumption
+),
+priced AS (
+    SELECT
+        *,
+        -- limit price = round(pre_close x (1 +- pct), 2) in exact decimal arithmetic (half away from zero)
+        CAST(round(CAST(pre_close AS DECIMAL(18, 4)) * CAST(1 + up_pct AS DECIMAL(18, 4)), 2) AS DOUBLE)
+            AS up_limit_all,
+        CAST(round(CAST(pre_close AS DECIMAL(18, 4)) * CAST(1 - down_pct AS DECIMAL(18, 4)), 2) AS DOUBLE)
+            AS down_limit_all
+    FROM limits
+)
+SELECT
+    trade_date,
+    ts_code,
+    name,
+    industry,
+    board,
+    is_st,
+    list_date,
+    days_listed,
+    is_suspended,
+    CASE WHEN NOT is_suspended THEN open END                    AS open,
+    CASE WHEN NOT is_suspended THEN high END                    AS high,
+    CASE WHEN NOT is_suspended THEN low END                     AS low,
+    CASE WHEN NOT is_suspended THEN close END                   AS close,
+    CASE WHEN NOT is_suspended THEN pre_close END               AS pre_close,
+    adj_factor,
+    CASE WHEN NOT is_suspended THEN close * adj_factor END      AS adj_close,
+    CASE WHEN NOT is_suspended THEN close / pre_close - 1 END   AS ret,
+    CASE WHEN NOT is_suspended THEN vol END                     AS vol,
+    CASE WHEN NOT is_suspended THEN amount END                  AS amount,
+    CASE WHEN NOT is_suspended THEN coalesce(turnover, vol / nullif(float_share, 0)) END   AS turnover,
+    CASE WHEN NOT is_suspended THEN coalesce(turnover_f, vol / nullif(free_share, 0)) END  AS turnover_f,
+    total_share,
+    float_share,
+    free_share,
+    CASE WHEN NOT is_suspended THEN close * total_share END     AS total_mv,
+    CASE WHEN NOT is_suspended THEN close * float_share END     AS float_mv,
+    CASE WHEN NOT is_suspended THEN close * free_share END      AS free_float_mv,
+    CAST(up_pct AS DOUBLE)                                      AS limit_pct,
+    CASE WHEN NOT is_suspended THEN up_limit_all END            AS up_limit,
+    CASE WHEN NOT is_suspended THEN down_limit_all END          AS down_limit,
+    coalesce(NOT is_suspended AND close >= up_limit_all - 0.005, false)     AS is_limit_up,
+    coalesce(NOT is_suspended AND close <= down_limit_all + 0.005, false)   AS is_limit_down,
+    coalesce(NOT is_suspended AND high = low AND (
+        abs(high - up_limit_all) < 0.005 OR abs(low - down_limit_all) < 0.005), false) AS is_locked,
+    coalesce(NOT is_suspended AND prev_idx = session_idx - 1 AND prev_suspended, false)  AS is_resumption
+FROM priced
+WHERE trade_date BETWEEN $start AND $end

@@ -1,0 +1,17 @@
+-- description: ETF shares outstanding in units (10,000 units -> units), ETF close (CNY) and tracked
+--   index; latest landed file wins per ETF-day.
+-- materialized: partitioned
+-- unique_key: ts_code, trade_date
+SELECT
+    CAST(ts_code AS VARCHAR)            AS ts_code,
+    CAST(trade_date AS DATE)            AS trade_date,
+    CAST(fd_share AS DOUBLE) * 10000    AS fd_share,  -- 10,000 units -> units
+    CAST(close AS DOUBLE)               AS close,
+    CAST(index_code AS VARCHAR)         AS index_code,
+    CAST(source_file AS VARCHAR)        AS source_file
+FROM {{ source('raw', 'etf_share') }}
+WHERE trade_date BETWEEN $start AND $end
+QUALIFY row_number() OVER (
+    PARTITION BY ts_code, trade_date
+    ORDER BY source_mtime_ns DESC, source_file DESC, source_line DESC
+) = 1

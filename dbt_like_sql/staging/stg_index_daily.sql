@@ -1,0 +1,21 @@
+-- description: Daily index bars in canonical units (vol in shares, amount in CNY); latest landed
+--   file wins per index-day.
+-- materialized: partitioned
+-- unique_key: ts_code, trade_date
+SELECT
+    CAST(ts_code AS VARCHAR)            AS ts_code,
+    CAST(trade_date AS DATE)            AS trade_date,
+    CAST(open AS DOUBLE)                AS open,
+    CAST(high AS DOUBLE)                AS high,
+    CAST(low AS DOUBLE)                 AS low,
+    CAST(close AS DOUBLE)               AS close,
+    CAST(pre_close AS DOUBLE)           AS pre_close,
+    CAST(vol AS DOUBLE) * 100           AS vol,       -- lots -> shares
+    CAST(amount AS DOUBLE) * 1000       AS amount,    -- 1,000 CNY -> CNY
+    CAST(source_file AS VARCHAR)        AS source_file
+FROM {{ source('raw', 'index_daily') }}
+WHERE trade_date BETWEEN $start AND $end
+QUALIFY row_number() OVER (
+    PARTITION BY ts_code, trade_date
+    ORDER BY source_mtime_ns DESC, source_file DESC, source_line DESC
+) = 1

@@ -1,0 +1,16 @@
+-- description: Index constituent weights as FRACTIONS (percent / 100, summing to ~1 per index and
+--   date); latest landed file wins per (index, constituent, date).
+-- materialized: partitioned
+-- unique_key: index_code, con_code, trade_date
+SELECT
+    CAST(index_code AS VARCHAR)         AS index_code,
+    CAST(con_code AS VARCHAR)           AS con_code,
+    CAST(trade_date AS DATE)            AS trade_date,
+    CAST(weight AS DOUBLE) / 100        AS weight,    -- percent -> fraction
+    CAST(source_file AS VARCHAR)        AS source_file
+FROM {{ source('raw', 'index_weight') }}
+WHERE trade_date BETWEEN $start AND $end
+QUALIFY row_number() OVER (
+    PARTITION BY index_code, con_code, trade_date
+    ORDER BY source_mtime_ns DESC, source_file DESC, source_line DESC
+) = 1

@@ -1,0 +1,588 @@
+"""The dbt-like SQL model runner: one Dagster asset per file in ``dbt_like_sql/`` (DESIGN.md §6).
+
+A model is a single DuckDB ``SELECT`` in ``dbt_like_sql/<layer>/<name>.sql``; the asset key is
+``[<layer>, <name>]`` and its group is the layer. The file starts with a header block::
+
+    -- description: One line shown in the UI (continuation lines: "--   more text").
+    -- materialized: partitioned        (or: table)
+    -- unique_key: ts_code, trade_date
+    -- lookback: 1                      (partitioned only: extra trading days of upstream rows)
+
+Dependencies come from ``{{ ref('model') }}`` (another model, any layer) and
+``{{ source('raw', 'feed') }}`` (a raw feed of ``sc_assets.feeds.schemas``); they are rendered
+as the relations ``"<layer>"."<name>"``. A relation ``calendar`` (trade_date DATE, session_idx
+INTEGER: SSE sessions from ``sc_assets.partitions.sessions()``) is always available so SQL can
+count sessions.
+
+Parameters are BOUND, never formatted into SQL text (a partition key or a value with quotes
+and semicolons cannot change the statement). A model may use any of:
+
+    $start, $end          DATE  first / last partition day of this run (partitioned models)
+    $partition_days       DATE[] the run's partition days
+    $lookback_start       DATE  first upstream day read (``lookback`` sessions before $start)
+
+A partitioned model must return a ``trade_date`` column and only rows of the run's days.
+Upstream partitioned tables are read from exactly the files of [$lookback_start, $end]
+(``Warehouse.files``), unpartitioned ones whole. A single-run backfill is processed in chunks
+of ``chunk_sessions`` sessions (default 250) to bound memory.
+
+Load-time validation: an unknown ref/source, a dependency cycle, a bad header or a SQL syntax
+error raises :class:`SqlModelError` naming the file and line, so ``dagster dev`` /
+``Definitions`` loading fails loudly. Materialization metadata: rows, date range, TableSchema,
+preview, the parameters used, and ``dagster/column_lineage`` from sqlglot.
+"""
+
+
+import graphlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from sc_assets.feeds.schemas import FEEDS
+from sc_assets.partitions import sessions, trading_days
+from sc_assets.resources.warehouse import Warehouse
+
+SQL_DIR_ENV = "SC_ASSETS_SQL_DIR"
+DEFAULT_SQL_DIR = Path(__file__).resolve().parents[1] / "dbt_like_sql"
+LAYERS = ("staging", "marts")
+HEADER_KEYS = {"description", "materialized", "unique_key", "lookback"}
+PARAMETERS = ("start", "end", "partition_days", "lookback_start")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_JINJA = re.compile(r"\{\{(.*?)\}\}", re.S)
+_CALL = re.compile(
+    r"""^\s*(ref|source)\s*\(\s*(['"])([A-Za-z0-9_]+)\2\s*(?:,\s*(['"])([A-Za-z0-9_]+)\4\s*)?\)\s*$"""
+)
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class SqlModelError(ValueError):
+    """A SQL model cannot be loaded: the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Dep:
+    layer: str
+    name: str
+    kind: str  # "ref" | "source"
+    line: int
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey([self.layer, self.name])
+
+
+@dataclass(frozen=True)
+class SqlModel:
+    """One parsed ``.sql`` file."""
+
+    name: str
+    layer: str
+    path: Path
+    text: str  # the file as written
+    sql: str  # refs/sources rendered as "<layer>"."<name>"
+    description: str
+    materialized: str  # "partitioned" | "table"
+    unique_key: tuple[str, ...]
+    lookback: int
+    deps: tuple[Dep, ...]
+    params: tuple[str, ...] = field(default=())
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey([self.layer, self.name])
+
+    @property
+    def partitioned(self) -> bool:
+        return self.materialized == "partitioned"
+
+    @property
+    def code_version(self) -> str:
+        """Content hash of the SQL file: changes exactly when the model's logic changes."""
+        return hashlib.sha256(self.text.encode()).hexdigest()[:12]
+
+    def where(self, line: int | None = None) -> str:
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
+# ---------------------------------------------------------------------------------------
+# parsing
+# ---------------------------------------------------------------------------------------
+def _parse_header(path: Path, text: str) -> tuple[dict[str, str], int]:
+    header: dict[str, str] = {}
+    last = None
+    n = 0
+    for i, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if not s:
+            if header:
+                break
+            continue
+        if not s.startswith("--"):
+            break
+        n = i
+        body = s[2:].strip()
+        m = re.match(r"^([a-z_]+)\s*:\s*(.*)$", body)
+        if m and m.group(1) in HEADER_KEYS:
+            last = m.group(1)
+            header[last] = m.group(2).strip()
+        elif m and line.startswith("-- ") and not line.startswith("--   ") and m.group(1) not in HEADER_KEYS:
+            raise SqlModelError(
+                f"{path}:{i}: unknown header key {m.group(1)!r} (known: {', '.join(sorted(HEADER_KEYS))})"
+            )
+        elif last == "description" and body:
+            header["description"] += " " + body
+    return header, n
+
+
+def parse_model(path: Path, layer: str) -> SqlModel:
+    """Parse one file (header, refs, sources); references are resolved by :func:`load_models`."""
+    name = path.stem
+    if not _NAME.match(name) or not _NAME.match(layer):
+        raise SqlModelError(f"{path}:1: model and folder names must match [a-z][a-z0-9_]* (got {layer}/{name})")
+    text = path.read_text(encoding="utf-8")
+    header, _ = _parse_header(path, text)
+    materialized = header.get("materialized", "")
+    if materialized not in ("partitioned", "table"):
+        raise SqlModelError(f"{path}:1: header needs '-- materialized: partitioned' or '-- materialized: table'")
+    description = header.get("description", "").strip()
+    if not description:
+        raise SqlModelError(f"{path}:1: header needs '-- description: ...'")
+    unique_key = tuple(c.strip() for c in header.get("unique_key", "").split(",") if c.strip())
+    try:
+        lookback = int(header.get("lookback", "0"))
+    except ValueError as exc:
+        raise SqlModelError(f"{path}:1: lookback must be an integer number of trading days") from exc
+    if lookback < 0 or (lookback and materialized != "partitioned"):
+        raise SqlModelError(f"{path}:1: lookback must be >= 0 and only on partitioned models")
+
+    deps: list[Dep] = []
+
+    def render(m: re.Match) -> str:
+        line = text.count("\n", 0, m.start()) + 1
+        call = _CALL.match(m.group(1))
+        if not call:
+            raise SqlModelError(
+                f"{path}:{line}: cannot read {{{{{m.group(1)}}}}}: use {{{{ ref('model') }}}} or "
+                "{{ source('raw', 'feed') }}"
+            )
+        fn, a, b = call.group(1), call.group(3), call.group(5)
+        if fn == "ref":
+            if b is not None:
+                raise SqlModelError(f"{path}:{line}: ref() takes one model name")
+            deps.append(Dep("?", a, "ref", line))
+            return f"{{{{ref:{a}}}}}"
+        if b is None:
+            raise SqlModelError(f"{path}:{line}: source() takes a layer and a table: source('raw', 'feed')")
+        if a == "raw" and b not in FEEDS:
+            raise SqlModelError(f"{path}:{line}: unknown raw feed {b!r} (known: {', '.join(sorted(FEEDS))})")
+        deps.append(Dep(a, b, "source", line))
+        return f'"{a}"."{b}"'
+
+    sql = _JINJA.sub(render, text)
+    params = tuple(sorted(set(_PARAM.findall(_strip_comments_and_strings(sql)))))
+    unknown = [p for p in params if p not in PARAMETERS]
+    if unknown:
+        line = _line_of(text, "$" + unknown[0])
+        raise SqlModelError(f"{path}:{line}: unknown parameter ${unknown[0]} (known: ${', $'.join(PARAMETERS)})")
+    if materialized == "table" and params:
+        raise SqlModelError(f"{path}:{_line_of(text, '$' + params[0])}: table models take no partition parameters")
+    return SqlModel(name, layer, path, text, sql, description, materialized, unique_key, lookback,
+                    tuple(deps), params)
+
+
+def _line_of(text: str, needle: str) -> int:
+    i = text.find(needle)
+    return text.count("\n", 0, i) + 1 if i >= 0 else 1
+
+
+def _strip_comments_and_strings(sql: str) -> str:
+    """Blank out string literals and -- comments (keeps line structure) to find $parameters."""
+    sql = re.sub(r"'(?:[^']|'')*'", lambda m: " " * len(m.group(0)), sql)
+    return re.sub(r"--[^\n]*", "", sql)
+
+
+def _check_syntax(model: SqlModel, sql: str) -> None:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        msg = str(exc)
+        m = re.search(r"LINE (\d+):", msg)
+        line = int(m.group(1)) if m else 1
+        first = msg.splitlines()[0]
+        raise SqlModelError(f"{model.where(line)}: SQL syntax error: {first}") from exc
+    if len(statements) != 1:
+        raise SqlModelError(f"{model.where()}: a model is exactly one SELECT statement (found {len(statements)})")
+
+
+def load_models(sql_dir: str | os.PathLike | None = None) -> dict[str, SqlModel]:
+    """Discover and validate every model under ``sql_dir`` (default: ``$SC_ASSETS_SQL_DIR`` or
+    the repository's ``dbt_like_sql/``). Returns models by name in dependency order."""
+    root = Path(sql_dir or os.environ.get(SQL_DIR_ENV) or DEFAULT_SQL_DIR)
+    if not root.is_dir():
+        return {}
+    parsed: dict[str, SqlModel] = {}
+    for path in sorted(root.glob("*/**/*.sql")):
+        layer = path.relative_to(root).parts[0]
+        model = parse_model(path, layer)
+        if model.name in parsed:
+            raise SqlModelError(f"{path}:1: model name {model.name!r} also defined in {parsed[model.name].path}")
+        parsed[model.name] = model
+    # resolve refs: layer of the referenced model, render the relation
+    models: dict[str, SqlModel] = {}
+    for model in parsed.values():
+        deps = []
+        sql = model.sql
+        for d in model.deps:
+            if d.kind == "ref":
+                if d.name not in parsed:
+                    raise SqlModelError(
+                        f"{model.where(d.line)}: ref('{d.name}') names no model in {root} "
+                        f"(known: {', '.join(sorted(parsed))})"
+                    )
+                target = parsed[d.name]
+                d = Dep(target.layer, d.name, "ref", d.line)
+                sql = sql.replace(f"{{{{ref:{d.name}}}}}", f'"{target.layer}"."{d.name}"')
+            if d.layer == model.layer and d.name == model.name:
+                raise SqlModelError(f"{model.where(d.line)}: model refers to itself")
+            deps.append(d)
+        models[model.name] = SqlModel(
+            model.name, model.layer, model.path, model.text, sql, model.description, model.materialized,
+            model.unique_key, model.lookback, tuple(deps), model.params,
+        )
+        _check_syntax(models[model.name], sql)
+    graph = {m.name: {d.name for d in m.deps if d.kind == "ref"} for m in models.values()}
+    try:
+        order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        first = models[cycle[0]]
+        dep = next(d for d in first.deps if d.name == cycle[1]) if len(cycle) > 1 else None
+        raise SqlModelError(
+            f"{first.where(dep.line if dep else None)}: dependency cycle {' -> '.join(cycle)}"
+        ) from exc
+    return {name: models[name] for name in order}
+
+
+# ---------------------------------------------------------------------------------------
+# execution
+# ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def calendar_table() -> pa.Table:
+    s = sessions()
+    return pa.table({
+        "trade_date": pa.array(s.date, pa.date32()),
+        "session_idx": pa.array(range(len(s)), pa.int32()),
+    })
+
+
+def _validate_days(days: Sequence[str]) -> list[str]:
+    out = []
+    for d in days:
+        if not isinstance(d, str) or not _DAY.match(d):
+            raise ValueError(f"partition key {d!r} is not a YYYY-MM-DD trading day")
+        pd.Timestamp(d)  # raises on 2024-13-45
+        out.append(d)
+    return sorted(out)
+
+
+def _upstream_partitioned(dep: Dep, models: dict[str, SqlModel]) -> bool:
+    if dep.kind == "ref":
+        return models[dep.name].partitioned
+    spec = FEEDS.get(dep.name) if dep.layer == "raw" else None
+    return bool(spec and spec.partitioned)
+
+
+def _upstream_files(
+    warehouse: Warehouse, dep: Dep, models: dict[str, SqlModel], window: tuple[str, str] | None
+) -> list[str]:
+    if not warehouse.exists(dep.layer, dep.name):
+        raise FileNotFoundError(
+            f"{dep.layer}.{dep.name} has no data in the lake ({warehouse.table_dir(dep.layer, dep.name)}): "
+            "materialize it first"
+        )
+    if window is not None and _upstream_partitioned(dep, models):
+        files = warehouse.files(dep.layer, dep.name, window[0], window[1])
+        if files:
+            return files
+        # no partition in the window: keep the schema, return no rows
+        return warehouse.files(dep.layer, dep.name)[:1] + ["__empty__"]
+    return warehouse.files(dep.layer, dep.name)
+
+
+def connect_model(
+    model: SqlModel, warehouse: Warehouse, models: dict[str, SqlModel], window: tuple[str, str] | None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the model's upstream relations and ``calendar``."""
+    con = duckdb.connect(":memory:")
+    con.register("calendar", calendar_table())
+    for i, dep in enumerate({(d.layer, d.name): d for d in model.deps}.values()):
+        files = _upstream_files(warehouse, dep, models, window)
+        empty = "__empty__" in files
+        files = [f for f in files if f != "__empty__"]
+        rel = con.read_parquet(files, union_by_name=True, hive_partitioning=False)
+        if empty:
+            rel = rel.limit(0)
+        alias = f"__upstream_{i}"
+        con.register(alias, rel)
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{dep.layer}"')  # names validated by _NAME / FEEDS
+        con.execute(f'CREATE VIEW "{dep.layer}"."{dep.name}" AS SELECT * FROM "{alias}"')
+    return con
+
+
+def run_model(
+    model: SqlModel,
+    warehouse: Warehouse,
+    days: Sequence[str] | None = None,
+    models: dict[str, SqlModel] | None = None,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Execute ``model`` for partition ``days`` (partitioned) or whole (table).
+
+    Returns the result as Arrow (DuckDB types kept: DATE stays DATE) and the parameters bound.
+    """
+    models = models if models is not None else {model.name: model}
+    params: dict[str, Any] = {}
+    window = None
+    if model.partitioned:
+        if not days:
+            raise ValueError(f"{model.key.to_user_string()} is partitioned: give partition days")
+        days = _validate_days(days)
+        from sc_assets.partitions import previous_trading_day
+
+        lookback_start = (
+            previous_trading_day(days[0], model.lookback).strftime("%Y-%m-%d") if model.lookback else days[0]
+        )
+        window = (lookback_start, days[-1])
+        values = {
+            "start": pd.Timestamp(days[0]).date(),
+            "end": pd.Timestamp(days[-1]).date(),
+            "partition_days": [pd.Timestamp(d).date() for d in days],
+            "lookback_start": pd.Timestamp(lookback_start).date(),
+        }
+        params = {p: values[p] for p in model.params}
+    con = connect_model(model, warehouse, models, window)
+    try:
+        table = con.execute(model.sql, params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise RuntimeError(f"{model.path}: {exc}") from exc
+    finally:
+        con.close()
+    used = {k: (str(v) if not isinstance(v, list) else f"{len(v)} days") for k, v in params.items()}
+    return table, used
+
+
+# ---------------------------------------------------------------------------------------
+# column lineage (sqlglot)
+# ---------------------------------------------------------------------------------------
+def column_lineage(
+    model: SqlModel, upstream_schemas: dict[tuple[str, str], dict[str, str]], columns: Sequence[str]
+) -> dict[str, list[tuple[tuple[str, str], str]]]:
+    """Output column -> [((layer, table), column), ...] from the parsed SQL (best effort).
+
+    Columns derived only from literals or the calendar have no upstream dependency.
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.lineage import lineage
+
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for (layer, name), cols in upstream_schemas.items():
+        schema.setdefault(layer, {})[name] = cols
+    schema.setdefault("main", {})["calendar"] = {"trade_date": "DATE", "session_idx": "INT"}
+    expr = sqlglot.parse_one(model.sql, dialect="duckdb")
+
+    def qualify_calendar(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Table) and node.name == "calendar" and not node.args.get("db"):
+            node.set("db", exp.to_identifier("main"))
+        return node
+
+    expr = expr.transform(qualify_calendar)
+    nodes = lineage(None, expr, schema=schema, dialect="duckdb")
+    out: dict[str, list[tuple[tuple[str, str], str]]] = {}
+    for col in columns:
+        node = nodes.get(col) if isinstance(nodes, dict) else None
+        if node is None:
+            continue
+        found = set()
+        for n in node.walk():
+            if n.downstream or not isinstance(n.source, exp.Table):
+                continue
+            db, tbl = n.source.args.get("db"), n.source.name
+            db = db.name if db is not None else ""
+            if (db, tbl) in upstream_schemas:
+                found.add(((db, tbl), n.name.split(".")[-1]))
+        out[col] = sorted(found)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _cached_lineage(model: SqlModel, schema_items: tuple, columns: tuple) -> dict:
+    schemas = {k: dict(v) for k, v in schema_items}
+    return column_lineage(model, schemas, columns)
+
+
+def lineage_metadata(
+    model: SqlModel, warehouse: Warehouse, models: dict[str, SqlModel], columns: Sequence[str]
+) -> dg.TableColumnLineage | None:
+    con = connect_model(model, warehouse, models, window=None if not model.partitioned else ("1900-01-01", "1900-01-01"))
+    try:
+        items = []
+        for d in {(d.layer, d.name): d for d in model.deps}.values():
+            desc = con.execute(f'DESCRIBE "{d.layer}"."{d.name}"').fetchall()
+            items.append(((d.layer, d.name), tuple((r[0], str(r[1])) for r in desc)))
+    finally:
+        con.close()
+    mapping = _cached_lineage(model, tuple(items), tuple(columns))
+    return dg.TableColumnLineage(
+        deps_by_column={
+            col: [dg.TableColumnDep(asset_key=dg.AssetKey(list(src)), column_name=c) for src, c in deps]
+            for col, deps in mapping.items()
+            if deps
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Dagster assets
+# ---------------------------------------------------------------------------------------
+class SqlModelConfig(dg.Config):
+    """Run options for SQL model assets."""
+
+    chunk_sessions: int = 250
+    """A backfill over more partition days than this runs the SQL per chunk (bounds memory)."""
+
+
+def _unique_key_failures(df: pd.DataFrame, key: Sequence[str]) -> tuple[int, int]:
+    if not key or not len(df):
+        return 0, 0
+    missing = [k for k in key if k not in df.columns]
+    if missing:
+        return len(df), 0
+    nulls = int(df[list(key)].isna().any(axis=1).sum())
+    dupes = int(df.duplicated(list(key)).sum())
+    return dupes, nulls
+
+
+def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDefinition:
+    """One Dagster asset for ``model`` with its GX suite (if any) and unique-key checks."""
+    from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
+    from sc_assets.checks.gx_suites import SUITES
+
+    key = model.key
+    suite = f"{model.layer}.{model.name}" if f"{model.layer}.{model.name}" in SUITES else None
+    check_specs = []
+    if suite:
+        check_specs.append(gx_check_spec(key))
+    if model.unique_key:
+        check_specs.append(dg.AssetCheckSpec(
+            "unique_key_is_unique", asset=key, blocking=True,
+            description=f"({', '.join(model.unique_key)}) is unique and not null in the rows just written",
+        ))
+
+    @dg.asset(
+        key=key,
+        group_name=model.layer,
+        description=model.description,
+        deps=[d.key for d in model.deps],
+        kinds={"duckdb", "sql"},
+        code_version=model.code_version,
+        partitions_def=trading_days if model.partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if model.partitioned else None,
+        check_specs=check_specs or None,
+        metadata={
+            "sql_file": str(model.path.relative_to(model.path.parents[2])) if len(model.path.parents) > 2 else str(model.path),
+            "materialized": model.materialized,
+            "unique_key": ", ".join(model.unique_key),
+            "lookback_sessions": model.lookback,
+            "sql": dg.MetadataValue.md(f"```sql\n{model.text}\n```"),
+        },
+    )
+    def _asset(context: dg.AssetExecutionContext, config: SqlModelConfig, warehouse: Warehouse):
+        from sc_assets.assets._metadata import table_metadata
+        from sc_assets.checks import gx_check_result
+
+        t0 = time.perf_counter()
+        days = list(context.partition_keys) if model.partitioned else None
+        frames: list[pd.DataFrame] = []
+        tables: list[pa.Table] = []
+        params: dict[str, Any] = {}
+        chunks = [days[i:i + config.chunk_sessions] for i in range(0, len(days), max(1, config.chunk_sessions))] if days else [None]
+        rows = 0
+        for chunk in chunks:
+            table, params = run_model(model, warehouse, chunk, models)
+            df = table.to_pandas()
+            if model.partitioned:
+                warehouse.write_partitions(model.layer, model.name, df, days=chunk, schema=table.schema)
+            else:
+                warehouse.write_table(model.layer, model.name, df, schema=table.schema)
+            rows += len(df)
+            frames.append(df)
+            tables.append(table)
+        t_sql = time.perf_counter() - t0
+        warehouse.refresh_catalog([(model.layer, model.name)])
+        full = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+        check_results = []
+        t1 = time.perf_counter()
+        if suite:
+            check_results.append(gx_check_result(key, suite, full, days=days))
+        t_gx = time.perf_counter() - t1
+        if model.unique_key:
+            dupes, nulls = _unique_key_failures(full, model.unique_key)
+            check_results.append(dg.AssetCheckResult(
+                asset_key=key, check_name="unique_key_is_unique", passed=dupes == 0 and nulls == 0,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"duplicate_rows": dupes, "rows_with_null_key": nulls, "rows": len(full)},
+            ))
+        if days:
+            params = dict(params, start=days[0], end=days[-1], partition_days=f"{len(days)} days")
+        meta = table_metadata(
+            full if model.partitioned else full,
+            parameters={**params, "chunk_sessions": config.chunk_sessions, "lookback_sessions": model.lookback},
+        )
+        meta["sql_seconds"] = round(t_sql, 3)
+        meta["gx_seconds"] = round(t_gx, 3)
+        try:
+            lin = lineage_metadata(model, warehouse, models, list(full.columns))
+            if lin is not None:
+                meta["dagster/column_lineage"] = lin
+        except Exception as exc:  # lineage is documentation: never fail the data on it
+            context.log.warning(f"column lineage for {model.name} not computed: {exc}")
+        context.log.info(
+            f"{key.to_user_string()}: {rows} rows for {len(days) if days else 'all'} day(s); "
+            f"SQL+write {t_sql:.2f}s, GX {t_gx:.2f}s"
+        )
+        return dg.MaterializeResult(metadata=meta, check_results=check_results)
+
+    _ = GX_CHECK_NAME
+    return _asset
+
+
+def build_sql_assets(sql_dir: str | os.PathLike | None = None) -> list[dg.AssetsDefinition]:
+    """Every model under ``sql_dir`` as a Dagster asset (in dependency order)."""
+    models = load_models(sql_dir)
+    return [build_sql_asset(m, models) for m in models.values()]
+
+
+__all__ = [
+    "SqlModel",
+    "SqlModelConfig",
+    "SqlModelError",
+    "build_sql_asset",
+    "build_sql_assets",
+    "column_lineage",
+    "load_models",
+    "parse_model",
+    "run_model",
+]
