@@ -95,7 +95,7 @@ def test_futures_keep_only_dated_index_contracts(data_dir):
     assert basic.loc["IC2402.CFX", "underlying"] == "000905.SH"
     assert basic.loc["IM2402.CFX", "underlying"] == "000852.SH"
     assert basic.loc["IH2402.CFX", "multiplier"] == 300.0  # missing multiplier filled from the contract spec
-    assert str(basic.loc["IC2402.CFX", "delist_date"]) == "2024-02-16"
+    assert str(basic.loc["IC2402.CFX", "delist_date"]) == "2024-02-19"  # 3rd Friday in the Spring Festival closure
 
 
 def test_index_weight_lands_the_snapshot_in_force(data_dir):
