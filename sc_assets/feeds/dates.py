@@ -33,19 +33,33 @@ def parse_dates(values: pa.Array | pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa
     elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         arr = pc.cast(arr, pa.string())
 
+    # parse each distinct cell once (a daily file holds one or a few dates)
+    flat = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    enc = pc.dictionary_encode(flat)
+    out_u, bad_u = _parse_strings(enc.dictionary)
+    out = pc.take(out_u, enc.indices)
+    bad = pc.fill_null(pc.take(bad_u, enc.indices), False)
+    return pa.chunked_array([out]), pa.chunked_array([bad])
+
+
+def _parse_strings(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
     s = pc.utf8_trim_whitespace(arr)
     blank = pc.or_kleene(pc.is_null(s), pc.equal(s, ""))
     # fast path: all cells are YYYYMMDD
     eight = pc.match_substring_regex(s, r"^\d{8}$")
     if pc.all(pc.or_kleene(blank, eight)).as_py():
-        ts = pc.strptime(s, format="%Y%m%d", unit="s", error_is_null=True)
+        fmt, text = "%Y%m%d", s
     else:
         # separated forms -> zero-padded YYYY-MM-DD, then one strptime
         iso = pc.replace_substring_regex(s, r"^(\d{4})[-/.](\d)(?:[^\d]|$)(.*)$", r"\1-0\2-\3")
         iso = pc.replace_substring_regex(iso, r"^(\d{4})-(\d{2})-(\d)(?:[^\d].*)?$", r"\1-\2-0\3")
         iso = pc.replace_substring_regex(iso, r"^(\d{4})[-/.](\d{2})[-/.](\d{2})(?:[ T].*)?$", r"\1-\2-\3")
         iso = pc.replace_substring_regex(iso, r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3")
-        ts = pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)
+        fmt, text = "%Y-%m-%d", iso
+    ts = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+    # strptime rolls impossible days over (20240230 -> 2024-03-01): require a round trip
+    same = pc.equal(pc.strftime(ts, format=fmt), text)
+    ts = pc.if_else(pc.fill_null(same, False), ts, pa.scalar(None, ts.type))
     out = pc.cast(ts, pa.date32())
     bad = pc.and_(pc.invert(pc.fill_null(blank, True)), pc.is_null(out))
     return out, bad

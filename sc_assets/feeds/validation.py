@@ -41,10 +41,16 @@ REASON_PREFIXES = (
 )
 
 
+class _Reasons(np.ndarray):
+    """Object array of reasons that also tracks which rows are still unflagged (``free``)."""
+
+
 def _flag(reason: np.ndarray, mask: np.ndarray | pd.Series, text: str) -> None:
-    m = np.asarray(mask, dtype=bool) & pd.isna(reason)
+    free = reason.free  # type: ignore[attr-defined]
+    m = np.asarray(mask, dtype=bool) & free
     if m.any():
         reason[m] = text
+        free &= ~m
 
 
 def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = None) -> np.ndarray:
@@ -55,9 +61,10 @@ def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = N
     required for partitioned feeds.
     """
     n = len(df)
-    reason = np.full(n, None, dtype=object)
+    reason = np.full(n, None, dtype=object).view(_Reasons)
+    reason.free = np.ones(n, dtype=bool)
     if n == 0:
-        return reason
+        return np.asarray(reason)
     for c in spec.key:
         _flag(reason, df[c].isna().to_numpy(), f"missing key {c}")
     for c in spec.code_columns:
@@ -82,11 +89,11 @@ def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = N
             _flag(reason, (d.notna() & (d.to_numpy() != pd.to_datetime(file_day).to_numpy())).to_numpy(),
                   "date is not the file's day")
     _flag_duplicates(df, spec, reason)
-    return reason
+    return np.asarray(reason)
 
 
 def _flag_duplicates(df: pd.DataFrame, spec: FeedSpec, reason: np.ndarray) -> None:
-    alive = pd.isna(reason)
+    alive = reason.free
     if not alive.any():
         return
     subset = list(spec.key) + ["source_file"]
