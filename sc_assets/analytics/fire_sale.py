@@ -342,7 +342,7 @@ def path_error(sim: pd.DataFrame, obs: pd.DataFrame) -> float:
     return float(np.sqrt(np.mean((m["cum_ret_sim"] - m["cum_ret_obs"]) ** 2)))
 
 
-def _extend(sim: pd.DataFrame, days: int) -> pd.DataFrame:
+def extend_path(sim: pd.DataFrame, days: int) -> pd.DataFrame:
     """Carry each bucket's last simulated value to ``days`` days (the fire sale had stopped)."""
     if sim.empty:
         return sim
@@ -384,7 +384,7 @@ def calibrate(
 
     def err(y: float, k: float) -> float:
         res = simulate(inputs, shock, replace(base, y=float(y), kappa=float(k)))
-        sim = _extend(bucket_paths(res.stock_path, weights), n_obs)
+        sim = extend_path(bucket_paths(res.stock_path, weights), n_obs)
         e = path_error(sim, observed)
         rows.append((float(y), float(k), e))
         return e
@@ -451,6 +451,7 @@ __all__ = [
     "Shock",
     "bucket_paths",
     "build_inputs",
+    "extend_path",
     "calibrate",
     "observed_bucket_paths",
     "path_error",

@@ -1,0 +1,326 @@
+"""Crowding assets (group ``crowding``): thin wrappers over :mod:`sc_assets.analytics.crowding`.
+
+All three are daily (trading-day partitions, single-run backfill) and handle every key of a run
+in one vectorised pass. They read ``marts.stock_daily_panel`` and ``staging.stg_index_weight``
+from the lake: index weights from up to 400 calendar days before the first key (carried forward
+from the latest rebalance), and ``crowding_table`` / ``days_to_liquidate`` read a lookback of
+``adv_window + 5`` sessions of the panel for the 20-day ADV.
+"""
+
+# no `from __future__ import annotations`: Dagster resolves Config annotations at decoration time
+
+from dataclasses import replace
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from sc_assets.analytics import crowding as cr
+from sc_assets.assets._metadata import table_metadata
+from sc_assets.partitions import CalendarRangeError, previous_trading_day, to_key, trading_days, trading_days_between
+from sc_assets.resources import Warehouse
+
+LAYER = "crowding"
+PANEL = dg.AssetKey(["marts", "stock_daily_panel"])
+INDEX_WEIGHT = dg.AssetKey(["staging", "stg_index_weight"])
+HOLDINGS = dg.AssetKey([LAYER, "quant_holdings_estimate"])
+CROWDING = dg.AssetKey([LAYER, "crowding_table"])
+DTL = dg.AssetKey([LAYER, "days_to_liquidate"])
+KINDS = {"pandas", "numpy"}
+
+H_DEFAULTS = cr.HoldingsParams()
+C_DEFAULTS = cr.CrowdingParams()
+PANEL_COLUMNS = [
+    "trade_date", "ts_code", "close", "adj_close", "ret", "vol", "amount", "total_mv", "free_float_mv",
+    "is_suspended", "limit_pct",
+]
+WEIGHT_LOOKBACK_DAYS = 400
+SIGMA_WINDOW = 60
+
+
+class HoldingsConfig(dg.Config):
+    """Overrides of :class:`sc_assets.analytics.crowding.HoldingsParams` (study defaults; see its docstring
+    for which values are assumptions). ``scale_to_micro_hs`` > 0 scales AUM each day to that holdings
+    share of the micro-cap bucket (0.1607 = Table 2); 0 keeps the CNY AUM."""
+
+    private_quant_cny: float = H_DEFAULTS.private_quant_cny
+    ie_share: float = H_DEFAULTS.ie_share
+    public_quant_cny: float = H_DEFAULTS.public_quant_cny
+    dma_leverage: float = H_DEFAULTS.dma_leverage
+    dma_share_of_neutral: float = H_DEFAULTS.dma_share_of_neutral
+    ie_csi500_share: float = H_DEFAULTS.ie_csi500_share
+    hedge_csi500_share: float = H_DEFAULTS.hedge_csi500_share
+    tau: float = H_DEFAULTS.tau
+    beta: float = H_DEFAULTS.beta
+    scale_to_micro_hs: float = 0.0
+    micro_fraction: float = H_DEFAULTS.micro_fraction
+
+    def params(self) -> cr.HoldingsParams:
+        return replace(
+            H_DEFAULTS,
+            private_quant_cny=self.private_quant_cny, ie_share=self.ie_share, public_quant_cny=self.public_quant_cny,
+            dma_leverage=self.dma_leverage, dma_share_of_neutral=self.dma_share_of_neutral,
+            ie_csi500_share=self.ie_csi500_share, hedge_csi500_share=self.hedge_csi500_share, tau=self.tau,
+            beta=self.beta, scale_to_micro_hs=self.scale_to_micro_hs or None, micro_fraction=self.micro_fraction,
+        )
+
+
+class CrowdingConfig(dg.Config):
+    """Overrides of :class:`sc_assets.analytics.crowding.CrowdingParams` (METHODS §8 defaults).
+
+    ``user_lists``: bucket name -> list of ts_codes (e.g. a portfolio's names)."""
+
+    annual_turnover: float = C_DEFAULTS.annual_turnover
+    days_per_year: float = C_DEFAULTS.days_per_year
+    rho: float = C_DEFAULTS.rho
+    adv_window: int = C_DEFAULTS.adv_window
+    index_codes: list[str] = list(C_DEFAULTS.index_codes)
+    n_deciles: int = C_DEFAULTS.n_deciles
+    micro_fraction: float = C_DEFAULTS.micro_fraction
+    micro_n: int = 0
+    participations: list[float] = list(C_DEFAULTS.participations)
+    user_lists: dict[str, list[str]] = {}
+
+    def params(self) -> cr.CrowdingParams:
+        return replace(
+            C_DEFAULTS,
+            annual_turnover=self.annual_turnover, days_per_year=self.days_per_year, rho=self.rho,
+            adv_window=self.adv_window, index_codes=tuple(self.index_codes), n_deciles=self.n_deciles,
+            micro_fraction=self.micro_fraction, micro_n=self.micro_n or None,
+            participations=tuple(self.participations),
+            user_lists={k: tuple(v) for k, v in self.user_lists.items()},
+        )
+
+
+# ---- shared readers (also used by the stress assets) ---------------------------------------
+
+
+def as_dates(df: pd.DataFrame, cols=("trade_date",)) -> pd.DataFrame:
+    """Date columns as Python dates (written as Parquet DATE)."""
+    out = df.copy()
+    for c in cols:
+        if c in out.columns:
+            out[c] = pd.to_datetime(out[c]).dt.date
+    return out
+
+
+def lookback_keys(keys: list[str], n: int) -> list[str]:
+    """The run's keys plus ``n`` sessions before the first one (fewer at the calendar start)."""
+    first, last = min(keys), max(keys)
+    start = first
+    for k in range(n, 0, -1):
+        try:
+            start = to_key(previous_trading_day(first, k))
+            break
+        except CalendarRangeError:
+            continue
+    return [to_key(d) for d in trading_days_between(start, last)]
+
+
+def read_panel(warehouse: Warehouse, days: list[str], columns=PANEL_COLUMNS) -> pd.DataFrame:
+    """Stock panel rows of ``days`` (missing partitions are skipped), trade_date as datetime64."""
+    try:
+        df = warehouse.read("marts", "stock_daily_panel", days=days, columns=columns)
+    except FileNotFoundError:
+        df = pd.DataFrame({c: pd.Series(dtype="float") for c in columns})
+    df["trade_date"] = pd.to_datetime(df["trade_date"]).astype("datetime64[ns]")
+    for c in ("close", "adj_close", "ret", "vol", "amount", "total_mv", "free_float_mv", "limit_pct"):
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    if "is_suspended" in df.columns:
+        df["is_suspended"] = df["is_suspended"].astype("boolean").fillna(False).astype(bool)
+    return df
+
+
+def read_index_weights(warehouse: Warehouse, first: str, last: str) -> pd.DataFrame:
+    """Index weight rows published from ``WEIGHT_LOOKBACK_DAYS`` before ``first`` up to ``last``."""
+    start = (pd.Timestamp(first) - pd.Timedelta(days=WEIGHT_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
+    cols = ["index_code", "con_code", "trade_date", "weight"]
+    try:
+        iw = warehouse.read("staging", "stg_index_weight", start=start, end=last, columns=cols)
+    except FileNotFoundError:
+        return pd.DataFrame({"index_code": pd.Series(dtype="str"), "con_code": pd.Series(dtype="str"),
+                             "trade_date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype="float")})
+    iw["trade_date"] = pd.to_datetime(iw["trade_date"]).astype("datetime64[ns]")
+    iw["weight"] = pd.to_numeric(iw["weight"], errors="coerce").astype(float)
+    return iw
+
+
+def read_holdings(warehouse: Warehouse, days: list[str]) -> pd.DataFrame:
+    """quant_holdings_estimate rows of ``days``; a clear error if none is in the lake."""
+    df = warehouse.read(LAYER, "quant_holdings_estimate", days=days)
+    df["trade_date"] = pd.to_datetime(df["trade_date"]).astype("datetime64[ns]")
+    return df
+
+
+def stock_state(
+    warehouse: Warehouse, keys: list[str], cparams: cr.CrowdingParams, sigma: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per stock-day inputs of the crowding/stress tables for ``keys``.
+
+    Returns (stock, buckets, index_weights): stock = panel rows of the keys + holdings (CNY, by
+    sleeve) + adv_cny / adv_shares (``adv_window`` sessions, inclusive) [+ sigma_d, 60 sessions];
+    buckets = :func:`assign_buckets` rows.
+    """
+    n_back = max(cparams.adv_window, SIGMA_WINDOW if sigma else 0) + 5
+    panel = read_panel(warehouse, lookback_keys(keys, n_back))
+    liq = cr.adv_and_sigma(
+        panel, adv_window=cparams.adv_window, adv_min_periods=min(cparams.adv_min_periods, cparams.adv_window),
+        sigma_window=SIGMA_WINDOW, sigma_min_periods=20,
+    )
+    day_set = pd.to_datetime(pd.Index(keys)).astype("datetime64[ns]")
+    today = panel[panel["trade_date"].isin(day_set)]
+    hold = read_holdings(warehouse, keys)
+    hold_cols = ["trade_date", "ts_code", "holdings"] + [c for c in hold.columns if c.startswith("hold_")]
+    stock = today.merge(hold[hold_cols], on=["trade_date", "ts_code"], how="left")
+    stock = stock.merge(liq, on=["trade_date", "ts_code"], how="left")
+    stock["holdings"] = stock["holdings"].fillna(0.0)
+    iw = read_index_weights(warehouse, min(keys), max(keys))
+    buckets = cr.assign_buckets(stock, iw, cparams)
+    return stock, buckets, iw
+
+
+# ---- quant_holdings_estimate --------------------------------------------------------------
+
+
+@dg.asset(
+    key=HOLDINGS,
+    group_name=LAYER,
+    partitions_def=trading_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[PANEL, INDEX_WEIGHT],
+    kinds=KINDS,
+    code_version="1",
+    check_specs=[dg.AssetCheckSpec("sleeves_sum_to_aum", asset=HOLDINGS, blocking=True,
+                                   description="each sleeve's holdings sum to its AUM every day (CNY AUM mode)")],
+)
+def quant_holdings_estimate(
+    context: dg.AssetExecutionContext, config: HoldingsConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Estimated quant holdings per stock-day (CNY) by strategy sleeve, from benchmark weights plus a small-cap tilt.
+
+    METHODS §7: sleeve AUM (study: ~1 tn CNY private quant stock holdings, 71 % index
+    enhancement, DMA at 4x, public quant 274.5 bn) x sleeve weight ``(1-τ) w_b + τ u`` with
+    ``w_b`` the index weights carried forward from the latest rebalance (reads
+    ``staging.stg_index_weight`` from 400 calendar days before the first key) and ``u`` ∝
+    free-float cap^β over non-constituents. Columns: trade_date, ts_code, free_float_mv,
+    hold_<sleeve> (CNY), holdings (CNY), holdings_share (of free float), source. Assumptions are
+    listed in the ``parameters`` metadata.
+    """
+    params = config.params()
+    keys = sorted(context.partition_keys)
+    panel = read_panel(warehouse, keys, ["trade_date", "ts_code", "free_float_mv", "total_mv", "is_suspended"])
+    iw = read_index_weights(warehouse, keys[0], keys[-1])
+    out = cr.estimate_quant_holdings(panel, iw, params)
+    out = as_dates(out)
+    warehouse.write_partitions(LAYER, "quant_holdings_estimate", out, days=keys)
+    warehouse.refresh_catalog([(LAYER, "quant_holdings_estimate")])
+
+    worst = 0.0
+    if len(out) and params.scale_to_micro_hs is None:
+        g = out.groupby("trade_date")
+        for s in params.sleeves():
+            worst = max(worst, float((g[f"hold_{s.name}"].sum() / s.gross_cny - 1).abs().max()))
+    by_day = out.groupby("trade_date")["holdings"].sum() if len(out) else pd.Series(dtype=float)
+    days_without_weights = sorted(set(keys) - {d.strftime("%Y-%m-%d") for d in cr.carry_forward_weights(
+        iw, pd.to_datetime(keys)).trade_date.drop_duplicates()}) if len(keys) else []
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            out,
+            parameters=params.as_metadata(),
+            n_days=len(keys),
+            total_holdings_bn_cny_last_day=float(by_day.iloc[-1] / 1e9) if len(by_day) else 0.0,
+            days_without_index_weights=days_without_weights[:20],
+            n_days_without_index_weights=len(days_without_weights),
+        ),
+        check_results=[
+            dg.AssetCheckResult(check_name="sleeves_sum_to_aum", passed=bool(worst < 1e-6),
+                                metadata={"max_rel_error": worst, "mode": "cny" if params.scale_to_micro_hs is None else "scaled"})
+        ],
+    )
+
+
+# ---- crowding_table ------------------------------------------------------------------------
+
+
+@dg.asset(
+    key=CROWDING,
+    group_name=LAYER,
+    partitions_def=trading_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
+    kinds=KINDS,
+    code_version="1",
+)
+def crowding_table(
+    context: dg.AssetExecutionContext, config: CrowdingConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Table 2 per day, per bucket and per stock: free-float cap, quant holdings, HS, TS, RS and 20-day ADV.
+
+    METHODS §8: HS = Q/FF, TS = Q·(A/D)/ADV (A = 30x, D = 242), RS = ρ·Q/ADV (ρ = 10 %/day) — the
+    constants that reproduce the study's Table 2. Buckets: index membership (CSI300/500/1000/2000,
+    weights carried forward), total-cap deciles (D01 smallest), micro-cap (smallest 20 % of traded
+    stocks, like the study's "Wind small-cap 1000"), user lists, the whole market; ``level`` =
+    'bucket' or 'stock'. Reads ``adv_window + 5`` sessions of marts.stock_daily_panel before the
+    first key (ADV lookback).
+    """
+    params = config.params()
+    keys = sorted(context.partition_keys)
+    stock, buckets, _ = stock_state(warehouse, keys, params)
+    out = cr.crowding_table(stock, buckets, params)
+    out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
+    out = as_dates(out)
+    warehouse.write_partitions(LAYER, "crowding_table", out, days=keys)
+    warehouse.refresh_catalog([(LAYER, "crowding_table")])
+    last = out[(out["level"] == "bucket") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out
+    preview = last[last["bucket_type"].isin(["micro", "index", "all"])][
+        ["trade_date", "bucket", "n_stocks", "free_float_mv", "holdings", "adv_cny", "holdings_share", "turnover_share",
+         "redemption_share"]] if len(last) else last
+    if len(preview):
+        preview = preview.assign(
+            free_float_mv=preview["free_float_mv"] / 1e8, holdings=preview["holdings"] / 1e8, adv_cny=preview["adv_cny"] / 1e8,
+            holdings_share=100 * preview["holdings_share"], turnover_share=100 * preview["turnover_share"],
+            redemption_share=100 * preview["redemption_share"],
+        )
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            out, preview=preview, parameters=params.as_metadata(), n_days=len(keys),
+            preview_units="preview: amounts in 100m CNY, shares in percent (last day)",
+            adv_lookback_sessions=params.adv_window + 5,
+        )
+    )
+
+
+# ---- days_to_liquidate ---------------------------------------------------------------------
+
+
+@dg.asset(
+    key=DTL,
+    group_name=LAYER,
+    partitions_def=trading_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
+    kinds=KINDS,
+    code_version="1",
+)
+def days_to_liquidate(
+    context: dg.AssetExecutionContext, config: CrowdingConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Days to liquidate quant holdings at 10 % / 20 % of ADV, per stock and bucket, with the share of holdings needing >1/3/5 days.
+
+    METHODS §8 / ESMA (2020): DTL = Q / (p·ADV); bucket DTL = holdings-weighted mean. Same buckets
+    and ADV lookback as ``crowding_table``. Columns: trade_date, bucket_type, bucket, participation,
+    n_stocks, holdings (CNY with an ADV), holdings_no_adv, dtl_days, share_gt_1d/3d/5d.
+    """
+    params = config.params()
+    keys = sorted(context.partition_keys)
+    stock, buckets, _ = stock_state(warehouse, keys, params)
+    out = cr.days_to_liquidate(stock, buckets, params.participations, params.dtl_thresholds)
+    out = as_dates(out)
+    warehouse.write_partitions(LAYER, "days_to_liquidate", out, days=keys)
+    warehouse.refresh_catalog([(LAYER, "days_to_liquidate")])
+    prev = out[(out["bucket_type"] != "stock") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out
+    return dg.MaterializeResult(
+        metadata=table_metadata(out, preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
+                                parameters=params.as_metadata(), n_days=len(keys))
+    )

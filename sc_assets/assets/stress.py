@@ -1,0 +1,453 @@
+"""Stress assets (group ``stress``): thin wrappers over :mod:`sc_assets.analytics.stress` and
+:mod:`sc_assets.analytics.fire_sale`.
+
+All are unpartitioned tables rebuilt from a window of the lake (declared in each description):
+``basis_stress_events`` reads the whole futures basis panel; ``redemption_stress`` the as-of day
+(latest quant_holdings_estimate day unless configured) with 65 sessions of panel lookback (60-day
+volatility, 20-day ADV); ``fire_sale_simulation`` the wave-1 and wave-2 windows and the as-of
+day, each with the same lookback; ``stress_summary`` the other stress tables and the latest
+crowding_table day.
+"""
+
+# no `from __future__ import annotations`: Dagster resolves Config annotations at decoration time
+
+from dataclasses import replace
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from sc_assets.analytics import crowding as cr
+from sc_assets.analytics import fire_sale as fs
+from sc_assets.analytics import stress as st
+from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets.crowding import (
+    C_DEFAULTS,
+    CROWDING,
+    HOLDINGS,
+    INDEX_WEIGHT,
+    PANEL,
+    CrowdingConfig,
+    HoldingsConfig,
+    as_dates,
+    read_panel,
+    stock_state,
+)
+from sc_assets.partitions import CalendarRangeError, previous_trading_day, to_key, trading_days_between
+from sc_assets.resources import Warehouse
+
+LAYER = "stress"
+BASIS = dg.AssetKey(["marts", "futures_basis_panel"])
+INDEX_PANEL = dg.AssetKey(["marts", "index_daily_panel"])
+EVENTS = dg.AssetKey([LAYER, "basis_stress_events"])
+REDEMPTION = dg.AssetKey([LAYER, "redemption_stress"])
+REDEMPTION_STOCKS = dg.AssetKey([LAYER, "redemption_stress_by_stock"])
+FIRE_SALE = dg.AssetKey([LAYER, "fire_sale_simulation"])
+FIRE_STOCKS = dg.AssetKey([LAYER, "fire_sale_stock_path"])
+FIRE_FUNDS = dg.AssetKey([LAYER, "fire_sale_fund_path"])
+FIRE_CAL = dg.AssetKey([LAYER, "fire_sale_calibration"])
+SUMMARY = dg.AssetKey([LAYER, "stress_summary"])
+KINDS = {"pandas", "numpy"}
+R_DEFAULTS = st.RedemptionParams()
+F_DEFAULTS = fs.FireSaleParams()
+SUMMARY_BUCKETS = ("micro", "index", "all")
+
+
+def _latest_holdings_day(warehouse: Warehouse, as_of: str) -> str:
+    days = warehouse.partitions("crowding", "quant_holdings_estimate")
+    if not days:
+        raise FileNotFoundError("crowding.quant_holdings_estimate has no partitions in the lake — materialize it first")
+    if as_of:
+        cand = [d for d in days if d <= as_of]
+        if not cand:
+            raise ValueError(f"no quant_holdings_estimate partition on or before {as_of}")
+        return cand[-1]
+    return days[-1]
+
+
+def _stress_stocks(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams):
+    """Stocks of ``day`` with close, holdings (by sleeve), ADV, σ and limit.
+
+    Stocks without a close that day (suspended) are left out of the stress: they cannot trade.
+    """
+    stock, buckets, iw = stock_state(warehouse, [day], cparams, sigma=True)
+    stock = stock[stock["close"].notna() & (stock["close"] > 0)].reset_index(drop=True)
+    return stock, buckets, iw
+
+
+# ---- basis_stress_events ---------------------------------------------------------------------
+
+
+class BasisEventsConfig(dg.Config):
+    """Threshold (fraction of annualized discount, METHODS §9 default 30 %), products, and whether to
+    use the settlement-price basis (basis_ann_settle) instead of the close."""
+
+    threshold: float = 0.30
+    products: list[str] = ["IC", "IM"]
+    use_settle: bool = False
+
+
+@dg.asset(key=EVENTS, group_name=LAYER, deps=[BASIS], kinds=KINDS, code_version="1")
+def basis_stress_events(
+    context: dg.AssetExecutionContext, config: BasisEventsConfig, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    """Basis stress events: runs of days when the main IC/IM contract's annualized basis is below -threshold (default 30 %).
+
+    Reads the whole marts.futures_basis_panel. Per product and for 'IC|IM' (either one beyond the
+    threshold): start, end, duration_days (sessions), depth (min annualized basis), depth_date,
+    depth_contract, mean_basis. The study: wave 1 on 2024-01-22 (METHODS §9).
+    """
+    col = "basis_ann_settle" if config.use_settle else "basis_ann"
+    panel = warehouse.read("marts", "futures_basis_panel", columns=["trade_date", "ts_code", "fut_code", "is_main", col])
+    ev = st.basis_stress_events(panel, config.threshold, tuple(config.products), column=col)
+    out = as_dates(ev, ("start", "end", "depth_date"))
+    warehouse.write_table(LAYER, "basis_stress_events", out)
+    warehouse.refresh_catalog([(LAYER, "basis_stress_events")])
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            out, date_column="start", parameters={"threshold": config.threshold, "products": list(config.products), "column": col},
+            n_events=int(len(out)), panel_days=int(pd.to_datetime(panel["trade_date"]).nunique()),
+        )
+    )
+
+
+# ---- redemption_stress -------------------------------------------------------------------------
+
+
+class RedemptionConfig(dg.Config):
+    """Redemption stress (METHODS §9): ``redeem_per_day`` of AUM per day for ``n_days`` (10 %/day for 5
+    days), impact coefficient ``y``, ``drain_days`` extra days selling carried-over orders; ``as_of``
+    (YYYY-MM-DD, default: the latest quant_holdings_estimate day)."""
+
+    redeem_per_day: float = R_DEFAULTS.redeem_per_day
+    n_days: int = R_DEFAULTS.n_days
+    y: float = R_DEFAULTS.y
+    drain_days: int = R_DEFAULTS.drain_days
+    as_of: str = ""
+    micro_fraction: float = C_DEFAULTS.micro_fraction
+
+    def params(self) -> st.RedemptionParams:
+        return st.RedemptionParams(self.redeem_per_day, self.n_days, self.y, self.drain_days)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(REDEMPTION, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_WEIGHT], kinds=KINDS, code_version="1",
+                     description="Redemption stress per bucket: x %/day of AUM for n days -> forced sales, square-root "
+                                 "impact capped at limit-down, carry-over; cumulative impact, locks, unfilled sales."),
+        dg.AssetSpec(REDEMPTION_STOCKS, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_WEIGHT], kinds=KINDS,
+                     code_version="1",
+                     description="Redemption stress per stock and day: orders, fills, carry-over, share of ADV, impact, price."),
+    ],
+)
+def redemption_stress(context: dg.AssetExecutionContext, config: RedemptionConfig, warehouse: Warehouse):
+    """Redemption stress as of one day (default: the latest quant holdings day).
+
+    Every sleeve sells ``redeem_per_day`` of its holdings per day for ``n_days`` (so each stock gets
+    an order of x·holdings), square-root impact ``-Y σ sqrt(Q/V)`` (σ: 60-session vol, V: 20-session
+    ADV in shares), capped at limit-down with ``Q_fill = V (limit/(Yσ))²`` and the rest carried over
+    (METHODS §9). Reads the as-of day's holdings and 65 sessions of marts.stock_daily_panel.
+    """
+    params = config.params()
+    day = _latest_holdings_day(warehouse, config.as_of)
+    cparams = cr.CrowdingParams(micro_fraction=config.micro_fraction)
+    stocks, buckets, _ = _stress_stocks(warehouse, day, cparams)
+    per = st.redemption_stress(stocks, params)
+    summ = st.redemption_bucket_summary(per, stocks, buckets, params.n_days)
+    summ.insert(0, "as_of", pd.Timestamp(day).date())
+    per.insert(0, "as_of", pd.Timestamp(day).date())
+    summ = summ.sort_values(["bucket_type", "bucket"]).reset_index(drop=True)
+    warehouse.write_table(LAYER, "redemption_stress", summ)
+    warehouse.write_table(LAYER, "redemption_stress_by_stock", per)
+    warehouse.refresh_catalog([(LAYER, "redemption_stress"), (LAYER, "redemption_stress_by_stock")])
+    meta = {"parameters": params.as_metadata(), "as_of": day}
+    yield dg.MaterializeResult(
+        asset_key=REDEMPTION,
+        metadata=table_metadata(summ, date_column="as_of",
+                                preview=summ[summ["bucket_type"].isin(SUMMARY_BUCKETS)], **meta),
+    )
+    yield dg.MaterializeResult(
+        asset_key=REDEMPTION_STOCKS,
+        metadata=table_metadata(per, date_column="as_of", **meta,
+                                n_locked_stock_days=int(per["locked_limit_down"].sum())),
+    )
+
+
+# ---- fire_sale_simulation ----------------------------------------------------------------------
+
+
+class FireSaleConfig(dg.Config):
+    """Fire-sale simulation (METHODS §9). Calibration windows (wave 1 in-sample, wave 2 out-of-sample;
+    study dates), the stress scenario of the as-of day (index move, basis move, redemption share of
+    equity on day 1), defaults for Y and κ when a window has no data, and the holdings parameters
+    of the sleeves (same as quant_holdings_estimate: use the same values there)."""
+
+    wave1_start: str = "2024-01-15"
+    wave1_end: str = "2024-01-23"
+    wave2_start: str = "2024-02-05"
+    wave2_end: str = "2024-02-07"
+    market_index: str = "000300.SH"
+    y_default: float = F_DEFAULTS.y
+    kappa_default: float = F_DEFAULTS.kappa
+    y_grid: list[float] = [round(0.1 * i, 2) for i in range(1, 31)]
+    kappa_grid: list[float] = [0.0, 0.5, 1.0, 2.0, 4.0]
+    hedge_ratio: float = F_DEFAULTS.hedge_ratio
+    roll_horizon_days: float = F_DEFAULTS.roll_horizon_days
+    n_days: int = F_DEFAULTS.n_days
+    scenario_as_of: str = ""
+    scenario_market_move: float = -0.05
+    scenario_basis_move: float = -0.20
+    scenario_redemption: float = 0.0
+    holdings: HoldingsConfig = HoldingsConfig()
+    micro_fraction: float = C_DEFAULTS.micro_fraction
+
+
+def _fs_state(warehouse: Warehouse, day: str, sleeves, cparams):
+    stocks, buckets, iw = _stress_stocks(warehouse, day, cparams)
+    cw = cr.carry_forward_weights(iw, [pd.Timestamp(day)])
+    hold = stocks[["ts_code"] + [c for c in stocks.columns if c.startswith("hold_")]]
+    inputs = fs.build_inputs(stocks, hold, sleeves, cw)
+    return inputs, stocks, buckets
+
+
+def _weights(stocks: pd.DataFrame, buckets: pd.DataFrame, types=("cap_decile", "micro", "index", "all")) -> pd.DataFrame:
+    b = buckets[buckets["bucket_type"].isin(types)][["ts_code", "bucket_type", "bucket"]]
+    w = b.merge(stocks[["ts_code", "free_float_mv"]], on="ts_code", how="inner")
+    w["weight"] = w["free_float_mv"].fillna(0.0)
+    return w
+
+
+def _day_before(day: str) -> str | None:
+    try:
+        return to_key(previous_trading_day(day))
+    except CalendarRangeError:
+        return None
+
+
+def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, index_panel, basis_panel, calibrate):
+    """Calibrate (or evaluate) the fire sale on one window. Returns dict or None if no data."""
+    base = _day_before(start)
+    have = set(warehouse.partitions("crowding", "quant_holdings_estimate"))
+    win_days = [to_key(d) for d in trading_days_between(start, end)]
+    panel_days = set(warehouse.partitions("marts", "stock_daily_panel"))
+    if base is None or base not in have or not win_days or not set(win_days) <= panel_days:
+        return None
+    inputs, stocks, buckets = _fs_state(warehouse, base, sleeves, cparams)
+    w_all = _weights(stocks, buckets)
+    w_fit = w_all[w_all["bucket_type"] == "cap_decile"]
+    obs_panel = read_panel(warehouse, [base, *win_days], ["trade_date", "ts_code", "adj_close"])
+    shock = fs.shock_from_observed(index_panel, basis_panel, start, end, market_index=config.market_index)
+    obs_fit = fs.observed_bucket_paths(obs_panel, w_fit, start, end)
+    if calibrate:
+        cal = fs.calibrate(inputs, shock, obs_fit[["day", "bucket", "cum_ret"]], w_fit, params,
+                           y_grid=tuple(config.y_grid), kappa_grid=tuple(config.kappa_grid))
+        y, kappa, rmse = cal.y, cal.kappa, cal.rmse
+    else:
+        y, kappa = params.y, params.kappa
+        rmse = None
+    prm = replace(params, y=y, kappa=kappa, n_days=max(params.n_days, len(win_days)))
+    res = fs.simulate(inputs, shock, prm)
+    frames = []
+    for btype, g in w_all.groupby("bucket_type"):
+        sim = fs.extend_path(fs.bucket_paths(res.stock_path, g), len(win_days))
+        obs = fs.observed_bucket_paths(obs_panel, g, start, end)
+        m = sim.rename(columns={"cum_ret": "sim_cum_ret"}).merge(
+            obs.rename(columns={"cum_ret": "obs_cum_ret"}), on=["day", "bucket"], how="outer")
+        m["bucket_type"] = btype
+        frames.append(m)
+    paths = pd.concat(frames, ignore_index=True)
+    if rmse is None:
+        rmse = fs.path_error(fs.extend_path(fs.bucket_paths(res.stock_path, w_fit), len(win_days)), obs_fit)
+    obs_last = obs_fit[obs_fit["day"] == obs_fit["day"].max()]
+    return {
+        "name": name, "start": start, "end": end, "as_of": base, "y": y, "kappa": kappa, "rmse": rmse,
+        "obs_spread": float(obs_last["cum_ret"].std()) if len(obs_last) else np.nan,
+        "paths": paths, "result": res, "n_days": len(win_days),
+    }
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(FIRE_SALE, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_WEIGHT, INDEX_PANEL, BASIS], kinds=KINDS,
+                     code_version="1",
+                     description="Fire-sale simulation per bucket and day (wave-1 fit, wave-2 out-of-sample, stress "
+                                 "scenario): simulated vs observed cumulative returns."),
+        dg.AssetSpec(FIRE_STOCKS, group_name=LAYER, deps=[HOLDINGS, PANEL], kinds=KINDS, code_version="1",
+                     description="Fire-sale simulation per stock and day: price path, impact, orders, fills, unfilled sales."),
+        dg.AssetSpec(FIRE_FUNDS, group_name=LAYER, deps=[HOLDINGS, PANEL], kinds=KINDS, code_version="1",
+                     description="Fire-sale simulation per fund (quant sleeve) and day: P&L, outflows, sales, equity, leverage."),
+        dg.AssetSpec(FIRE_CAL, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_PANEL, BASIS], kinds=KINDS, code_version="1",
+                     description="Fire-sale calibration: Y and κ fitted on wave 1, RMSE in-sample and out-of-sample on wave 2."),
+    ],
+)
+def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConfig, warehouse: Warehouse):
+    """Multi-round stock-level fire sale (METHODS §9): shock -> fund losses -> flow-performance redemptions -> deleverage to target leverage -> pro-rata sales -> square-root impact capped by limits -> mark to market -> next round.
+
+    Y and κ are calibrated on wave 1 (default 2024-01-15 .. 01-23: minimise the RMSE of simulated vs
+    observed cumulative cap-decile returns, free-float weighted; the exogenous shock is the
+    observed CSI300 daily return and the daily change of the main IC/IM annualized basis), then
+    evaluated out of sample on wave 2 (2024-02-05 .. 02-07). The scenario run applies the
+    configured shock to the latest holdings day. Inputs only from the lake (marts + holdings
+    estimate); each window reads its base day and 65 sessions of panel lookback.
+    """
+    hparams = config.holdings.params()
+    sleeves = hparams.sleeves()
+    cparams = cr.CrowdingParams(micro_fraction=config.micro_fraction)
+    params = fs.FireSaleParams(y=config.y_default, kappa=config.kappa_default, hedge_ratio=config.hedge_ratio,
+                               roll_horizon_days=config.roll_horizon_days, n_days=config.n_days)
+    index_panel = warehouse.read("marts", "index_daily_panel", columns=["trade_date", "index_code", "ret"])
+    try:
+        basis_panel = warehouse.read("marts", "futures_basis_panel", columns=["trade_date", "fut_code", "is_main", "basis_ann"])
+    except FileNotFoundError:
+        basis_panel = None
+
+    runs = []
+    w1 = _window_run(warehouse, "wave1_fit", config.wave1_start, config.wave1_end, sleeves, cparams, config, params,
+                     index_panel, basis_panel, calibrate=True)
+    status = {}
+    if w1 is not None:
+        runs.append(w1)
+        params = replace(params, y=w1["y"], kappa=w1["kappa"])
+        status["wave1_fit"] = "calibrated"
+    else:
+        status["wave1_fit"] = "skipped: window or its base day not in the lake; defaults used"
+    w2 = _window_run(warehouse, "wave2_oos", config.wave2_start, config.wave2_end, sleeves, cparams, config, params,
+                     index_panel, basis_panel, calibrate=False)
+    if w2 is not None:
+        runs.append(w2)
+        status["wave2_oos"] = "evaluated"
+    else:
+        status["wave2_oos"] = "skipped: window or its base day not in the lake"
+
+    # stress scenario as of the latest (or configured) day
+    day = _latest_holdings_day(warehouse, config.scenario_as_of)
+    inputs, stocks, buckets = _fs_state(warehouse, day, sleeves, cparams)
+    shock = fs.Shock(market=(config.scenario_market_move,), basis=(config.scenario_basis_move,),
+                     redemption={"*": config.scenario_redemption} if config.scenario_redemption else {})
+    res = fs.simulate(inputs, shock, params)
+    w_all = _weights(stocks, buckets)
+    frames = []
+    for btype, g in w_all.groupby("bucket_type"):
+        sim = fs.bucket_paths(res.stock_path, g).rename(columns={"cum_ret": "sim_cum_ret"})
+        sim["bucket_type"] = btype
+        frames.append(sim)
+    runs.append({"name": "scenario", "start": day, "end": day, "as_of": day, "y": params.y, "kappa": params.kappa,
+                 "rmse": np.nan, "obs_spread": np.nan, "paths": pd.concat(frames, ignore_index=True), "result": res,
+                 "n_days": res.days})
+    status["scenario"] = "simulated"
+
+    paths, stock_paths, fund_paths, cal_rows = [], [], [], []
+    for r in runs:
+        p = r["paths"].copy()
+        p.insert(0, "run", r["name"])
+        if "trade_date" not in p.columns:
+            p["trade_date"] = pd.NaT
+        paths.append(p)
+        sp = r["result"].stock_path.copy()
+        sp.insert(0, "run", r["name"])
+        stock_paths.append(sp)
+        fp = r["result"].fund_path.copy()
+        fp.insert(0, "run", r["name"])
+        fund_paths.append(fp)
+        cal_rows.append({
+            "run": r["name"], "window_start": pd.Timestamp(r["start"]).date(), "window_end": pd.Timestamp(r["end"]).date(),
+            "as_of": pd.Timestamp(r["as_of"]).date(), "y": float(r["y"]), "kappa": float(r["kappa"]),
+            "rmse": float(r["rmse"]) if r["rmse"] is not None else np.nan,
+            "obs_cross_bucket_std": float(r["obs_spread"]), "n_days": int(r["n_days"]),
+            "days_simulated": int(r["result"].days), "status": status[r["name"]],
+            "sold_bn_cny": float(r["result"].fund_path["sold_cny"].sum() / 1e9),
+        })
+    paths_df = pd.concat(paths, ignore_index=True)
+    cols = ["run", "bucket_type", "bucket", "day", "trade_date", "sim_cum_ret", "obs_cum_ret"]
+    for c in cols:
+        if c not in paths_df.columns:
+            paths_df[c] = np.nan
+    paths_df = as_dates(paths_df[cols])
+    stock_df = pd.concat(stock_paths, ignore_index=True)
+    fund_df = pd.concat(fund_paths, ignore_index=True)
+    cal_df = pd.DataFrame(cal_rows)
+    for name, df in (("fire_sale_simulation", paths_df), ("fire_sale_stock_path", stock_df),
+                     ("fire_sale_fund_path", fund_df), ("fire_sale_calibration", cal_df)):
+        warehouse.write_table(LAYER, name, df)
+    warehouse.refresh_catalog([(LAYER, n) for n in ("fire_sale_simulation", "fire_sale_stock_path",
+                                                    "fire_sale_fund_path", "fire_sale_calibration")])
+    meta = {"parameters": {**params.as_metadata(), "holdings": hparams.as_metadata(),
+                           "scenario": {"as_of": day, "market": config.scenario_market_move,
+                                        "basis": config.scenario_basis_move, "redemption": config.scenario_redemption}},
+            "status": status}
+    context.log.info(f"fire_sale_simulation: {status}; Y={params.y:.3f} kappa={params.kappa:.2f}")
+    yield dg.MaterializeResult(asset_key=FIRE_SALE, metadata=table_metadata(
+        paths_df, preview=paths_df[(paths_df["bucket_type"] == "micro")], **meta,
+        calibrated_y=float(params.y), calibrated_kappa=float(params.kappa)))
+    yield dg.MaterializeResult(asset_key=FIRE_STOCKS, metadata=table_metadata(stock_df, date_column=None, **meta))
+    yield dg.MaterializeResult(asset_key=FIRE_FUNDS, metadata=table_metadata(fund_df, date_column=None, **meta))
+    yield dg.MaterializeResult(asset_key=FIRE_CAL, metadata=table_metadata(cal_df, date_column=None, preview=cal_df, **meta))
+
+
+# ---- stress_summary ------------------------------------------------------------------------------
+
+
+def _summary_rows(events, red, cal, paths, crowd) -> pd.DataFrame:
+    rows = []
+
+    def add(section, item, value, unit, detail=""):
+        rows.append({"item": item, "value": float(value) if value is not None and np.isfinite(value) else np.nan,
+                     "unit": unit, "section": section, "detail": detail})
+
+    if events is not None:
+        for _, e in events.iterrows():
+            add("basis", f"basis event {e['fut_code']} {pd.Timestamp(e['start']):%Y-%m-%d}..{pd.Timestamp(e['end']):%Y-%m-%d}",
+                e["depth"], "annualized basis (fraction)", f"{int(e['duration_days'])} sessions, deepest {pd.Timestamp(e['depth_date']):%Y-%m-%d}")
+    if crowd is not None and len(crowd):
+        day = crowd["trade_date"].max()
+        c = crowd[(crowd["trade_date"] == day) & crowd["bucket_type"].isin(["micro", "index"])]
+        for _, r in c.iterrows():
+            add("crowding", f"holdings share {r['bucket']}", r["holdings_share"], "fraction of free float", f"as of {pd.Timestamp(day):%Y-%m-%d}")
+            add("crowding", f"redemption-stress share {r['bucket']}", r["redemption_share"], "fraction of ADV", f"as of {pd.Timestamp(day):%Y-%m-%d}")
+    if red is not None:
+        r = red[red["bucket_type"].isin(SUMMARY_BUCKETS)]
+        for _, x in r.iterrows():
+            add("redemption", f"redemption impact {x['bucket']}", x["impact_ff_weighted"], "cumulative return (FF-weighted)",
+                f"as of {x['as_of']}, {int(x['redemption_days'])} days; locked {x['share_locked_any']:.0%} of stocks")
+    if cal is not None:
+        for _, x in cal.iterrows():
+            if x["run"] == "wave1_fit":
+                add("fire_sale", "calibrated Y (wave 1)", x["y"], "coefficient", x["status"])
+                add("fire_sale", "calibrated kappa (wave 1)", x["kappa"], "outflow per unit loss", x["status"])
+                add("fire_sale", "in-sample RMSE (wave 1)", x["rmse"], "cumulative return", f"{x['window_start']}..{x['window_end']}")
+            elif x["run"] == "wave2_oos":
+                add("fire_sale", "out-of-sample RMSE (wave 2)", x["rmse"], "cumulative return", f"{x['window_start']}..{x['window_end']}")
+    if paths is not None and len(paths):
+        sc = paths[(paths["run"] == "scenario") & paths["bucket_type"].isin(SUMMARY_BUCKETS)]
+        if len(sc):
+            last = sc[sc["day"] == sc["day"].max()]
+            for _, x in last.iterrows():
+                add("fire_sale", f"scenario impact {x['bucket']}", x["sim_cum_ret"], "cumulative return (FF-weighted)",
+                    f"after {int(x['day'])} days")
+    return pd.DataFrame(rows, columns=["item", "value", "unit", "section", "detail"])
+
+
+def _maybe(warehouse: Warehouse, layer: str, name: str):
+    return warehouse.read(layer, name) if warehouse.exists(layer, name) else None
+
+
+@dg.asset(key=SUMMARY, group_name=LAYER, deps=[EVENTS, REDEMPTION, FIRE_SALE, FIRE_CAL, CROWDING], kinds=KINDS,
+          code_version="1")
+def stress_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """One stress table for the report: basis events, crowding (latest day), redemption impact, fire-sale calibration and scenario.
+
+    Reads the stress tables and the latest crowding_table partition. Columns: item, value, unit,
+    section, detail (one row per figure).
+    """
+    crowd = None
+    days = warehouse.partitions("crowding", "crowding_table")
+    if days:
+        crowd = warehouse.read("crowding", "crowding_table", days=[days[-1]])
+        crowd = crowd[crowd["level"] == "bucket"]
+    out = _summary_rows(
+        _maybe(warehouse, LAYER, "basis_stress_events"), _maybe(warehouse, LAYER, "redemption_stress"),
+        _maybe(warehouse, LAYER, "fire_sale_calibration"), _maybe(warehouse, LAYER, "fire_sale_simulation"), crowd,
+    )
+    warehouse.write_table(LAYER, "stress_summary", out)
+    warehouse.refresh_catalog([(LAYER, "stress_summary")])
+    return dg.MaterializeResult(metadata=table_metadata(out, date_column=None, preview=out.head(30)))

@@ -1,0 +1,167 @@
+"""Crowding and stress assets end to end on a small hand-built lake (marts-contract frames).
+
+The lake holds 45 stocks over 2023-10-09 .. 2024-02-08 (marts.stock_daily_panel,
+staging.stg_index_weight, marts.index_daily_panel, marts.futures_basis_panel); the crowding
+assets are materialized over the whole range in one single-run backfill, then the stress
+tables. A simulated-market test (the simulator's ground truth Y) lives at the end and is
+skipped while ``sc_assets_tests.simulated`` does not exist.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from sc_assets.analytics.crowding import HoldingsParams
+from sc_assets.assets import crowding as ca
+from sc_assets.assets import stress as sa
+from sc_assets.partitions import trading_days_between
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+START, END = "2023-10-09", "2024-02-08"
+N = 45
+
+
+def _build_lake(warehouse, seed=11):
+    rng = np.random.default_rng(seed)
+    days = trading_days_between(START, END)
+    codes = [f"{600000 + i}.SH" if i % 2 else f"{i + 1:06d}.SZ" for i in range(N)]
+    shares = np.exp(rng.uniform(np.log(2e8), np.log(2e10), N))
+    price = rng.uniform(4, 40, N)
+    ffrac = rng.uniform(0.3, 0.8, N)
+    rows = []
+    for t, d in enumerate(days):
+        pre = price.copy()
+        r = np.clip(rng.normal(0, 0.02, N), -0.1, 0.1)
+        price = np.round(pre * (1 + r), 2)
+        susp = np.zeros(N, dtype=bool)
+        if 20 <= t < 23:
+            susp[3] = True
+        turnover = 0.01 * (5e9 / (shares * price)) ** 0.3
+        vol = np.where(susp, np.nan, turnover * shares * ffrac)
+        close = np.where(susp, np.nan, price)
+        rows.append(pd.DataFrame({
+            "trade_date": d.date(), "ts_code": codes, "close": close, "pre_close": np.where(susp, np.nan, pre),
+            "adj_close": close, "ret": np.where(susp, np.nan, price / pre - 1), "vol": vol, "amount": vol * close,
+            "total_mv": close * shares, "free_float_mv": close * shares * ffrac, "is_suspended": susp,
+            "limit_pct": 0.10,
+        }))
+        if susp[3]:
+            price[3] = pre[3]
+    panel = pd.concat(rows, ignore_index=True)
+    warehouse.write_partitions("marts", "stock_daily_panel", panel, days=[d.strftime("%Y-%m-%d") for d in days])
+    cap0 = panel[panel["trade_date"] == days[0].date()].set_index("ts_code")["total_mv"].sort_values(ascending=False)
+    order = list(cap0.index)
+    iw = []
+    for reb in ("2023-10-09", "2023-12-01", "2024-01-02"):
+        for code, members in (("000300.SH", order[:3]), ("000905.SH", order[3:8]), ("000852.SH", order[8:17]),
+                              ("932000.CSI", order[17:35])):
+            iw.append(pd.DataFrame({"index_code": code, "con_code": members, "trade_date": pd.Timestamp(reb).date(),
+                                    "weight": 1.0 / len(members)}))
+    iw = pd.concat(iw, ignore_index=True)
+    warehouse.write_partitions("staging", "stg_index_weight", iw, days=sorted({str(d) for d in iw["trade_date"]}))
+    idx = pd.DataFrame({"trade_date": [d.date() for d in days], "index_code": "000300.SH",
+                        "ret": rng.normal(0, 0.01, len(days))})
+    warehouse.write_partitions("marts", "index_daily_panel", idx, days=[d.strftime("%Y-%m-%d") for d in days])
+    fut = []
+    for i, d in enumerate(days):
+        stress = -0.40 if pd.Timestamp("2024-01-19") <= d <= pd.Timestamp("2024-01-23") else -0.08
+        fut.append({"trade_date": d.date(), "ts_code": "IM2402.CFX", "fut_code": "IM", "is_main": True,
+                    "basis_ann": stress, "basis_ann_settle": stress})
+        fut.append({"trade_date": d.date(), "ts_code": "IC2402.CFX", "fut_code": "IC", "is_main": True,
+                    "basis_ann": stress / 2, "basis_ann_settle": stress / 2})
+    fut = pd.DataFrame(fut)
+    warehouse.write_partitions("marts", "futures_basis_panel", fut, days=[d.strftime("%Y-%m-%d") for d in days])
+    return panel, iw
+
+
+CROWDING_ASSETS = [ca.quant_holdings_estimate, ca.crowding_table, ca.days_to_liquidate]
+STRESS_ASSETS = [sa.basis_stress_events, sa.redemption_stress, sa.fire_sale_simulation, sa.stress_summary]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from sc_assets.resources import Warehouse
+
+    root = tmp_path_factory.mktemp("crowd") / "data"
+    root.mkdir()
+    wh = Warehouse(data_dir=str(root))
+    panel, iw = _build_lake(wh)
+    first = trading_days_between("2023-12-01", END)
+    res = dg.materialize(
+        CROWDING_ASSETS, resources={"warehouse": wh},
+        tags={"dagster/asset_partition_range_start": first[0].strftime("%Y-%m-%d"),
+              "dagster/asset_partition_range_end": END},
+    )
+    assert res.success
+    checks = res.get_asset_check_evaluations()
+    res2 = dg.materialize(STRESS_ASSETS, resources={"warehouse": wh},
+                          run_config={"ops": {"fire_sale_simulation": {"config": {"y_grid": [0.4, 0.8, 1.2, 1.6],
+                                                                                  "kappa_grid": [0.0, 1.0]}}}})
+    assert res2.success
+    return wh, panel, iw, checks
+
+
+def test_holdings_partitions_and_blocking_check(built):
+    wh, panel, _, checks = built
+    assert checks and all(c.passed for c in checks)
+    h = wh.read("crowding", "quant_holdings_estimate")
+    assert h["trade_date"].nunique() == len(trading_days_between("2023-12-01", END))
+    total = sum(s.gross_cny for s in HoldingsParams().sleeves())
+    assert h.groupby("trade_date")["holdings"].sum().to_numpy() == pytest.approx(total, rel=1e-9)
+
+
+def test_crowding_table_matches_its_definition(built):
+    wh, panel, _, _ = built
+    ct = wh.read("crowding", "crowding_table", days=["2024-01-19"])
+    h = wh.read("crowding", "quant_holdings_estimate", days=["2024-01-19"]).set_index("ts_code")
+    # ADV oracle: plain pandas mean of the last 20 sessions' amount, per stock
+    p = panel.copy()
+    p["trade_date"] = pd.to_datetime(p["trade_date"])
+    last20 = sorted(p["trade_date"].unique())
+    last20 = [d for d in last20 if d <= pd.Timestamp("2024-01-19")][-20:]
+    adv = p[p["trade_date"].isin(last20)].groupby("ts_code")["amount"].mean()
+    stocks = ct[ct["level"] == "stock"].set_index("bucket")
+    assert stocks["adv_cny"].to_numpy() == pytest.approx(adv.loc[stocks.index].to_numpy(), rel=1e-9)
+    ff = stocks["free_float_mv"]
+    assert stocks["holdings_share"].to_numpy() == pytest.approx((h.loc[stocks.index, "holdings"] / ff).to_numpy(), rel=1e-9)
+    assert stocks["turnover_share"].to_numpy() == pytest.approx(
+        (stocks["holdings"] * 30 / 242 / stocks["adv_cny"]).to_numpy(), rel=1e-9)
+    b = ct[ct["level"] == "bucket"].set_index(["bucket_type", "bucket"])
+    assert b.loc[("all", "market"), "holdings"] == pytest.approx(h["holdings"].sum())
+    assert b.loc[("index", "000905.SH"), "n_stocks"] == 5
+    micro = b.loc[("micro", "micro_cap")]
+    assert micro["n_stocks"] == 9  # 20 % of 45
+    assert micro["redemption_share"] == pytest.approx(0.1 * micro["holdings"] / micro["adv_cny"])
+
+
+def test_days_to_liquidate_partition(built):
+    wh, *_ = built
+    dtl = wh.read("crowding", "days_to_liquidate", days=["2024-02-08"])
+    assert set(dtl["participation"]) == {0.1, 0.2}
+    m = dtl[(dtl["bucket"] == "market")].set_index("participation")
+    assert m.loc[0.1, "dtl_days"] == pytest.approx(2 * m.loc[0.2, "dtl_days"])
+
+
+def test_stress_tables(built):
+    wh, *_ = built
+    ev = wh.read("stress", "basis_stress_events")
+    im = ev[ev["fut_code"] == "IM"].iloc[0]
+    assert pd.Timestamp(im["start"]) == pd.Timestamp("2024-01-19") and int(im["duration_days"]) == 3
+    assert (ev["fut_code"] == "IC").sum() == 0  # IC at -20 %
+    red = wh.read("stress", "redemption_stress")
+    assert str(red["as_of"].iloc[0]) == "2024-02-08"
+    per = wh.read("stress", "redemption_stress_by_stock")
+    assert (per["ret"] >= -0.10 - 1e-12).all()
+    cal = wh.read("stress", "fire_sale_calibration").set_index("run")
+    assert cal.loc["wave1_fit", "status"] == "calibrated" and cal.loc["wave2_oos", "status"] == "evaluated"
+    assert cal.loc["wave1_fit", "y"] in (0.4, 0.8, 1.2, 1.6) or 0.3 < cal.loc["wave1_fit", "y"] < 1.7
+    assert np.isfinite(cal.loc["wave2_oos", "rmse"])
+    summ = wh.read("stress", "stress_summary")
+    assert {"basis", "redemption", "fire_sale", "crowding"} <= set(summ["section"])
+    assert summ.loc[summ["item"] == "calibrated Y (wave 1)", "value"].iloc[0] == pytest.approx(cal.loc["wave1_fit", "y"])
