@@ -22,6 +22,8 @@ raw formats (Tushare Pro field names and units, sc_assets/feeds/schemas.py); ref
 (stock_basic, fut_basic) lands as a snapshot dated --end. Trading days come from the SSE
 calendar (sc_assets.partitions). Feeds: stock_daily (alias: daily), daily_basic, adj_factor,
 stock_basic, st_flags, index_daily, index_weight, fut_daily, fut_basic, etf_share.
+Neither source serves Wind's micro-cap index: a proxy (400 smallest, equal weight) is
+derived from the landed stock data and added to index_daily (--microcap-code).
 
 \b
 Resumable: days already landed are not fetched again (--refresh refetches; unchanged
@@ -64,9 +66,12 @@ Then: dagster dev -w workspace.yaml and materialize (or backfill) the asset grap
               help="Rate limit (default 190 for tushare, 60 for akshare); set to your account's quota.")
 @click.option("--retries", type=int, default=4, show_default=True, help="Retries per call (exponential backoff).")
 @click.option("--refresh", is_flag=True, help="Refetch days already landed (unchanged files are not rewritten).")
+@click.option("--microcap-code", default="8841431.WI", show_default=True,
+              help="Code of the micro-cap proxy (400 smallest by total cap, equal weight) derived from the landed "
+                   "stock_daily/daily_basic/st_flags and added to index_daily; '' to skip.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def pull(source, start, end, feeds, data_dir, nav_file, codes, indexes, etfs, calls_per_minute, retries,
-         refresh, no_progress) -> None:
+         refresh, microcap_code, no_progress) -> None:
     from sc_assets import partitions
     from sc_assets.pull.base import DEFAULT_ETFS, DEFAULT_INDEXES, PullOptions
     from sc_assets.pull.core import Caller, PullError, RetryPolicy
@@ -110,6 +115,12 @@ def pull(source, start, end, feeds, data_dir, nav_file, codes, indexes, etfs, ca
                         policy=RetryPolicy(retries=retries), log=lambda m: click.echo(m, err=True))
         adapter = _adapter(source)(caller, options, log=lambda m: click.echo(m, err=True))
         report = adapter.pull(ordered, days, root, progress=not no_progress)
+        if microcap_code and "index_daily" in ordered and not options.codes:  # needs the whole market
+            from sc_assets.pull.microcap import MicrocapParams, derive_microcap
+
+            mc = derive_microcap(root, days, MicrocapParams(code=microcap_code))
+            report[f"index_daily[{microcap_code} proxy]"] = {"written": mc["written"], "unchanged": mc["unchanged"],
+                                                             "empty": mc["missing_inputs"]}
     except PullError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{source}: {len(days)} trading days {days[0].date()}..{days[-1].date()}, "

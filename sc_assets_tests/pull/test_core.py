@@ -125,8 +125,8 @@ def test_shape_change_and_permission_errors_are_not_retried():
     for exc in (ShapeChangedError("missing field vol"), VendorError("没有接口访问权限")):
         calls = []
 
-        def client(api, _exc=exc, **params):
-            calls.append(api)
+        def client(api, _exc=exc, _calls=calls, **params):
+            _calls.append(api)
             raise _exc
 
         caller = Caller(client, calls_per_minute=6000, clock=fc.clock, sleep=fc.sleep)
