@@ -373,7 +373,7 @@ def run_model(
         params = {p: values[p] for p in model.params}
     con = connect_model(model, warehouse, models, window)
     try:
-        table = con.execute(model.sql, params).to_arrow_table()
+        table = con.sql(model.sql, params=params).to_arrow_table()
     except duckdb.Error as exc:
         raise RuntimeError(f"{model.path}: {exc}") from exc
     finally:

@@ -1,0 +1,211 @@
+"""The dbt-like runner: discovery, load-time errors, bound parameters, lookback, metadata."""
+
+from __future__ import annotations
+
+import textwrap
+import warnings
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from sc_assets.feeds.schemas import FEEDS
+from sc_assets.sql_models import SqlModelError, build_sql_assets, load_models, run_model
+from sc_assets_tests.sql.conftest import range_tags
+from sc_assets_tests.sql.rawlake import DAYS, build_raw_lake
+
+MARTS = ["stock_daily_panel", "index_daily_panel", "futures_basis_panel", "etf_flow_panel", "fund_nav_panel"]
+
+
+def test_repository_models_one_staging_model_per_feed_and_marts():
+    models = load_models()
+    staging = {m.name for m in models.values() if m.layer == "staging"}
+    assert staging == {f"stg_{feed}" for feed in FEEDS}
+    assert {m.name for m in models.values() if m.layer == "marts"} >= set(MARTS)
+    order = list(models)
+    for m in models.values():  # dependency order
+        for d in m.deps:
+            if d.kind == "ref":
+                assert order.index(d.name) < order.index(m.name)
+            else:
+                assert d.layer == "raw" and d.name in FEEDS
+    for feed, spec in FEEDS.items():  # partitioned exactly like the raw feed
+        assert models[f"stg_{feed}"].partitioned == spec.partitioned
+    assert models["fund_nav_panel"].materialized == "table"
+    assert models["etf_flow_panel"].lookback > 0
+
+
+def test_assets_have_keys_groups_deps_checks_and_policy():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assets = {a.key: a for a in build_sql_assets()}
+    panel = assets[dg.AssetKey(["marts", "stock_daily_panel"])]
+    assert panel.group_names_by_key[panel.key] == "marts"
+    assert dg.AssetKey(["staging", "stg_stock_daily"]) in panel.dependency_keys
+    assert panel.backfill_policy == dg.BackfillPolicy.single_run()
+    assert {c.name for c in panel.check_specs} == {"gx_suite_passes", "unique_key_is_unique"}
+    assert all(c.blocking for c in panel.check_specs)
+    stg = assets[dg.AssetKey(["staging", "stg_stock_daily"])]
+    assert stg.dependency_keys == {dg.AssetKey(["raw", "stock_daily"])}
+    assert assets[dg.AssetKey(["marts", "fund_nav_panel"])].partitions_def is None
+
+
+def _write(tmp_path: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text).lstrip())
+    return tmp_path
+
+
+HEADER = "-- description: test model\n-- materialized: table\n"
+
+
+@pytest.mark.parametrize(
+    "files, where, message",
+    [
+        ({"staging/a.sql": HEADER + "SELECT 1 AS x\nFROM {{ ref('nope') }}\n"}, "a.sql:4", "ref('nope')"),
+        ({"staging/a.sql": HEADER + "\nSELECT x FROM {{ ref('b') }}\n",
+          "staging/b.sql": HEADER + "\n\nSELECT x FROM {{ ref('a') }}\n"}, ".sql:", "cycle"),
+        ({"staging/a.sql": HEADER + "SELECT 1 AS x,\n  2 AS y\n  FORM t WHERE\n"}, "a.sql:5", "syntax"),
+        ({"staging/a.sql": HEADER + "SELECT 1 FROM {{ source('raw', 'no_such_feed') }}\n"}, "a.sql:3", "no_such_feed"),
+        ({"staging/a.sql": HEADER + "SELECT 1 FROM {{ evil() }}\n"}, "a.sql:3", "cannot read"),
+        ({"staging/a.sql": "-- description: x\n-- materialized: partitioned\nSELECT $oops AS x\n"}, "a.sql:3", "$oops"),
+        ({"staging/a.sql": "-- description: x\nSELECT 1\n"}, "a.sql:1", "materialized"),
+    ],
+    ids=["bad_ref", "cycle", "syntax", "bad_source", "bad_template", "bad_param", "no_header"],
+)
+def test_load_errors_name_file_and_line(tmp_path, files, where, message):
+    root = _write(tmp_path, files)
+    with pytest.raises(SqlModelError) as err:
+        load_models(root)
+    assert where in str(err.value) and message in str(err.value)
+
+
+def test_bad_model_fails_definitions_build(tmp_path):
+    root = _write(tmp_path, {"marts/x.sql": HEADER + "SELECT * FROM {{ ref('missing_model') }}\n"})
+    with pytest.raises(SqlModelError, match=r"x\.sql:3"):
+        build_sql_assets(root)
+
+
+@pytest.fixture
+def lake(warehouse):
+    build_raw_lake(warehouse)
+    return warehouse
+
+
+@pytest.mark.parametrize("key", [
+    "2024-01-02'; DROP TABLE raw.stock_daily; --",
+    "2024-01-02' OR '1'='1",
+    "2024-01-02\"; SELECT 1; --",
+])
+def test_partition_key_with_quotes_and_semicolons_cannot_change_sql(lake, key):
+    models = load_models()
+    model = models["stg_stock_daily"]
+    with pytest.raises(ValueError, match="not a YYYY-MM-DD"):
+        run_model(model, lake, [key], models)
+    # the SQL text never contains a day: the day is bound as a parameter
+    table, used = run_model(model, lake, ["2024-01-02"], models)
+    assert "2024-01-02" not in model.sql and used["start"] == "2024-01-02"
+    assert set(pd.to_datetime(table.column("trade_date").to_pandas()).dt.strftime("%Y-%m-%d")) == {"2024-01-02"}
+    assert lake.read("raw", "stock_daily", days=["2024-01-02"]).shape[0] > 0  # nothing dropped
+
+
+def test_values_with_quotes_and_semicolons_pass_through_unchanged(warehouse):
+    build_raw_lake(warehouse)
+    evil = "Evil'); DROP TABLE staging.stg_stock_basic; --\"x"
+    basic = warehouse.read("raw", "stock_basic")
+    basic.loc[basic.ts_code == "600000.SH", "name"] = evil
+    warehouse.write_table("raw", "stock_basic", basic)
+    models = load_models()
+    table, _ = run_model(models["stg_stock_basic"], warehouse, None, models)
+    df = table.to_pandas()
+    assert df.loc[df.ts_code == "600000.SH", "name"].item() == evil
+    assert len(df) == len(basic)
+
+
+def test_lookback_makes_per_day_runs_equal_a_range_run(lake):
+    """Running day by day (as the daily job does) equals one backfill run: lookback rows are read."""
+    models = load_models()
+    for name in ["stg_stock_daily", "stg_adj_factor", "stg_daily_basic", "stg_st_flags", "stg_stock_basic",
+                 "stg_etf_share"]:
+        m = models[name]
+        table, _ = run_model(m, lake, DAYS if m.partitioned else None, models)
+        if m.partitioned:
+            lake.write_partitions(m.layer, m.name, table.to_pandas(), days=DAYS, schema=table.schema)
+        else:
+            lake.write_table(m.layer, m.name, table.to_pandas(), schema=table.schema)
+    for name in ["stock_daily_panel", "etf_flow_panel"]:
+        whole = run_model(models[name], lake, DAYS[1:], models)[0].to_pandas()
+        per_day = pd.concat([run_model(models[name], lake, [d], models)[0].to_pandas() for d in DAYS[1:]])
+        key = ["trade_date", "ts_code"]
+        pd.testing.assert_frame_equal(whole.sort_values(key).reset_index(drop=True),
+                                      per_day.sort_values(key).reset_index(drop=True))
+    panel = run_model(models["stock_daily_panel"], lake, ["2024-01-03"], models)[0].to_pandas()
+    assert panel.loc[panel.ts_code == "600001.SH", "is_resumption"].item()  # needs the 01-02 row
+
+
+def test_run_succeeds_with_lineage_schema_and_parameters(built):
+    wh, res = built
+    assert res.success
+    evals = res.get_asset_check_evaluations()
+    assert evals and all(e.passed for e in evals)
+    mats = {m.asset_key.path[-1]: m.materialization.metadata for m in res.get_asset_materialization_events()}
+    assert set(MARTS) <= set(mats)
+    md = mats["stock_daily_panel"]
+    schema_cols = [c.name for c in md["dagster/column_schema"].value.columns]
+    assert schema_cols[:5] == ["trade_date", "ts_code", "name", "industry", "board"]
+    lineage = md["dagster/column_lineage"].value.deps_by_column
+    deps = {(d.asset_key.path[-1], d.column_name) for d in lineage["ret"]}
+    assert {("stg_stock_daily", "close"), ("stg_stock_daily", "pre_close")} <= deps
+    assert {(d.asset_key.path[-1], d.column_name) for d in lineage["adj_close"]} >= {
+        ("stg_adj_factor", "adj_factor"), ("stg_stock_daily", "close")}
+    assert ("stg_daily_basic", "total_share") in {(d.asset_key.path[-1], d.column_name) for d in lineage["total_mv"]}
+    fut = mats["futures_basis_panel"]["dagster/column_lineage"].value.deps_by_column
+    assert ("index_daily_panel", "close") in {(d.asset_key.path[-1], d.column_name) for d in fut["spot_close"]}
+    stg = mats["stg_index_weight"]["dagster/column_lineage"].value.deps_by_column
+    assert [(d.asset_key.path, d.column_name) for d in stg["weight"]] == [(["raw", "index_weight"], "weight")]
+    params = md["parameters"].value
+    assert params["start"] == DAYS[0] and params["end"] == DAYS[-1] and params["lookback_sessions"] == 1
+    assert md["dagster/row_count"].value > 0 and "preview" in md
+    # catalog views were refreshed
+    import duckdb
+
+    with duckdb.connect(str(wh.catalog_path), read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM marts.stock_daily_panel").fetchone()[0]
+    assert n == len(wh.read("marts", "stock_daily_panel"))
+
+
+def test_trade_date_is_a_date_column_in_the_lake(built):
+    import pyarrow.parquet as pq
+
+    wh, _ = built
+    for layer, name in [("staging", "stg_stock_daily"), ("marts", "stock_daily_panel"), ("marts", "fund_nav_panel")]:
+        schema = pq.read_schema(wh.files(layer, name)[0])
+        assert str(schema.field("trade_date").type) == "date32[day]"
+
+
+def test_failing_blocking_check_stops_downstream(warehouse):
+    """A GX failure on staging (high < close) blocks the panel in the same run."""
+    from sc_assets.assets.sql import sql_model_assets
+
+    build_raw_lake(warehouse)
+    bad = warehouse.read("raw", "stock_daily", days=["2024-01-02"])
+    bad.loc[bad.ts_code == "601000.SH", "high"] = 1.0  # below low and close
+    warehouse.write_partitions("raw", "stock_daily", bad, days=["2024-01-02"])
+    wanted = {"stg_stock_daily", "stg_adj_factor", "stg_daily_basic", "stg_st_flags", "stg_stock_basic",
+              "stock_daily_panel"}
+    subset = [a for a in sql_model_assets if a.key.path[-1] in wanted]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize(subset, resources={"warehouse": warehouse}, raise_on_error=False,
+                             tags=range_tags(DAYS[0], DAYS[-1]))
+    assert not res.success
+    failed = [e for e in res.get_asset_check_evaluations() if not e.passed]
+    assert [(e.asset_key.path[-1], e.check_name) for e in failed] == [("stg_stock_daily", "gx_suite_passes")]
+    meta = failed[0].metadata["failed_expectations"].value
+    assert any(f["columns"][0] == "high" for f in meta)
+    done = {m.asset_key.path[-1] for m in res.get_asset_materialization_events()}
+    assert "stock_daily_panel" not in done and "stg_adj_factor" in done
+    assert not warehouse.exists("marts", "stock_daily_panel")
