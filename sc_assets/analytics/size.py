@@ -138,12 +138,12 @@ def size_exposures(panel: pd.DataFrame, params: SizeParams = SizeParams()) -> pd
     ``panel`` columns: trade_date, ts_code, industry, total_mv (CNY), days_listed, is_suspended.
     Returns one row per stock-day of the estimation universe:
     trade_date, ts_code, industry, total_mv (CNY), lncap (ln CNY), size, nlsize (standardized,
-    unitless), sorted by trade_date, ts_code.
+    unitless), in the panel's row order.
     """
     cols = ["trade_date", "ts_code", "industry", "total_mv"]
     df = panel.loc[estimation_universe(panel, params), cols].copy()
     df["total_mv"] = df["total_mv"].astype(float)
-    df = df.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+    df = df.reset_index(drop=True)
     codes, uniq = pd.factorize(df["trade_date"], sort=True)
     T = len(uniq)
     cap = df["total_mv"].to_numpy()
@@ -170,8 +170,8 @@ def align_previous_exposures(
     ``previous_day`` maps each trade_date of ``panel`` to the previous session's trade_date (the
     caller uses the exchange calendar). Returns the panel rows with columns
     ``prev_date, industry_prev, total_mv_prev, size, nlsize`` added (NaN when no exposure on t-1)
-    and an ``exclusion`` column (None when the row enters the regression; otherwise the first of
-    :data:`EXCLUSION_REASONS` that applies). Industry and cap are those of t-1.
+    and an ``exclusion`` column (categorical; NaN when the row enters the regression, otherwise
+    the first of :data:`EXCLUSION_REASONS` that applies). Industry and cap are those of t-1.
     """
     p = panel[["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]].copy()
     p["trade_date"] = pd.to_datetime(p["trade_date"])
@@ -181,20 +181,20 @@ def align_previous_exposures(
         columns={"trade_date": "prev_date", "industry": "industry_prev", "total_mv": "total_mv_prev"}
     )
     e["prev_date"] = pd.to_datetime(e["prev_date"])
-    out = p.merge(e, on=["prev_date", "ts_code"], how="left", validate="one_to_one")
+    out = p.merge(e, on=["prev_date", "ts_code"], how="left", validate="many_to_one")
     ret = pd.to_numeric(out["ret"], errors="coerce")
-    reasons = [
-        ("suspended", out["is_suspended"].fillna(False).astype(bool)),
-        ("locked", out["is_locked"].fillna(False).astype(bool)),
-        ("listing_day", pd.to_numeric(out["days_listed"], errors="coerce").fillna(0) <= 1),
-        ("no_exposure_t_minus_1", out["size"].isna() | out["nlsize"].isna()),
-        ("no_return", ret.isna()),
-        ("no_industry", out["industry_prev"].isna()),
+    masks = [  # same order as EXCLUSION_REASONS: the first that applies is recorded
+        out["is_suspended"].fillna(False).astype(bool).to_numpy(),
+        out["is_locked"].fillna(False).astype(bool).to_numpy(),
+        (pd.to_numeric(out["days_listed"], errors="coerce").fillna(0) <= 1).to_numpy(),
+        (out["size"].isna() | out["nlsize"].isna()).to_numpy(),
+        ret.isna().to_numpy(),
+        out["industry_prev"].isna().to_numpy(),
     ]
-    excl = pd.Series(pd.NA, index=out.index, dtype="string")
-    for name, mask in reasons:
-        excl = excl.mask(excl.isna() & mask.to_numpy(), name)
-    out["exclusion"] = excl
+    code = np.full(len(out), -1, dtype=np.int8)
+    for i in range(len(masks) - 1, -1, -1):
+        code = np.where(masks[i], np.int8(i), code)
+    out["exclusion"] = pd.Categorical.from_codes(code, categories=list(EXCLUSION_REASONS))
     return out
 
 
@@ -219,9 +219,8 @@ def factor_returns(
     use = aligned[aligned["exclusion"].isna()]
     if industries is None:
         industries = sorted(use["industry_prev"].dropna().unique().tolist())
-    ind_index = {name: i for i, name in enumerate(industries)}
     day_codes = days.get_indexer(pd.to_datetime(use["trade_date"]))
-    ind_codes = use["industry_prev"].map(ind_index).fillna(-1).astype(np.int64).to_numpy()
+    ind_codes = pd.Index(industries).get_indexer(use["industry_prev"]).astype(np.int64)  # -1: unknown
     cap = use["total_mv_prev"].to_numpy(dtype=float)
     res = constrained_wls(
         day=day_codes,
@@ -257,15 +256,13 @@ def factor_returns(
             "resid_vol": np.sqrt(res.sigma2 * res.n_obs),
         }
     )
-    counts = (
-        aligned.assign(trade_date=pd.to_datetime(aligned["trade_date"]))
-        .groupby(["trade_date", "exclusion"])
-        .size()
-        .unstack(fill_value=0)
-        .reindex(index=days, columns=list(EXCLUSION_REASONS), fill_value=0)
-    )
-    for reason in EXCLUSION_REASONS:
-        daily[f"n_excluded_{reason}"] = counts[reason].to_numpy().astype(np.int64)
+    excl = pd.Categorical(aligned["exclusion"], categories=list(EXCLUSION_REASONS)).codes.astype(np.int64)
+    all_days = days.get_indexer(pd.to_datetime(aligned["trade_date"]))
+    R = len(EXCLUSION_REASONS)
+    hit = excl >= 0
+    counts = np.bincount(all_days[hit] * R + excl[hit], minlength=len(days) * R).reshape(len(days), R)
+    for j, reason in enumerate(EXCLUSION_REASONS):
+        daily[f"n_excluded_{reason}"] = counts[:, j].astype(np.int64)
     return long, daily
 
 
@@ -395,7 +392,8 @@ def drawdown_vs_size(
     ``stock_window`` from :func:`window_returns`; ``index_window``: index_code, window_ret (optional).
     Rows (``section``):
 
-    * 'decile': group = '1'..'10' (caps at the window start, 1 = smallest): n_stocks, cap_min,
+    * 'decile': group = '1'..'10' and decile = 1..10 (caps at the window start, 1 = smallest;
+      null on the other rows): n_stocks, cap_min,
       cap_max (CNY), median_ret, ew_ret, cw_ret (cap-weighted, caps at the start).
     * 'index': group = index code: index_ret, the index's return over the same window (close of
       the end date / close of the base date - 1).
@@ -421,7 +419,7 @@ def drawdown_vs_size(
         .reset_index()
     )
     dec["cw_ret"] = dec["wret"] / dec["cap"]
-    dec = dec.assign(section="decile", group=dec["decile"].astype(str)).drop(columns=["wret", "cap", "decile"])
+    dec = dec.assign(section="decile", group=dec["decile"].astype(str)).drop(columns=["wret", "cap"])
     rows = [dec]
     if index_window is not None and len(index_window):
         rows.append(
@@ -438,7 +436,7 @@ def drawdown_vs_size(
         fit = _wls_line(y, x, w) if len(s) > 2 else {}
         rows.append(pd.DataFrame([{"section": "regression", "group": name, "n_stocks": len(s), **fit}]))
     out = pd.concat(rows, ignore_index=True)
-    cols = ["section", "group", "n_stocks", "cap_min", "cap_max", "median_ret", "ew_ret", "cw_ret",
+    cols = ["section", "group", "decile", "n_stocks", "cap_min", "cap_max", "median_ret", "ew_ret", "cw_ret",
             "index_ret", "slope", "intercept", "slope_se", "r2"]
     for c in cols:
         if c not in out:
@@ -447,6 +445,7 @@ def drawdown_vs_size(
     out["section"] = out["section"].astype("string")
     out["group"] = out["group"].astype("string")
     out["n_stocks"] = out["n_stocks"].astype("Int64")
+    out["decile"] = out["decile"].astype("Int64")
     return out
 
 
