@@ -178,3 +178,18 @@ def test_missing_akshare_extra_is_a_clear_error(monkeypatch):
     monkeypatch.setattr("importlib.import_module", lambda name: no_akshare(name))
     with pytest.raises(MissingExtraError, match=r"pip install 'sc_assets\[akshare\]'"):
         AkshareClient()("stock_zh_a_hist", symbol="600000")
+
+
+def test_landed_files_pass_the_raw_layer_validation(landed):
+    from sc_assets.resources.feed_source import LandingFeedSource
+
+    root, _, _ = landed
+    source = LandingFeedSource(data_dir=str(root))
+    for feed, plan in AkshareAdapter.plans.items():
+        if plan == "snapshot":
+            batch = source.read_snapshots(feed)
+        else:
+            days = sorted(p.stem for p in (root / "landing" / feed).glob("*.csv"))
+            batch = source.read(feed, [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days])
+        assert batch.landed > 0, feed
+        assert len(batch.quarantined) == 0, (feed, batch.reasons)

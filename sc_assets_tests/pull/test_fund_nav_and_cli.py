@@ -102,3 +102,12 @@ def test_cli_fund_nav_csv(data_dir):
     assert out.exit_code == 0, out.output
     assert "3 funds" in out.output
     assert (data_dir / "landing" / "fund_nav" / "20240208.csv").exists()
+
+
+def test_landed_fund_navs_pass_the_raw_layer_validation(data_dir):
+    from sc_assets.resources.feed_source import LandingFeedSource
+
+    land_fund_nav(EXAMPLE, data_dir)
+    days = sorted(p.stem for p in (data_dir / "landing" / "fund_nav").glob("*.csv"))
+    batch = LandingFeedSource(data_dir=str(data_dir)).read("fund_nav", [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days])
+    assert batch.landed == len(pd.read_csv(EXAMPLE)) and len(batch.quarantined) == 0, batch.reasons

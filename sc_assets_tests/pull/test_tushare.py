@@ -220,3 +220,17 @@ def test_missing_token_is_a_clear_error(monkeypatch):
         TushareClient()
     monkeypatch.setenv("TUSHARE_TOKEN", "abc")
     assert TushareClient().token == "abc"
+
+
+def test_landed_files_pass_the_raw_layer_validation(data_dir):
+    """Every row the Tushare adapter lands is accepted by the raw layer (reader + row validation)."""
+    from sc_assets.resources.feed_source import LandingFeedSource
+
+    adapter, _, _ = make()
+    adapter.pull(ALL, DAYS, data_dir, progress=False)
+    source = LandingFeedSource(data_dir=str(data_dir))
+    for feed, plan in TushareAdapter.plans.items():
+        batch = source.read_snapshots(feed) if plan == "snapshot" else source.read(feed, ["2024-01-22", "2024-01-23"])
+        assert batch.landed > 0, feed
+        assert len(batch.quarantined) == 0, (feed, batch.reasons)
+        assert len(batch.rows) == batch.landed, feed
