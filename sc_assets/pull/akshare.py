@@ -12,11 +12,11 @@ landing files in Tushare Pro field names and units (``sc_assets/feeds/schemas.py
 | index_weight | ``index_stock_cons_weight_csindex`` (latest CSI snapshot) | 权重 percent as is |
 | fut_daily | ``get_futures_daily`` (market="CFFEX") | turnover taken as 10,000 CNY (CFFEX report unit) |
 | fut_basic | derived from ``get_futures_daily`` contracts | expiry = 3rd Friday rule; multiplier per product |
-| etf_share | ``fund_etf_scale_sse`` (per day, SSE ETFs) + ``fund_etf_hist_em`` | 基金份额 units / 10,000 |
+| etf_share | ``fund_etf_scale_sse`` (per day, SSE) + ``fund_scale_daily_szse`` (6-month windows, SZSE) + ``fund_etf_hist_em`` | 基金份额 units / 10,000 |
 
 Limits (documented in docs/REAL_DATA.md): AkShare has no history of total/free-float share
 counts (today's total share count is applied to past days; free float = float), no ST history
-(today's names), only the latest CSI weight snapshot, and no SZSE ETF share history.
+(today's names) and only the latest CSI weight snapshot.
 """
 
 from __future__ import annotations
@@ -208,29 +208,50 @@ class AkshareAdapter(Adapter):
     # ---------------------------------------------------------------- ETFs
 
     def fetch_etf_share_range(self, days) -> pd.DataFrame:
-        sse = {c: i for c, i in self.options.etfs.items() if normalize_code(c).endswith(".SH")}
-        skipped = sorted(set(self.options.etfs) - set(sse))
-        if skipped:
-            self.log(f"akshare etf_share: no share history for SZSE ETFs {skipped}; use --source tushare")
+        etfs = {normalize_code(c): normalize_code(i) for c, i in self.options.etfs.items()}
         shares = []
-        for d in days:
-            df = self.q("fund_etf_scale_sse", ["基金代码", "基金份额"], date=ymd(d))
-            if df.empty:
-                continue
-            df = pd.DataFrame({"ts_code": df["基金代码"].map(normalize_code), "trade_date": pd.Timestamp(d),
-                               "fd_share": pd.to_numeric(df["基金份额"], errors="coerce") / 1e4})
-            shares.append(df[df["ts_code"].isin({normalize_code(c) for c in sse})])
+        if any(c.endswith(".SH") for c in etfs):  # SSE: one call per day, all SSE ETFs
+            for d in days:
+                df = self.q("fund_etf_scale_sse", ["基金代码", "基金份额"], date=ymd(d))
+                if not df.empty:
+                    shares.append(etf_shares_from_exchange(df, d))
+        if any(c.endswith(".SZ") for c in etfs):  # SZSE: one call per <= 6-month window, all SZSE ETFs
+            for lo, hi in _windows(days, SZSE_WINDOW_DAYS):
+                try:
+                    df = self.q("fund_scale_daily_szse", ["日期", "基金代码", "基金份额"],
+                                start_date=ymd(lo), end_date=ymd(hi), symbol="ETF")
+                except ShapeChangedError as exc:
+                    if "has no function" not in str(exc):
+                        raise
+                    self.log(f"akshare etf_share: {exc}; SZSE ETFs skipped (upgrade akshare)")
+                    break
+                if not df.empty:
+                    shares.append(etf_shares_from_exchange(df, None))
         share = _concat(shares, ["ts_code", "trade_date", "fd_share"])
+        share = share[share["ts_code"].isin(set(etfs))] if len(share) else share
         closes = []
-        for code, index_code in sse.items():
+        for code, index_code in etfs.items():
             h = self.q("fund_etf_hist_em", ["日期", "收盘"], symbol=code.split(".")[0], period="daily",
                        start_date=ymd(days[0]), end_date=ymd(days[-1]), adjust="")
-            closes.append(pd.DataFrame({"ts_code": normalize_code(code), "trade_date": to_ts(h["日期"]),
-                                        "close": pd.to_numeric(h["收盘"]), "index_code": normalize_code(index_code)}))
+            closes.append(pd.DataFrame({"ts_code": code, "trade_date": to_ts(h["日期"]),
+                                        "close": pd.to_numeric(h["收盘"]), "index_code": index_code}))
         close = _concat(closes, ["ts_code", "trade_date", "close", "index_code"])
         if share.empty or close.empty:
             return pd.DataFrame(columns=["ts_code", "trade_date", "fd_share", "close", "index_code"])
         return close.merge(share, on=["ts_code", "trade_date"], how="inner")
+
+
+SZSE_WINDOW_DAYS = 180  # fund_scale_daily_szse answers at most 6 months per call
+
+
+def _windows(days, span: int) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    out, lo = [], pd.Timestamp(days[0])
+    last = pd.Timestamp(days[-1])
+    while lo <= last:
+        hi = min(last, lo + pd.Timedelta(days=span - 1))
+        out.append((lo, hi))
+        lo = hi + pd.Timedelta(days=1)
+    return out
 
 
 # -------------------------------------------------------------------- pure mappings (unit-tested)
@@ -279,6 +300,14 @@ def daily_basic_from_sina(df: pd.DataFrame, ts_code: str, total_shares: float) -
         "total_mv": close * total_shares / 1e4,
         "circ_mv": close * float_sh / 1e4,
     })
+
+
+def etf_shares_from_exchange(df: pd.DataFrame, day) -> pd.DataFrame:
+    """SSE ``fund_etf_scale_sse`` / SZSE ``fund_scale_daily_szse`` rows (基金份额 in units) -> fd_share
+    in 10,000 units. SSE rows are dated by the requested day, SZSE rows by their 日期."""
+    dates = pd.Series(pd.Timestamp(day), index=df.index) if day is not None else to_ts(df["日期"])
+    return pd.DataFrame({"ts_code": df["基金代码"].map(normalize_code), "trade_date": dates,
+                         "fd_share": pd.to_numeric(df["基金份额"], errors="coerce") / 1e4})
 
 
 def weights_from_csindex(df: pd.DataFrame, index_code: str) -> pd.DataFrame:

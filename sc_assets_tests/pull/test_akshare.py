@@ -139,12 +139,25 @@ def test_cffex_expiry_is_third_friday_or_next_session():
     assert cffex_expiry("IC2410") == pd.Timestamp("2024-10-18")
 
 
-def test_etf_shares_in_ten_thousand_units_sse_only(landed):
-    root, _, _ = landed
+def test_etf_shares_in_ten_thousand_units_from_both_exchanges(landed):
+    root, _, client = landed
     e = read(root, "etf_share", "20240122").set_index("ts_code")
-    assert list(e.index) == ["510500.SH"]  # 510300 not requested, 159845.SZ has no SZSE history
-    assert e.loc["510500.SH", "fd_share"] * 1e4 == pytest.approx(21500120000.0)
+    assert sorted(e.index) == ["159845.SZ", "510500.SH"]  # 510300/159915 are not in the requested map
+    assert e.loc["510500.SH", "fd_share"] * 1e4 == pytest.approx(21500120000.0)  # units -> 10,000 units
+    assert e.loc["159845.SZ", "fd_share"] * 1e4 == pytest.approx(9012345000.0)
     assert e.loc["510500.SH", "close"] == 4.90 and e.loc["510500.SH", "index_code"] == "000905.SH"
+    assert e.loc["159845.SZ", "index_code"] == "000852.SH"
+    assert sum(a == "fund_scale_daily_szse" for a, _ in client.requests) == 1  # one window covers 2 days
+
+
+def test_szse_windows_cover_the_span_in_six_month_chunks():
+    from sc_assets.pull.akshare import SZSE_WINDOW_DAYS, _windows
+
+    days = list(partitions.trading_days_between("2023-01-03", "2024-03-29"))
+    w = _windows(days, SZSE_WINDOW_DAYS)
+    assert w[0][0] == days[0] and w[-1][1] == days[-1]
+    assert all((hi - lo).days < SZSE_WINDOW_DAYS for lo, hi in w)
+    assert all(b[0] - a[1] == pd.Timedelta(days=1) for a, b in zip(w, w[1:], strict=False))
 
 
 def test_changed_chinese_column_names_the_field(data_dir):
