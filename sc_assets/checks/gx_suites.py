@@ -392,6 +392,46 @@ SUITES["marts.fund_nav_panel"] = Suite(
 _DAY_COMPLETE = {"marts.index_daily_panel", "marts.stock_daily_panel"}
 
 
+_expect_not_null, _expect_positive, _expect_non_negative = not_null, positive, non_negative
+
+
+def register_table_suite(
+    name: str,
+    *,
+    columns: Sequence[str],
+    key: Sequence[str] = (),
+    not_null: Sequence[str] = (),
+    positive: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+    ranges: dict[str, tuple[float | None, float | None]] | None = None,
+    in_sets: dict[str, Sequence] | None = None,
+    description: str = "",
+) -> Suite:
+    """Declare a suite for any other layer's table (factors, drawdowns, crowding, stress, ...).
+
+    ``name`` is ``"<layer>.<table>"`` (the asset key joined by dots, so ``gx_check_result(key,
+    None, df)`` finds it). Key columns are unique together and not null; ``ranges`` map a
+    column to inclusive (min, max) bounds (None = open). Re-registering a name replaces it.
+    """
+    ranges = dict(ranges or {})
+    in_sets = {k: list(v) for k, v in (in_sets or {}).items()}
+    key, nn, pos, nonneg = list(key), list(not_null), list(positive), list(non_negative)
+
+    def build(df: pd.DataFrame) -> list:
+        out = _expect_not_null(*key, *[c for c in nn if c not in key])
+        out += unique(key) if key else []
+        out += _expect_positive(*pos) + _expect_non_negative(*nonneg)
+        for col, (lo, hi) in ranges.items():
+            out += between(col, lo, hi)
+        for col, values in in_sets.items():
+            out += in_set(col, values)
+        return out
+
+    suite = Suite(name, tuple(columns), build, description=description or f"{name}: key, nulls, ranges")
+    SUITES[name] = suite
+    return suite
+
+
 def suite_names() -> list[str]:
     return sorted(SUITES)
 
@@ -465,4 +505,4 @@ def validate(suite_name: str, df: pd.DataFrame, *, days: Sequence[str] | None = 
     return not failed, meta
 
 
-__all__ = ["PARAMS", "SUITES", "CheckParams", "resolve", "suite_names", "validate"]
+__all__ = ["PARAMS", "SUITES", "CheckParams", "register_table_suite", "resolve", "suite_names", "validate"]

@@ -1,0 +1,191 @@
+"""GX suites: each rule fails on a frame that breaks it and passes on the clean frame."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from sc_assets.checks import GX_CHECK_NAME, gx_check_result, gx_check_spec
+from sc_assets.checks.gx_suites import SUITES, register_table_suite, suite_names, validate
+from sc_assets.feeds.schemas import FEEDS
+from sc_assets_tests.sql.rawlake import build_raw_lake
+
+D1, D2 = date(2024, 1, 2), date(2024, 1, 3)
+
+
+def test_a_suite_for_every_raw_feed_staging_model_and_mart():
+    names = set(suite_names())
+    for feed in FEEDS:
+        assert f"raw.{feed}" in names and f"staging.stg_{feed}" in names
+    assert {"marts.stock_daily_panel", "marts.index_daily_panel", "marts.futures_basis_panel",
+            "marts.etf_flow_panel", "marts.fund_nav_panel"} <= names
+
+
+@pytest.fixture(scope="module")
+def raw_frames(tmp_path_factory):
+    from sc_assets.resources import Warehouse
+
+    wh = Warehouse(data_dir=str(tmp_path_factory.mktemp("gxraw")))
+    build_raw_lake(wh)
+    return {feed: wh.read("raw", feed) for feed in FEEDS}
+
+
+def test_raw_suites_pass_on_clean_raw_frames(raw_frames):
+    for feed, df in raw_frames.items():
+        ok, meta = validate(f"raw.{feed}", df)
+        assert ok, (feed, meta["failed"])
+        assert meta["evaluated"] > 3 and meta["rows"] == len(df)
+
+
+def _set(df, col, value, row=0):
+    out = df.copy()
+    out.loc[out.index[row], col] = value
+    return out
+
+
+RAW_BREAKS = [
+    ("stock_daily", lambda d: pd.concat([d, d.iloc[[0]]]), "expect_compound_columns_to_be_unique", "ts_code"),
+    ("stock_daily", lambda d: _set(d, "close", None), "expect_column_values_to_not_be_null", "close"),
+    ("stock_daily", lambda d: _set(d, "open", 0.0), "expect_column_values_to_be_between", "open"),
+    ("stock_daily", lambda d: _set(d, "low", 1e6), "expect_column_pair_values_a_to_be_greater_than_b", "high"),
+    ("stock_daily", lambda d: _set(d, "amount", -1.0), "expect_column_values_to_be_between", "amount"),
+    ("stock_daily", lambda d: _set(d, "ts_code", None), "expect_column_values_to_not_be_null", "ts_code"),
+    ("index_weight", lambda d: _set(d, "weight", 140.0), "expect_column_values_to_be_between", "weight"),
+    ("fut_basic", lambda d: _set(d, "fut_code", "XX"), "expect_column_values_to_be_in_set", "fut_code"),
+    ("fut_basic", lambda d: _set(d, "delist_date", date(2000, 1, 1)),
+     "expect_column_pair_values_a_to_be_greater_than_b", "delist_date"),
+    ("fund_nav", lambda d: _set(d, "adj_nav", -1.0), "expect_column_values_to_be_between", "adj_nav"),
+    ("fund_nav", lambda d: _set(d, "strategy", "momentum"), "expect_column_values_to_be_in_set", "strategy"),
+    ("daily_basic", lambda d: _set(d, "total_mv", 0.0), "expect_column_values_to_be_between", "total_mv"),
+    ("stock_basic", lambda d: d.drop(columns=["list_date"]), "expect_column_to_exist", "list_date"),
+]
+
+
+@pytest.mark.parametrize("feed, brk, expectation, column", RAW_BREAKS,
+                         ids=[f"{f}-{e.split('_', 1)[1][:24]}-{c}" for f, _, e, c in RAW_BREAKS])
+def test_raw_suite_catches(raw_frames, feed, brk, expectation, column):
+    ok, meta = validate(feed, brk(raw_frames[feed]))
+    assert not ok
+    assert any(f["expectation"] == expectation and column in f["columns"] for f in meta["failed"]), meta["failed"]
+    json.dumps(meta)  # metadata is JSON-serialisable
+
+
+def test_raw_duplicates_from_two_landed_files_are_allowed_but_not_within_one(raw_frames):
+    d = raw_frames["stock_daily"]
+    other = d.iloc[[0]].assign(source_file="landing/stock_daily/20240102.parquet")
+    assert validate("raw.stock_daily", pd.concat([d, other]))[0]
+    assert not validate("raw.stock_daily", pd.concat([d, d.iloc[[0]]]))[0]
+
+
+def panel(**overrides) -> pd.DataFrame:
+    """A valid two-row stock_daily_panel frame (one trading, one suspended)."""
+    base = dict(
+        trade_date=[D1, D1], ts_code=["600000.SH", "600001.SH"], name=["A", "B"], industry=["Banks", "Steel"],
+        board=["main", "main"], is_st=[False, False], list_date=[date(2000, 1, 4)] * 2, days_listed=[5000, 4000],
+        is_suspended=[False, True], open=[10.0, None], high=[11.0, None], low=[9.9, None], close=[11.0, None],
+        pre_close=[10.0, None], adj_factor=[1.0, 1.0], adj_close=[11.0, None], ret=[0.10, None],
+        vol=[1e5, None], amount=[1.1e6, None], turnover=[0.01, None], turnover_f=[0.02, None],
+        total_share=[1e9, 1e8], float_share=[8e8, 8e7], free_share=[5e8, 5e7], total_mv=[1.1e10, None],
+        float_mv=[8.8e9, None], free_float_mv=[5.5e9, None], limit_pct=[0.10, 0.10], up_limit=[11.0, None],
+        down_limit=[9.0, None], is_limit_up=[True, False], is_limit_down=[False, False], is_locked=[False, False],
+        is_resumption=[False, False],
+    )
+    df = pd.DataFrame(base)
+    for k, v in overrides.items():
+        df.loc[0, k] = v
+    return df
+
+
+def test_stock_panel_suite_rules():
+    assert validate("marts.stock_daily_panel", panel(), days=["2024-01-02"])[0]
+    # +15% on a +-10% board is a break ...
+    ok, meta = validate("marts.stock_daily_panel", panel(close=11.5, high=11.5, ret=0.15, up_limit=11.0))
+    assert not ok and {"_ret_limit_excess", "_above_up_limit"} <= {c for f in meta["failed"] for c in f["columns"]}
+    # ... except on a resumption or listing day (ret check) -- the limit-price check still applies
+    ok, meta = validate("marts.stock_daily_panel", panel(ret=0.15, is_resumption=True))
+    assert ok, meta["failed"]
+    assert not validate("marts.stock_daily_panel", panel(close=12.0))[0]  # close > high and > up limit
+    assert not validate("marts.stock_daily_panel", panel(board="nasdaq"))[0]
+    assert not validate("marts.stock_daily_panel", panel(total_mv=0.0))[0]
+    susp = panel()
+    susp.loc[1, "close"] = 3.0  # a suspended row with a price
+    assert not validate("marts.stock_daily_panel", susp)[0]
+    ok, meta = validate("marts.stock_daily_panel", panel(), days=["2024-01-02", "2024-01-03"])
+    assert not ok and meta["failed"][0]["examples"] == ["2024-01-03"]  # a trading day without rows
+
+
+def futures(**overrides) -> pd.DataFrame:
+    df = pd.DataFrame(dict(
+        trade_date=[D1, D1], ts_code=["IC2401.CFX", "IC2402.CFX"], fut_code=["IC", "IC"],
+        underlying=["000905.SH"] * 2, close=[5250.0, 5200.0], settle=[5250.0, 5200.0], vol=[1.0, 2.0],
+        oi=[10.0, 20.0], amount=[1e8, 2e8], expiry_date=[date(2024, 1, 19), date(2024, 2, 23)],
+        days_to_expiry=[17, 52], spot_close=[5300.0] * 2, basis=[-50.0, -100.0], basis_ann=[-0.2, -0.13],
+        basis_ann_settle=[-0.2, -0.13], is_main=[False, True]))
+    for k, v in overrides.items():
+        df.loc[0, k] = v
+    return df
+
+
+def test_futures_suite_rules():
+    assert validate("marts.futures_basis_panel", futures())[0]
+    assert not validate("marts.futures_basis_panel", futures(is_main=True))[0]  # two main contracts
+    assert not validate("marts.futures_basis_panel", futures(expiry_date=date(2023, 12, 15)))[0]
+    assert not validate("marts.futures_basis_panel", futures(days_to_expiry=0))[0]
+    assert not validate("marts.futures_basis_panel", futures(spot_close=None, basis=None) .assign(spot_close=-1.0))[0]
+
+
+def test_index_fund_and_etf_suites():
+    ix = pd.DataFrame(dict(trade_date=[D1, D2], index_code=["000905.SH"] * 2, close=[5300.0, 5310.0],
+                           pre_close=[5290.0, 5300.0], ret=[0.0019, 0.0019], amount=[1e10, 1e10]))
+    assert validate("marts.index_daily_panel", ix, days=["2024-01-02", "2024-01-03"])[0]
+    assert not validate("marts.index_daily_panel", ix.iloc[:1], days=["2024-01-02", "2024-01-03"])[0]
+    assert not validate("marts.index_daily_panel", ix.assign(close=[5300.0, 0.0]))[0]
+    fund = pd.DataFrame(dict(
+        trade_date=[D1, D2], fund_id=["F1", "F1"], name=["x", "x"], strategy=["index_enhancement"] * 2,
+        benchmark=["000905.SH"] * 2, manager=["M"] * 2, manager_aum_bucket=[">=10bn"] * 2, adj_nav=[1.0, 1.01],
+        fund_ret=[np.nan, 0.01], bench_close=[5300.0, 5310.0], bench_ret=[np.nan, 0.0019], excess_ret=[np.nan, 0.008]))
+    assert validate("marts.fund_nav_panel", fund)[0]
+    assert not validate("marts.fund_nav_panel", fund.assign(adj_nav=[1.0, -1.0]))[0]
+    assert not validate("marts.fund_nav_panel", fund.assign(benchmark=[None, None]))[0]  # enhancement w/o benchmark
+    assert not validate("marts.fund_nav_panel", pd.concat([fund, fund.iloc[[0]]]))[0]
+    etf = pd.DataFrame(dict(trade_date=[D1], ts_code=["510500.SH"], index_code=["000905.SH"], fd_share=[1e9],
+                            close=[5.0], share_change=[np.nan], net_inflow=[np.nan]))
+    assert validate("marts.etf_flow_panel", etf)[0]
+    assert not validate("marts.etf_flow_panel", etf.assign(fd_share=[0.0]))[0]
+
+
+def test_check_result_and_spec_are_blocking_errors():
+    key = dg.AssetKey(["marts", "futures_basis_panel"])
+    spec = gx_check_spec(key)
+    assert spec.name == GX_CHECK_NAME and spec.blocking and spec.asset_key == key
+    good = gx_check_result(key, None, futures())
+    bad = gx_check_result(key, None, futures(is_main=True))
+    assert good.passed and not bad.passed
+    assert bad.severity == dg.AssetCheckSeverity.ERROR and bad.metadata["expectations_failed"].value == 1
+    json.dumps(bad.metadata["failed_expectations"].value)
+
+
+def test_register_table_suite_for_other_layers():
+    register_table_suite("factors.test_only_returns", columns=["trade_date", "factor", "ret"],
+                         key=["trade_date", "factor"], ranges={"ret": (-1, 1)}, in_sets={"factor": ["size", "nlsize"]})
+    try:
+        df = pd.DataFrame(dict(trade_date=[D1, D1], factor=["size", "nlsize"], ret=[0.01, -0.02]))
+        assert gx_check_result(["factors", "test_only_returns"], None, df).passed
+        assert not validate("factors.test_only_returns", df.assign(ret=[0.01, -2.0]))[0]
+        assert not validate("factors.test_only_returns", df.assign(factor=["size", "size"]))[0]
+    finally:
+        SUITES.pop("factors.test_only_returns")
+
+
+def test_definitions_import_does_not_import_great_expectations():
+    code = ("import sys, warnings; warnings.simplefilter('ignore'); import sc_assets.definitions; "
+            "print('great_expectations' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
