@@ -110,7 +110,7 @@ def test_backfill_range_in_one_run_is_idempotent(tmp_path: Path) -> None:
     assert m["partitions"] == 3 and (m["rows_landed"], m["rows_accepted"]) == (18, 15)
     assert m["date_range"] == "2024-01-22 .. 2024-01-24"
     digest = _lake_digest(root)
-    assert len(digest) == 6  # 3 raw + 3 quarantine partitions
+    assert len(digest) == 4  # 3 raw partitions + the one quarantine partition with rows
     second = dg.materialize([RAW_ASSETS["stock_daily"]], tags=tags, resources=res)
     assert second.success
     assert _lake_digest(root) == digest  # same files, same bytes: no duplicates on rerun
@@ -118,6 +118,13 @@ def test_backfill_range_in_one_run_is_idempotent(tmp_path: Path) -> None:
     df = wh.read("raw", "stock_daily")
     assert len(df) == 15 and not df.duplicated(["ts_code", "trade_date", "source_file"]).any()
     assert sorted(set(df["trade_date"].astype(str))) == ["2024-01-22", "2024-01-23", "2024-01-24"]
+    # a corrected re-delivery replaces the partition and clears its quarantine rows
+    landing = root / "landing/stock_daily/20240122.csv"
+    landing.write_text("\n".join(landing.read_text().splitlines()[:6]) + "\n")
+    third = dg.materialize([RAW_ASSETS["stock_daily"]], partition_key="2024-01-22", resources=res)
+    assert third.success and _meta(third, "stock_daily")["rows_quarantined"] == 0
+    assert wh.read("quarantine", "stock_daily").empty
+    assert len(wh.read("raw", "stock_daily", days=["2024-01-22"])) == 5
 
 
 def test_missing_file_warns_and_unparseable_file_fails(tmp_path: Path) -> None:
