@@ -155,8 +155,9 @@ class RetryPolicy:
         return max(d, self.rate_limit_wait) if rate_limited else d
 
 
+# errors retrying cannot fix (ValueError is retried: truncated JSON bodies raise JSONDecodeError)
 _NEVER_RETRY = (ShapeChangedError, MissingTokenError, MissingExtraError, VendorError, FundNavFormatError,
-                TypeError, ValueError, KeyError)
+                TypeError, KeyError)
 
 
 class Caller:

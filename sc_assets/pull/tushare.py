@@ -133,16 +133,15 @@ class TushareAdapter(Adapter):
         return df
 
     def paged(self, api: str, required: list[str], limit: int = PAGE_LIMIT, **params) -> pd.DataFrame:
-        pages, offset = [], 0
+        pages, offset, rows = [], 0, 0
         for _ in range(200):
             page = self.q(api, required, limit=limit, offset=offset, **params)
             pages.append(page)
-            if len(page) < limit:
-                break
-            offset += limit
-        else:  # pragma: no cover
-            raise PullError(f"tushare {api}: more than 200 pages")
-        return pd.concat(pages, ignore_index=True).drop_duplicates()
+            out = pd.concat(pages, ignore_index=True).drop_duplicates()
+            if len(page) < limit or len(out) == rows:  # last page, or an endpoint that ignores offset
+                return out
+            rows, offset = len(out), offset + limit
+        raise PullError(f"tushare {api}: more than 200 pages of {limit} rows")
 
     def _codes(self, df: pd.DataFrame, col: str = "ts_code") -> pd.DataFrame:
         df = df.copy()

@@ -36,11 +36,13 @@ def read(root, feed, day):
     return read_landing_file(root / "landing" / feed / f"{day}.csv", feed).to_pandas()
 
 
-@pytest.fixture
-def landed(data_dir):
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory):
+    """One full pull shared by the read-only tests of this module (its own data root)."""
+    root = tmp_path_factory.mktemp("akshare") / "data"
     adapter, client = make()
-    report = adapter.pull(list(AkshareAdapter.plans), DAYS, data_dir, progress=False)
-    return data_dir, report, client
+    report = adapter.pull(list(AkshareAdapter.plans), DAYS, root, progress=False)
+    return root, report, client
 
 
 def test_every_feed_parses_through_the_landing_readers(landed):

@@ -234,3 +234,25 @@ def test_landed_files_pass_the_raw_layer_validation(data_dir):
         assert batch.landed > 0, feed
         assert len(batch.quarantined) == 0, (feed, batch.reasons)
         assert len(batch.rows) == batch.landed, feed
+
+
+def test_paging_follows_offsets_and_stops_when_an_endpoint_ignores_them(data_dir):
+    rows = recorded("daily", trade_date="20240122")
+
+    def paged_client(api, limit=None, offset=0, **params):
+        return rows.iloc[offset: offset + limit]
+
+    def ignoring_client(api, limit=None, offset=0, **params):
+        return rows.iloc[:limit]
+
+    for client, calls in ((paged_client, 3), (ignoring_client, 2)):
+        seen = []
+
+        def counting(api, _c=client, _seen=seen, **params):
+            _seen.append(params.get("offset"))
+            return _c(api, **params)
+
+        adapter = TushareAdapter(Caller(counting, calls_per_minute=1e6, sleep=lambda s: None))
+        out = adapter.paged("daily", ["ts_code"], limit=2, trade_date="20240122")
+        assert len(seen) == calls
+        assert len(out) == (len(rows) if client is paged_client else 2)
