@@ -82,7 +82,10 @@ def derive_microcap(root: Path, days, params: MicrocapParams | None = None,
         if st is not None:
             exclude |= set(st.loc[st["is_st"].astype(bool), "ts_code"])
         if basic is not None and p.min_listed_sessions > 0:
-            cutoff = partitions.previous_trading_day(day, p.min_listed_sessions) if day > partitions.first_session() else day
+            try:
+                cutoff = partitions.previous_trading_day(day, p.min_listed_sessions)
+            except partitions.CalendarRangeError:
+                cutoff = partitions.first_session()
             young = pd.to_datetime(basic["list_date"]) > cutoff
             exclude |= set(basic.loc[young, "ts_code"])
         ret, members, vol, amount = microcap_return(bars, caps, p.n, exclude)
