@@ -71,7 +71,16 @@ def _where(mask: pa.ChunkedArray | pa.Array, a, b):
     return pc.if_else(pc.fill_null(mask, False), a, b)
 
 
+def _exchange_suffix(s):
+    """'.BJ' / '.SH' / '.SZ' for bare 6-digit codes by their leading digits (cheap prefix tests)."""
+    bj = pc.or_(pc.or_(pc.starts_with(s, "4"), pc.starts_with(s, "8")), pc.starts_with(s, "92"))
+    sh = pc.or_(pc.or_(pc.starts_with(s, "5"), pc.starts_with(s, "6")), pc.starts_with(s, "9"))
+    return _where(bj, pa.scalar(".BJ"), _where(sh, pa.scalar(".SH"), pa.scalar(".SZ")))
+
+
 def _normalise_stock(s):
+    if pc.all(pc.fill_null(pc.match_substring_regex(s, r"^\d{6}$"), True)).as_py():  # all bare: one pass
+        return pc.binary_join_element_wise(s, _exchange_suffix(s), "")
     s = pc.replace_substring_regex(s, r"^(\d{1,6})\.XSHG$", r"\1.SH")
     s = pc.replace_substring_regex(s, r"^(\d{1,6})\.XSHE$", r"\1.SZ")
     s = pc.replace_substring_regex(s, r"^(\d{1,6})\.(BJSE|BSE)$", r"\1.BJ")
@@ -81,10 +90,7 @@ def _normalise_stock(s):
     bare = pc.match_substring_regex(s, r"^\d{6}$")
     if not pc.any(pc.fill_null(bare, False)).as_py():
         return s
-    bj = pc.match_substring_regex(s, r"^(4|8|92)")
-    sh = pc.match_substring_regex(s, r"^(5|6|9)")
-    suffix = _where(bj, pa.scalar(".BJ"), _where(sh, pa.scalar(".SH"), pa.scalar(".SZ")))
-    return _where(bare, pc.binary_join_element_wise(s, suffix, ""), s)
+    return _where(bare, pc.binary_join_element_wise(s, _exchange_suffix(s), ""), s)
 
 
 def _pad(s):
@@ -127,7 +133,7 @@ def normalise_codes(values: pa.Array | pa.ChunkedArray, kind: str = STOCK) -> pa
     s = values if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) else pc.cast(values, pa.string())
     if len(s) == 0 or pc.all(pc.fill_null(pc.match_substring_regex(s, _FAST[kind]), True)).as_py():
         return s
-    s = pc.utf8_upper(pc.utf8_trim_whitespace(s))
+    s = pc.ascii_upper(pc.utf8_trim_whitespace(s))
     return _NORMALISERS[kind](s)
 
 

@@ -140,7 +140,7 @@ def _line_of_offset(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def _detect_encoding(sample: bytes, complete: bool, path: str) -> str:
+def _detect_encoding(sample: bytes, complete: bool, path: str, first_line: int = 1) -> str:
     """'utf-8-sig' (UTF-8, BOM or not) or 'gb18030'; raise if neither decodes ``sample``."""
     if sample.isascii():
         return "utf-8-sig"
@@ -153,7 +153,8 @@ def _detect_encoding(sample: bytes, complete: bool, path: str) -> str:
             errors[enc] = exc
     exc = errors["utf-8-sig"]
     raise LandingFileError(
-        path, "cannot decode the file as UTF-8 or GBK/GB18030", line=_line_of_offset(sample, exc.start),
+        path, "cannot decode the file as UTF-8 or GBK/GB18030",
+        line=first_line - 1 + _line_of_offset(sample, exc.start),
         expected="a CSV in UTF-8, UTF-8 with BOM, or GBK",
     )
 
@@ -161,8 +162,9 @@ def _detect_encoding(sample: bytes, complete: bool, path: str) -> str:
 def _read_sample(path: Path, rel: str) -> tuple[bytes, bool]:
     try:
         with _open_bytes(path) as fh:
-            sample = fh.read(SNIFF_BYTES)
-            complete = len(sample) < SNIFF_BYTES or not fh.read(1)
+            size = SNIFF_BYTES if not path.name.endswith(".gz") else min(SNIFF_BYTES, 1 << 16)
+            sample = fh.read(size)
+            complete = len(sample) < size or not fh.read(1)
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise LandingFileError(rel, f"corrupt or truncated gzip file ({exc})", line=_gzip_good_lines(path) + 1,
                                expected="a complete gzip stream") from exc
@@ -250,8 +252,12 @@ def _find_bad_line(path: Path, encoding: str, delimiter: str, n_fields: int) -> 
 
 def _read_csv(path: Path, rel: str, spec: FeedSpec) -> tuple[list[pa.Table], HeaderMap, int]:
     sample, complete = _read_sample(path, rel)
-    encoding = _detect_encoding(sample, complete, rel)
-    headers, delimiter = _header(sample, encoding, rel)
+    nl = sample.find(b"\n")
+    head, body = (sample, b"") if nl < 0 else (sample[: nl + 1], sample[nl + 1 :])
+    headers, delimiter = _header(head, _detect_encoding(head, True, rel), rel)
+    # The header row is skipped by the parser (names come from the mapping), so only the body's
+    # encoding matters: an ASCII body of a GBK Chinese-header export is read without transcoding.
+    encoding = _detect_encoding(body, complete, rel, first_line=2)
     hmap = map_header(spec.name, headers, rel)
     stream = path.stat().st_size > STREAM_BYTES
     attempts = [encoding] + (["gb18030"] if encoding != "gb18030" and not complete else [])
