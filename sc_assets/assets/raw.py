@@ -121,7 +121,7 @@ class _Totals:
 
 
 def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: list[str],
-                   snapshot: bool) -> list[dg.AssetCheckResult]:
+                   snapshot: bool, off_calendar: Sequence[str] = ()) -> list[dg.AssetCheckResult]:
     accounted = t.landed == t.accepted + t.quarantined + t.superseded
     gx_md = "All expectations passed." if not t.gx_failed else pd.DataFrame(
         [{"expectation": f.get("expectation"), "columns": ", ".join(map(str, f.get("columns", []))),
@@ -131,9 +131,11 @@ def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: li
         present_desc = "no snapshot file in landing" if not t.files else f"{len(t.files)} snapshot file(s)"
         present_ok = bool(t.files)
     else:
-        present_ok = not expected_missing
+        present_ok = not expected_missing and not off_calendar
         present_desc = (f"{len(expected_missing)} partition(s) without a landing file: an empty partition was written"
                         if expected_missing else "every expected partition had a landing file")
+        if off_calendar:
+            present_desc += f"; {len(off_calendar)} file(s) dated on non-trading days were not read"
     return [
         dg.AssetCheckResult(
             asset_key=key, check_name="rows_accounted_for", passed=accounted,
@@ -146,6 +148,7 @@ def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: li
             asset_key=key, check_name="landing_file_present", passed=present_ok,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"summary": present_desc, "days_without_file": dg.MetadataValue.json(expected_missing[:200]),
+                      "files_on_non_trading_days": dg.MetadataValue.json(list(off_calendar)[:200]),
                       "note": SPARSE_FEEDS.get(feed, "")},
         ),
         dg.AssetCheckResult(
@@ -250,6 +253,10 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
                 t.gx(f"raw.{feed}", batch.rows.loc[first], None)
         warehouse.refresh_catalog([(LAYER, feed), ("quarantine", feed)])
         expected_missing = [d for d in _expected_days(feed, days) if d in set(t.missing)]
+        # files dated on a weekend/holiday inside the run's range: no partition reads them
+        off = [f.rel for f in feed_source.off_calendar_files(feed, days[0], days[-1])] if days else []
+        if off:
+            context.log.warning(f"raw.{feed}: landing files dated on non-trading days are not read: {off[:5]}")
         if t.quarantined:
             context.log.warning(f"raw.{feed}: {t.quarantined} row(s) quarantined: {dict(t.reasons)}")
         if expected_missing:
@@ -257,7 +264,8 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
                                 f"e.g. {expected_missing[:5]}; empty partitions written")
         meta = _metadata(spec, t, feed_source, time.perf_counter() - t0,
                          partitions=len(days), days_without_file=t.missing[:200])
-        return dg.MaterializeResult(metadata=meta, check_results=_check_results(key, feed, t, expected_missing, False))
+        return dg.MaterializeResult(
+            metadata=meta, check_results=_check_results(key, feed, t, expected_missing, False, off))
 
     return _raw
 

@@ -160,6 +160,16 @@ class LandingFeedSource(dg.ConfigurableResource):
         out.sort(key=lambda f: (f.day, f.mtime_ns, f.rel))
         return out
 
+    def off_calendar_files(self, feed: str, start: str | date, end: str | date) -> list[LandingFile]:
+        """Files dated in [start, end] whose day is not an SSE session (weekend/holiday): no
+        partition ever reads them, so the raw assets report them instead of ignoring them."""
+        from sc_assets.partitions import sessions
+
+        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+        sess = set(sessions())
+        return [f for f in self.list_files(feed)
+                if lo <= pd.Timestamp(f.day) <= hi and pd.Timestamp(f.day) not in sess]
+
     # ---- reading --------------------------------------------------------------------
     def _read_files(self, spec: FeedSpec, files: Sequence[LandingFile]) -> tuple[pd.DataFrame, np.ndarray]:
         tables = []

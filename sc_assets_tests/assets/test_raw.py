@@ -130,20 +130,24 @@ def test_backfill_range_in_one_run_is_idempotent(tmp_path: Path) -> None:
 def test_missing_file_warns_and_unparseable_file_fails(tmp_path: Path) -> None:
     root = _root(tmp_path)
     res = _resources(root)
-    empty = dg.materialize([RAW_ASSETS["stock_daily"]], partition_key="2024-01-25", resources=res)
+    shutil.copy(root / "landing/stock_daily/20240123.csv.gz", root / "landing/stock_daily/20240127.csv.gz")  # a Saturday
+    tags = {"dagster/asset_partition_range_start": "2024-01-25", "dagster/asset_partition_range_end": "2024-01-29"}
+    empty = dg.materialize([RAW_ASSETS["stock_daily"]], tags=tags, resources=res)
     assert empty.success
     check = _checks(empty)[("stock_daily", "landing_file_present")]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["days_without_file"].value == ["2024-01-25", "2024-01-26", "2024-01-29"]
+    assert check.metadata["files_on_non_trading_days"].value == ["landing/stock_daily/20240127.csv.gz"]
     assert pd.read_parquet(root / "lake/raw/stock_daily/trade_date=2024-01-25/part.parquet").empty
 
-    bad = root / "landing/stock_daily/20240126.csv"
+    bad = root / "landing/stock_daily/20240130.csv"
     bad.write_text("ts_code,trade_date,open,high,low,close,pre_close,vol,amount\n"
-                   "600000.SH,20240126,6.6,6.8,6.3,6.6,6.5,100,66\n"
-                   "000001.SZ,20240126,9.1,9.3,9.0,n/a?,9.0,100,91\n")
-    failed = dg.materialize([RAW_ASSETS["stock_daily"]], partition_key="2024-01-26", resources=res,
+                   "600000.SH,20240130,6.6,6.8,6.3,6.6,6.5,100,66\n"
+                   "000001.SZ,20240130,9.1,9.3,9.0,n/a?,9.0,100,91\n")
+    failed = dg.materialize([RAW_ASSETS["stock_daily"]], partition_key="2024-01-30", resources=res,
                             raise_on_error=False)
     assert not failed.success
     msg = " ".join(e.event_specific_data.error.to_string() for e in failed.all_events if e.is_step_failure)
-    assert "landing/stock_daily/20240126.csv" in msg and "line 3" in msg and "'close'" in msg
+    assert "landing/stock_daily/20240130.csv" in msg and "line 3" in msg and "'close'" in msg
     assert bad.exists()  # the file stays in landing
-    assert not (root / "lake/raw/stock_daily/trade_date=2024-01-26").exists()
+    assert not (root / "lake/raw/stock_daily/trade_date=2024-01-30").exists()
