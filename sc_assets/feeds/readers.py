@@ -168,7 +168,7 @@ def _read_sample(path: Path, rel: str) -> tuple[bytes, bool]:
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise LandingFileError(rel, f"corrupt or truncated gzip file ({exc})", line=_gzip_good_lines(path) + 1,
                                expected="a complete gzip stream") from exc
-    if not sample.strip():
+    if not sample or sample.isspace():
         raise LandingFileError(rel, "empty file", line=1, expected="a header line and data rows")
     return sample, complete
 

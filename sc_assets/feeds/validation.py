@@ -41,16 +41,22 @@ REASON_PREFIXES = (
 )
 
 
-class _Reasons(np.ndarray):
-    """Object array of reasons that also tracks which rows are still unflagged (``free``)."""
+class _Reasons:
+    """Reason per row (object array, None = accepted) plus which rows are still unflagged."""
+
+    def __init__(self, n: int) -> None:
+        self.text = np.full(n, None, dtype=object)
+        self.free = np.ones(n, dtype=bool)
+
+    def flag(self, mask: np.ndarray | pd.Series, text: str) -> None:
+        m = np.asarray(mask, dtype=bool) & self.free
+        if m.any():
+            self.text[m] = text
+            self.free &= ~m
 
 
-def _flag(reason: np.ndarray, mask: np.ndarray | pd.Series, text: str) -> None:
-    free = reason.free  # type: ignore[attr-defined]
-    m = np.asarray(mask, dtype=bool) & free
-    if m.any():
-        reason[m] = text
-        free &= ~m
+def _flag(reason: _Reasons, mask: np.ndarray | pd.Series, text: str) -> None:
+    reason.flag(mask, text)
 
 
 def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = None) -> np.ndarray:
@@ -61,10 +67,9 @@ def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = N
     required for partitioned feeds.
     """
     n = len(df)
-    reason = np.full(n, None, dtype=object).view(_Reasons)
-    reason.free = np.ones(n, dtype=bool)
+    reason = _Reasons(n)
     if n == 0:
-        return np.asarray(reason)
+        return reason.text
     for c in spec.key:
         _flag(reason, df[c].isna().to_numpy(), f"missing key {c}")
     for c in spec.code_columns:
@@ -89,10 +94,10 @@ def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = N
             _flag(reason, (d.notna() & (d.to_numpy() != pd.to_datetime(file_day).to_numpy())).to_numpy(),
                   "date is not the file's day")
     _flag_duplicates(df, spec, reason)
-    return np.asarray(reason)
+    return reason.text
 
 
-def _flag_duplicates(df: pd.DataFrame, spec: FeedSpec, reason: np.ndarray) -> None:
+def _flag_duplicates(df: pd.DataFrame, spec: FeedSpec, reason: _Reasons) -> None:
     alive = reason.free
     if not alive.any():
         return
@@ -110,8 +115,9 @@ def _flag_duplicates(df: pd.DataFrame, spec: FeedSpec, reason: np.ndarray) -> No
     n_distinct = grp.groupby(subset, dropna=False, sort=False)["_h"].transform("nunique").to_numpy()
     conflicting = n_distinct > 1
     identical_extra = (~conflicting) & grp.duplicated(subset=subset + ["_h"], keep="first").to_numpy()
-    reason[idx[conflicting]] = "conflicting duplicate key"
-    reason[idx[identical_extra]] = "duplicate row"
+    reason.text[idx[conflicting]] = "conflicting duplicate key"
+    reason.text[idx[identical_extra]] = "duplicate row"
+    reason.free[idx[conflicting | identical_extra]] = False
 
 
 def reason_counts(reasons: pd.Series | np.ndarray) -> dict[str, int]:
