@@ -14,6 +14,12 @@ appending to it. Readers glob ``trade_date=*/part.parquet`` and so never see tem
 Compute never holds a DuckDB write lock: queries run on short-lived in-memory connections
 that read Parquet directly. Only :meth:`Warehouse.refresh_catalog` opens ``warehouse.duckdb``
 for writing, briefly, under an inter-process file lock.
+
+Object storage (``cluster`` profile): when ``lake_uri`` / ``$SC_ASSETS_LAKE_URI`` is
+``s3://bucket/prefix`` the lake lives there with the same layout, each partition object is
+sent with one PUT after the whole file is built in memory (atomic on S3), and the paths this
+class returns are :class:`~sc_assets.resources.object_store.S3Path` handles. Landing files,
+reports and ``warehouse.duckdb`` stay under the data root. See ``object_store.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sc_assets.resources.object_store import LAKE_URI_ENV, S3Lake, S3Path, is_s3_uri
 from sc_assets.settings import data_root
 
 PARTITION_COLUMN = "trade_date"
@@ -62,7 +69,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_parquet(table: pa.Table, target: Path) -> None:
-    """Write ``table`` to ``target`` atomically (temp file in the same folder, fsync, replace)."""
+    """Write ``table`` to ``target`` atomically (temp file in the same folder, fsync, replace).
+
+    An :class:`S3Path` target is written with one PUT of the complete file (atomic on S3).
+    """
+    if isinstance(target, S3Path):
+        target.write_parquet(table)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}"
     try:
@@ -85,9 +98,12 @@ class Warehouse(dg.ConfigurableResource):
     """Parquet lake + DuckDB catalog under one data root.
 
     ``data_dir`` defaults to ``$SC_ASSETS_DATA_DIR`` or ``./data`` (resolved when used).
+    ``lake_uri`` defaults to ``$SC_ASSETS_LAKE_URI``; empty means ``<data_dir>/lake`` on disk,
+    ``s3://bucket/prefix`` puts the lake on S3-compatible object storage (object_store.py).
     """
 
     data_dir: str = ""
+    lake_uri: str = ""
 
     # ---- paths -------------------------------------------------------------------------
     @property
@@ -95,7 +111,20 @@ class Warehouse(dg.ConfigurableResource):
         return data_root(self.data_dir or None)
 
     @property
+    def lake_store(self) -> S3Lake | None:
+        """The object-storage backend when the lake URI is ``s3://...``, else None (local disk)."""
+        uri = self.lake_uri or os.environ.get(LAKE_URI_ENV, "")
+        if is_s3_uri(uri):
+            return S3Lake(uri, cache_dir=self.root / ".lake_cache")
+        if uri:
+            raise ValueError(f"lake_uri / ${LAKE_URI_ENV} must be empty (local lake) or s3://bucket/prefix, got {uri!r}")
+        return None
+
+    @property
     def lake(self) -> Path:
+        store = self.lake_store
+        if store is not None:
+            return store.root()
         return self.root / "lake"
 
     @property
@@ -181,7 +210,14 @@ class Warehouse(dg.ConfigurableResource):
     def files(
         self, layer: str, asset: str, start: str | date | None = None, end: str | date | None = None
     ) -> list[str]:
-        """Files of a table, restricted to partitions in [start, end] (inclusive) if given."""
+        """Files of a table, restricted to partitions in [start, end] (inclusive) if given.
+
+        On object storage these are local read-through copies (cached by ETag), so callers can
+        hand them to any Parquet reader.
+        """
+        store = self.lake_store
+        if store is not None:
+            return self._s3_files(store, layer, asset, start, end)
         d = self.table_dir(layer, asset)
         if (d / PART_FILE).exists():
             return [str(d / PART_FILE)]
@@ -203,7 +239,9 @@ class Warehouse(dg.ConfigurableResource):
         days: Iterable[str | date] | None = None,
     ) -> pd.DataFrame:
         """Read a lake table (optionally a date range, explicit days, or a column subset) as pandas."""
-        if days is not None:
+        if days is not None and (store := self.lake_store) is not None:
+            files = self._s3_files(store, layer, asset, None, None, days={_day(d) for d in days})
+        elif days is not None:
             files = [str(p) for p in (self.partition_path(layer, asset, d) for d in days) if p.exists()]
         else:
             files = self.files(layer, asset, start, end)
@@ -224,6 +262,8 @@ class Warehouse(dg.ConfigurableResource):
         """
         con = duckdb.connect(":memory:")
         try:
+            if (store := self.lake_store) is not None:
+                store.register(con)
             for layer, asset in self.tables():
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
                 con.execute(
@@ -237,6 +277,14 @@ class Warehouse(dg.ConfigurableResource):
     def tables(self) -> list[tuple[str, str]]:
         """(layer, asset) pairs that have at least one file in the lake."""
         out = []
+        if (store := self.lake_store) is not None:  # one listing of the whole lake
+            pairs = set()
+            for key in store.list(store.root().key):
+                parts = key[len(store.root().key):].strip("/").split("/")
+                if parts[-1] == PART_FILE and (len(parts) == 3 or (len(parts) == 4 and parts[2].startswith(
+                        f"{PARTITION_COLUMN}="))) and not parts[0].startswith(".") and not parts[1].startswith("."):
+                    pairs.add((parts[0], parts[1]))
+            return sorted(pairs)
         if not self.lake.exists():
             return out
         for layer_dir in sorted(p for p in self.lake.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -275,6 +323,8 @@ class Warehouse(dg.ConfigurableResource):
                             ) from exc
                         time.sleep(0.2)
                 try:
+                    if (store := self.lake_store) is not None:
+                        store.register(con)  # views bind (and later read) s3:// globs
                     targets = self.tables() if tables is None else [t for t in tables if self.exists(*t)]
                     for layer, asset in targets:
                         schema = catalog_schema(layer)
@@ -293,6 +343,8 @@ class Warehouse(dg.ConfigurableResource):
     def clean_temp_files(self) -> int:
         """Remove ``.tmp*`` files left by a killed writer. Returns how many were removed."""
         n = 0
+        if self.lake_store is not None:
+            return 0  # single-PUT writes leave no temp objects
         if not self.lake.exists():
             return 0
         for p in self.lake.rglob(".tmp*"):
@@ -303,6 +355,28 @@ class Warehouse(dg.ConfigurableResource):
                     p.unlink()
             n += 1
         return n
+
+
+    def _s3_files(self, store: S3Lake, layer: str, asset: str, start, end, days: set[str] | None = None) -> list[str]:
+        """Local copies of a table's objects on S3 (one listing, downloads only new ETags)."""
+        table_key = self.table_dir(layer, asset).key
+        objects = store.list(table_key)
+        single = f"{table_key}/{PART_FILE}"
+        if single in objects and days is None:
+            return store.local_copies([single], objects)
+        lo = _day(start) if start is not None else None
+        hi = _day(end) if end is not None else None
+        keys = []
+        prefix = f"{table_key}/{PARTITION_COLUMN}="
+        for key in sorted(objects):
+            if not (key.startswith(prefix) and key.endswith("/" + PART_FILE)):
+                continue
+            day = key[len(prefix):-len(PART_FILE) - 1]
+            if "/" in day:
+                continue
+            if (lo is None or day >= lo) and (hi is None or day <= hi) and (days is None or day in days):
+                keys.append(key)
+        return store.local_copies(keys, objects)
 
 
 def _sql_string(value: str) -> str:
