@@ -389,17 +389,20 @@ def excess_drawdown_table(context: dg.AssetExecutionContext, config: ExcessConfi
               "table1_bucket": config.table1_bucket}
     headline = summary[summary["group"] == "benchmark"].set_index("benchmark")["median"]
     medians = {str(k): round(100 * float(v), 2) for k, v in headline.items()}
+    t1 = summary[(summary["group"] == "benchmark_x_aum_bucket")
+                 & (summary["manager_aum_bucket"] == config.table1_bucket)].set_index("benchmark")["median"]
+    table1_medians = {str(k): round(100 * float(v), 2) for k, v in t1.items()}
     context.log.info(f"excess_drawdown_table: {len(per)} products; median excess MDD % by benchmark {medians}")
     yield dg.MaterializeResult(asset_key=EXCESS_TABLE, metadata=_meta(
         per_out, date_column="end_date", preview=table1, parameters=params, window=_span(nav),
-        median_excess_mdd_pct=medians,
+        median_excess_mdd_pct=medians, table1_median_excess_mdd_pct=table1_medians,
         per_product_preview=dg.MetadataValue.md(markdown_preview(_pct_cols(
             per_out[["fund_id", "manager", "manager_aum_bucket", "benchmark", "max_drawdown", "peak_date",
                      "trough_date", "recovery_date"]], ["max_drawdown"]), n=20))))
     yield dg.MaterializeResult(asset_key=EXCESS_SUMMARY, metadata=_meta(
         summary_out, date_column=None,
         preview=_pct_cols(summary_out, ["median", "q25", "q75", "worst", "best"]), parameters=params,
-        window=_span(nav), median_excess_mdd_pct=medians))
+        window=_span(nav), median_excess_mdd_pct=medians, table1_median_excess_mdd_pct=table1_medians))
 
 
 # ---- excess_correlation / excess_correlation_median -------------------------------------------------

@@ -248,6 +248,17 @@ def test_config_overrides_show_in_metadata(warehouse):
     assert mats["excess_drawdown_table"]["parameters"].value["method"] == "arithmetic"
 
 
+def test_index_median_logcap_uses_latest_constituents_on_or_before_base(warehouse):
+    import datetime as dt
+
+    w = pd.DataFrame({"index_code": ["A", "A", "A", "B", "A"], "con_code": ["s1", "s2", "s3", "s3", "s9"],
+                      "trade_date": [dt.date(2023, 12, 1)] * 4 + [dt.date(2024, 1, 2)], "weight": 0.25})
+    warehouse.write_partitions("staging", "stg_index_weight", w, days=["2023-12-01", "2024-01-02"])
+    caps = pd.Series({"s1": np.e ** 1, "s2": np.e ** 2, "s3": np.e ** 4, "s9": np.e ** 9})
+    got = A._index_median_logcap(warehouse, ["A", "B", "C"], pd.Timestamp("2023-12-29"), caps)
+    assert got == pytest.approx({"A": 2.0, "B": 4.0})  # the 2024-01-02 weights are after the base day
+
+
 # ---------------------------------------------------------------- ground truth: the synthetic market
 def _simulate(root) -> None:
     """The shared small simulated market (sc_assets_tests.simulated) when present, else the
