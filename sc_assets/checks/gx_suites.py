@@ -456,6 +456,16 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+def _columns_of(expectations: list) -> set[str]:
+    cols: set[str] = set()
+    for e in expectations:
+        for attr in ("column", "column_A", "column_B"):
+            if getattr(e, attr, None):
+                cols.add(getattr(e, attr))
+        cols.update(getattr(e, "column_list", None) or [])
+    return cols
+
+
 def validate(suite_name: str, df: pd.DataFrame, *, days: Sequence[str] | None = None) -> tuple[bool, dict]:
     """Run the GX suite ``suite_name`` on ``df`` (one call for the whole frame).
 
@@ -484,25 +494,43 @@ def validate(suite_name: str, df: pd.DataFrame, *, days: Sequence[str] | None = 
         if empty:
             failed.append({"expectation": "every_trading_day_has_rows", "columns": ["trade_date"],
                            "unexpected_count": len(empty), "examples": empty[:PARAMS.max_examples]})
-    gx_suite = gx.ExpectationSuite(name=suite.name, expectations=expectations)
-    result = _batch_definition(suite.name).get_batch(batch_parameters={"dataframe": frame}).validate(
-        gx_suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARAMS.max_examples}
-    )
-    for r in result.results:
-        if r.success:
-            continue
-        kw = r.expectation_config.kwargs
-        cols = kw.get("column_list") or [c for c in (kw.get("column"), kw.get("column_A"), kw.get("column_B")) if c]
-        res = r.result or {}
-        entry = {"expectation": r.expectation_config.type, "columns": list(cols),
-                 "unexpected_count": res.get("unexpected_count"),
-                 "examples": _jsonable((res.get("partial_unexpected_list") or [])[: PARAMS.max_examples])}
-        if r.exception_info and r.exception_info.get("raised_exception"):
-            entry["exception"] = str(r.exception_info.get("exception_message"))[:300]
-        failed.append(entry)
+    # narrow the frame to the columns the expectations read (GX copies what it is given)
+    used = [c for c in frame.columns if c in _columns_of(expectations)]
+    frame = frame[used]
+    batch = _batch_definition(suite.name).get_batch(batch_parameters={"dataframe": frame})
+    # pass 1: pass/fail only (about 3x faster than SUMMARY on large frames) ...
+    result = batch.validate(gx.ExpectationSuite(name=suite.name, expectations=expectations),
+                            result_format="BOOLEAN_ONLY")
+    failing = [r.expectation_config.to_domain_obj() for r in result.results if not r.success]
+    # pass 2: counts and examples for the failing expectations only
+    if failing:
+        result = batch.validate(
+            gx.ExpectationSuite(name=suite.name, expectations=failing),
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARAMS.max_examples},
+        )
+        for r in result.results:
+            kw = r.expectation_config.kwargs
+            cols = kw.get("column_list") or [c for c in (kw.get("column"), kw.get("column_A"), kw.get("column_B")) if c]
+            res = r.result or {}
+            entry = {"expectation": r.expectation_config.type, "columns": list(cols),
+                     "unexpected_count": res.get("unexpected_count"),
+                     "examples": _jsonable((res.get("partial_unexpected_list") or [])[: PARAMS.max_examples])}
+            if r.exception_info and r.exception_info.get("raised_exception"):
+                entry["exception"] = str(r.exception_info.get("exception_message"))[:300]
+            failed.append(entry)
     meta = {"suite": suite.name, "rows": int(len(df)), "evaluated": len(expectations) + (days is not None),
             "failed": failed, "seconds": round(time.perf_counter() - t0, 3)}
     return not failed, meta
 
 
 __all__ = ["PARAMS", "SUITES", "CheckParams", "register_table_suite", "resolve", "suite_names", "validate"]
+
+register_table_suite(
+    "marts.etf_flow_by_index",
+    columns=("trade_date", "index_code", "n_etfs", "n_etfs_with_flow", "etf_aum", "net_inflow"),
+    key=("trade_date", "index_code"),
+    not_null=("n_etfs", "etf_aum", "net_inflow"),
+    positive=("etf_aum",),
+    ranges={"n_etfs": (1, None)},
+    description="keys, ETF assets > 0, at least one ETF per index-day",
+)

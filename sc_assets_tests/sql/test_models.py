@@ -197,3 +197,13 @@ def test_fund_nav_panel(built):
     assert r.excess_ret == pytest.approx(r.fund_ret - r.bench_ret)
     neutral = n.loc[("F2", "2024-01-03")]
     assert pd.isna(neutral.bench_ret) and neutral.fund_ret == pytest.approx(1.07 / 1.05 - 1)
+
+
+def test_etf_flow_by_index_sums_the_panel(built):
+    wh, _ = built
+    e = _read(wh, "marts", "etf_flow_panel")
+    by = _read(wh, "marts", "etf_flow_by_index").set_index(["index_code", "trade_date"])
+    oracle = e.groupby(["index_code", "trade_date"]).net_inflow.sum(min_count=0)
+    assert np.allclose(by.net_inflow.loc[oracle.index], oracle.fillna(0))
+    assert by.loc[("000905.SH", "2024-01-02"), "etf_aum"] == pytest.approx(1.01e9 * 5.1)
+    assert by.loc[("000905.SH", "2023-12-29"), "n_etfs_with_flow"] == 0
