@@ -474,6 +474,25 @@ def _unique_key_failures(df: pd.DataFrame, key: Sequence[str]) -> tuple[int, int
     return dupes, nulls
 
 
+_COLUMN_COMMENT = re.compile(r"(?:\bAS\s+([a-z_][a-z0-9_]*)|^\s*([a-z_][a-z0-9_]*))\s*,?\s*--\s*(.+?)\s*$", re.I)
+
+
+def column_descriptions(model: SqlModel) -> dict[str, str]:
+    """Column docs for the TableSchema: the raw feed's registry text for staging columns of the
+    same name, overridden by an inline comment in the SQL (``... AS vol,  -- lots -> shares``)."""
+    out: dict[str, str] = {}
+    for d in model.deps:
+        spec = FEEDS.get(d.name) if d.kind == "source" and d.layer == "raw" else None
+        if spec:
+            for c in spec.columns:
+                out[c.name] = c.description
+    for line in model.text.splitlines():
+        m = _COLUMN_COMMENT.search(line)
+        if m:
+            out[m.group(1) or m.group(2)] = m.group(3)
+    return out
+
+
 def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDefinition:
     """One Dagster asset for ``model`` with its GX suite (if any) and unique-key checks."""
     from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
@@ -506,6 +525,9 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
             "unique_key": ", ".join(model.unique_key),
             "lookback_sessions": model.lookback,
             "sql": dg.MetadataValue.md(f"```sql\n{model.text}\n```"),
+            "dagster/code_references": dg.CodeReferencesMetadataValue(
+                code_references=[dg.LocalFileCodeReference(file_path=str(model.path), line_number=1)]
+            ),
         },
     )
     def _asset(context: dg.AssetExecutionContext, config: SqlModelConfig, warehouse: Warehouse):
@@ -548,7 +570,8 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         if days:
             params = dict(params, start=days[0], end=days[-1], partition_days=f"{len(days)} days")
         meta = table_metadata(
-            full if model.partitioned else full,
+            full,
+            descriptions=column_descriptions(model),
             parameters={**params, "chunk_sessions": config.chunk_sessions, "lookback_sessions": model.lookback},
         )
         meta["sql_seconds"] = round(t_sql, 3)

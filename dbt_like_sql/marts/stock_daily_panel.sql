@@ -133,39 +133,39 @@ priced AS (
 )
 SELECT
     trade_date,
-    ts_code,
-    name,
-    industry,
-    board,
-    is_st,
-    list_date,
-    days_listed,
-    is_suspended,
-    CASE WHEN NOT is_suspended THEN open END                    AS open,
-    CASE WHEN NOT is_suspended THEN high END                    AS high,
-    CASE WHEN NOT is_suspended THEN low END                     AS low,
-    CASE WHEN NOT is_suspended THEN close END                   AS close,
-    CASE WHEN NOT is_suspended THEN pre_close END               AS pre_close,
-    adj_factor,
-    CASE WHEN NOT is_suspended THEN close * adj_factor END      AS adj_close,
-    CASE WHEN NOT is_suspended THEN close / pre_close - 1 END   AS ret,
-    CASE WHEN NOT is_suspended THEN vol END                     AS vol,
-    CASE WHEN NOT is_suspended THEN amount END                  AS amount,
-    CASE WHEN NOT is_suspended THEN coalesce(turnover, vol / nullif(float_share, 0)) END   AS turnover,
-    CASE WHEN NOT is_suspended THEN coalesce(turnover_f, vol / nullif(free_share, 0)) END  AS turnover_f,
-    total_share,
-    float_share,
-    free_share,
-    CASE WHEN NOT is_suspended THEN close * total_share END     AS total_mv,
-    CASE WHEN NOT is_suspended THEN close * float_share END     AS float_mv,
-    CASE WHEN NOT is_suspended THEN close * free_share END      AS free_float_mv,
-    CAST(up_pct AS DOUBLE)                                      AS limit_pct,
-    CASE WHEN NOT is_suspended THEN up_limit_all END            AS up_limit,
-    CASE WHEN NOT is_suspended THEN down_limit_all END          AS down_limit,
-    coalesce(NOT is_suspended AND close >= up_limit_all - 0.005, false)     AS is_limit_up,
-    coalesce(NOT is_suspended AND close <= down_limit_all + 0.005, false)   AS is_limit_down,
+    ts_code,                                                                     -- stock code, e.g. 600000.SH
+    name,                                                                        -- short name (reference snapshot)
+    industry,                                                                    -- Shenwan level-1 industry
+    board,                                                                       -- main | chinext | star | bse
+    is_st,                                                                       -- ST or *ST on the day
+    list_date,                                                                   -- listing date
+    days_listed,                                                                 -- sessions since listing, 1 on the listing day
+    is_suspended,                                                                -- listed but no trade on the day (prices, volume, caps null)
+    CASE WHEN NOT is_suspended THEN open END                    AS open,         -- unadjusted open, CNY
+    CASE WHEN NOT is_suspended THEN high END                    AS high,         -- unadjusted high, CNY
+    CASE WHEN NOT is_suspended THEN low END                     AS low,          -- unadjusted low, CNY
+    CASE WHEN NOT is_suspended THEN close END                   AS close,        -- unadjusted close, CNY
+    CASE WHEN NOT is_suspended THEN pre_close END               AS pre_close,    -- exchange reference previous close (ex-right), CNY
+    adj_factor,                                                                  -- cumulative adjustment factor
+    CASE WHEN NOT is_suspended THEN close * adj_factor END      AS adj_close,    -- close x adj_factor (back-adjusted), CNY
+    CASE WHEN NOT is_suspended THEN close / pre_close - 1 END   AS ret,          -- simple return close / pre_close - 1 (spans a suspension)
+    CASE WHEN NOT is_suspended THEN vol END                     AS vol,          -- volume, shares
+    CASE WHEN NOT is_suspended THEN amount END                  AS amount,       -- traded amount, CNY
+    CASE WHEN NOT is_suspended THEN coalesce(turnover, vol / nullif(float_share, 0)) END   AS turnover, -- volume / float shares (fraction)
+    CASE WHEN NOT is_suspended THEN coalesce(turnover_f, vol / nullif(free_share, 0)) END  AS turnover_f, -- volume / free-float shares (fraction)
+    total_share,                                                                 -- total shares
+    float_share,                                                                 -- float shares
+    free_share,                                                                  -- free-float shares
+    CASE WHEN NOT is_suspended THEN close * total_share END     AS total_mv,     -- close x total_share, CNY
+    CASE WHEN NOT is_suspended THEN close * float_share END     AS float_mv,     -- close x float_share, CNY
+    CASE WHEN NOT is_suspended THEN close * free_share END      AS free_float_mv, -- close x free_share, CNY
+    CAST(up_pct AS DOUBLE)                                      AS limit_pct,    -- up-limit fraction (0.05/0.10/0.20/0.30; 0.44 on an old-rule listing day); null = no limit
+    CASE WHEN NOT is_suspended THEN up_limit_all END            AS up_limit,     -- limit-up price, round(pre_close x (1 + pct), 2), CNY
+    CASE WHEN NOT is_suspended THEN down_limit_all END          AS down_limit,   -- limit-down price, round(pre_close x (1 - pct), 2), CNY
+    coalesce(NOT is_suspended AND close >= up_limit_all - 0.005, false)     AS is_limit_up, -- close >= up_limit - 0.005
+    coalesce(NOT is_suspended AND close <= down_limit_all + 0.005, false)   AS is_limit_down, -- close <= down_limit + 0.005
     coalesce(NOT is_suspended AND high = low AND (
-        abs(high - up_limit_all) < 0.005 OR abs(low - down_limit_all) < 0.005), false) AS is_locked,
-    coalesce(NOT is_suspended AND prev_idx = session_idx - 1 AND prev_suspended, false)  AS is_resumption
+        abs(high - up_limit_all) < 0.005 OR abs(low - down_limit_all) < 0.005), false) AS is_locked, -- high = low = a limit price (no two-sided trading)
+    coalesce(NOT is_suspended AND prev_idx = session_idx - 1 AND prev_suspended, false)  AS is_resumption -- first trading day after a suspension (previous session suspended)
 FROM priced
 WHERE trade_date BETWEEN $start AND $end

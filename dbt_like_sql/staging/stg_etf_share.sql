@@ -5,7 +5,7 @@
 SELECT
     CAST(ts_code AS VARCHAR)            AS ts_code,
     CAST(trade_date AS DATE)            AS trade_date,
-    CAST(fd_share AS DOUBLE) * 10000    AS fd_share,  -- 10,000 units -> units
+    CAST(fd_share AS DOUBLE) * 10000    AS fd_share,  -- ETF shares outstanding in units (raw: 10,000 units)
     CAST(close AS DOUBLE)               AS close,
     CAST(index_code AS VARCHAR)         AS index_code,
     CAST(source_file AS VARCHAR)        AS source_file

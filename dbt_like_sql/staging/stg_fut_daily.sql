@@ -12,9 +12,9 @@ SELECT
     CAST(low AS DOUBLE)                 AS low,
     CAST(close AS DOUBLE)               AS close,
     CAST(settle AS DOUBLE)              AS settle,
-    CAST(vol AS DOUBLE)                 AS vol,       -- contracts
-    CAST(amount AS DOUBLE) * 10000      AS amount,    -- 10,000 CNY -> CNY
-    CAST(oi AS DOUBLE)                  AS oi,        -- contracts
+    CAST(vol AS DOUBLE)                 AS vol,       -- volume in contracts
+    CAST(amount AS DOUBLE) * 10000      AS amount,    -- traded amount in CNY (raw: 10,000 CNY)
+    CAST(oi AS DOUBLE)                  AS oi,        -- open interest in contracts
     CAST(source_file AS VARCHAR)        AS source_file
 FROM {{ source('raw', 'fut_daily') }}
 WHERE trade_date BETWEEN $start AND $end

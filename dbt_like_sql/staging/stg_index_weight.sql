@@ -6,7 +6,7 @@ SELECT
     CAST(index_code AS VARCHAR)         AS index_code,
     CAST(con_code AS VARCHAR)           AS con_code,
     CAST(trade_date AS DATE)            AS trade_date,
-    CAST(weight AS DOUBLE) / 100        AS weight,    -- percent -> fraction
+    CAST(weight AS DOUBLE) / 100        AS weight,    -- constituent weight as a fraction (raw: percent)
     CAST(source_file AS VARCHAR)        AS source_file
 FROM {{ source('raw', 'index_weight') }}
 WHERE trade_date BETWEEN $start AND $end

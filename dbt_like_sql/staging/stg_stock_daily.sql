@@ -10,8 +10,8 @@ SELECT
     CAST(low AS DOUBLE)                 AS low,
     CAST(close AS DOUBLE)               AS close,
     CAST(pre_close AS DOUBLE)           AS pre_close,
-    CAST(vol AS DOUBLE) * 100           AS vol,       -- lots (100 shares) -> shares
-    CAST(amount AS DOUBLE) * 1000       AS amount,    -- 1,000 CNY -> CNY
+    CAST(vol AS DOUBLE) * 100           AS vol,       -- volume in shares (raw: lots of 100 shares)
+    CAST(amount AS DOUBLE) * 1000       AS amount,    -- traded amount in CNY (raw: 1,000 CNY)
     CAST(source_file AS VARCHAR)        AS source_file
 FROM {{ source('raw', 'stock_daily') }}
 WHERE trade_date BETWEEN $start AND $end

@@ -209,3 +209,24 @@ def test_failing_blocking_check_stops_downstream(warehouse):
     done = {m.asset_key.path[-1] for m in res.get_asset_materialization_events()}
     assert "stock_daily_panel" not in done and "stg_adj_factor" in done
     assert not warehouse.exists("marts", "stock_daily_panel")
+
+
+def test_chunked_backfill_equals_one_pass_and_schema_has_descriptions(built, warehouse):
+    """chunk_sessions=1 runs the SQL once per day inside one run; the lake is the same."""
+    from sc_assets.assets.sql import sql_model_assets
+
+    build_raw_lake(warehouse)
+    subset = [a for a in sql_model_assets if a.key.path[-1] in ("stg_etf_share", "etf_flow_panel")]
+    config = {"ops": {a.op.name: {"config": {"chunk_sessions": 1}} for a in subset}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize(subset, resources={"warehouse": warehouse}, run_config=config,
+                             tags=range_tags(DAYS[0], DAYS[-1]))
+    assert res.success
+    want = built[0].read("marts", "etf_flow_panel").sort_values(["trade_date", "ts_code"], ignore_index=True)
+    got = warehouse.read("marts", "etf_flow_panel").sort_values(["trade_date", "ts_code"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, want)
+    md = [m for m in res.get_asset_materialization_events() if m.asset_key.path[-1] == "stg_etf_share"][0]
+    cols = {c.name: c.description for c in md.materialization.metadata["dagster/column_schema"].value.columns}
+    assert "units" in cols["fd_share"] and cols["ts_code"].startswith("security code")
+    assert md.materialization.metadata["parameters"].value["chunk_sessions"] == 1
