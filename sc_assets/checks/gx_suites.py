@@ -284,7 +284,9 @@ def _prepare_stock_panel(df: pd.DataFrame) -> pd.DataFrame:
 
 def _stock_panel_build(df: pd.DataFrame) -> list:
     return (
-        not_null("trade_date", "ts_code", "board", "is_suspended", "is_st", "days_listed")
+        # days_listed may be null for a stock with bars but no reference row (delisted names missing
+        # from a listed-only snapshot): kept, not blocked
+        not_null("trade_date", "ts_code", "board", "is_suspended", "is_st")
         + unique(["trade_date", "ts_code"])
         + in_set("board", BOARDS)
         + positive("open", "high", "low", "close", "pre_close", "adj_factor", "adj_close",
@@ -321,6 +323,8 @@ def _prepare_futures(df: pd.DataFrame) -> pd.DataFrame:
         out["_main_per_product"] = n_main.astype("float64")
     else:
         out["_main_per_product"] = pd.Series([], dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["_basis_rel"] = _num(df["close"]) / _num(df["spot_close"]) - 1
     return out
 
 
@@ -335,7 +339,9 @@ def _futures_build(df: pd.DataFrame) -> list:
         + between("days_to_expiry", 1, None)
         + ge("expiry_date", "trade_date")
         + between("_main_per_product", 1, 1)
-        + between("basis_ann", -5.0, 5.0)
+        # relative basis |F/S - 1| <= 20%; not the annualized basis, which is legitimately
+        # large a few days before expiry
+        + between("_basis_rel", -0.2, 0.2)
     )
 
 
@@ -380,7 +386,8 @@ SUITES["marts.index_daily_panel"] = Suite(
     "keys, close > 0, every requested trading day has index rows")
 SUITES["marts.futures_basis_panel"] = Suite(
     "marts.futures_basis_panel", FUTURES_PANEL_COLUMNS, _futures_build, _prepare_futures,
-    "keys, expiry on/after trade date, days_to_expiry >= 1, one main contract per product-day, spot > 0")
+    "keys, expiry on/after trade date, days_to_expiry >= 1, one main contract per product-day, spot > 0, "
+    "|close / spot - 1| <= 20%")
 SUITES["marts.etf_flow_panel"] = Suite(
     "marts.etf_flow_panel", ETF_PANEL_COLUMNS, _etf_build, _prepare_with_days,
     "keys, shares and close > 0")

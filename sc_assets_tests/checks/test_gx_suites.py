@@ -113,6 +113,8 @@ def test_stock_panel_suite_rules():
     assert ok, meta["failed"]
     assert not validate("marts.stock_daily_panel", panel(close=12.0))[0]  # close > high and > up limit
     assert not validate("marts.stock_daily_panel", panel(board="nasdaq"))[0]
+    assert validate("marts.stock_daily_panel", panel(days_listed=None, list_date=None, name=None))[0]
+    assert not validate("marts.stock_daily_panel", panel(days_listed=0))[0]  # a bar before listing
     assert not validate("marts.stock_daily_panel", panel(total_mv=0.0))[0]
     susp = panel()
     susp.loc[1, "close"] = 3.0  # a suspended row with a price
@@ -138,6 +140,9 @@ def test_futures_suite_rules():
     assert not validate("marts.futures_basis_panel", futures(is_main=True))[0]  # two main contracts
     assert not validate("marts.futures_basis_panel", futures(expiry_date=date(2023, 12, 15)))[0]
     assert not validate("marts.futures_basis_panel", futures(days_to_expiry=0))[0]
+    assert not validate("marts.futures_basis_panel", futures(close=7000.0))[0]  # 32% off spot
+    # a large annualized basis a day before expiry is legitimate
+    assert validate("marts.futures_basis_panel", futures(days_to_expiry=1, basis_ann=-7.3))[0]
     assert not validate("marts.futures_basis_panel", futures(spot_close=None, basis=None) .assign(spot_close=-1.0))[0]
 
 
