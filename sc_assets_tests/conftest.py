@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sc_assets.resources import Warehouse
+from sc_assets_tests.simulated import small_market  # noqa: F401  (session fixture: the shared simulated market)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

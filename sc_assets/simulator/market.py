@@ -315,11 +315,12 @@ class Engine:
         self.carry = np.where(split_ev, np.round(self.carry * ratio), self.carry)
         # factor returns
         draws = rng.standard_t(p.tail_df, size=n + 3) * np.sqrt((p.tail_df - 2) / p.tail_df)
-        f_mkt = p.mkt_vol * draws[n] + p.mkt_drift_ann / D_PER_YEAR + self.phase[t, 0]
+        fscale = p.episode_factor_vol_scale if self.e0 <= t < self.ee else 1.0
+        f_mkt = fscale * p.mkt_vol * draws[n] + p.mkt_drift_ann / D_PER_YEAR + self.phase[t, 0]
         year = d.year
         prem = next((v for a, b, v in p.size_premium_ann if a <= year <= b), 0.0)
-        f_size = p.size_vol * draws[n + 1] + prem / D_PER_YEAR + self.phase[t, 1]
-        f_nls = p.nls_vol * draws[n + 2] + self.phase[t, 2]
+        f_size = fscale * p.size_vol * draws[n + 1] + prem / D_PER_YEAR + self.phase[t, 1]
+        f_nls = fscale * p.nls_vol * draws[n + 2] + self.phase[t, 2]
         f_ind = rng.standard_normal(len(SW_L1)) * p.ind_vol
         capw = np.nan_to_num(self.cap_prev)
         share = np.bincount(u.industry, weights=capw, minlength=len(SW_L1))
@@ -381,7 +382,7 @@ class Engine:
             x = aum * p.etf_flow_vol * rng.standard_normal()
             if idx_code != "000300.SH" and self.w2s <= t < self.w2e:
                 x += p.etf_wave2_inflow * ffi * shr
-            if idx_code == "000300.SH" and self.w1 + 1 <= t < self.w2e:
+            if idx_code == "000300.SH" and self.w2s <= t < self.w2e:
                 x += p.etf_support_inflow * ffi * shr
             inflow[j] = x
             m = self.members[idx_code] & trading
@@ -393,8 +394,9 @@ class Engine:
         cap_prev = np.where(np.isfinite(self.cap_prev), self.cap_prev, u.cap0)
         base_to = np.clip(p.turnover_small * (cap_prev / 5e9) ** (-p.turnover_exponent), 0.003, 0.15)
         vol_base = np.maximum(base_to * self.free_sh, 100.0)
+        depth = 1.0 - p.liquidity_dryup * self.stress[t]
         ys = p.impact_y * self.sigma
-        impact = np.sign(q) * ys * np.sqrt(np.abs(q) / vol_base)
+        impact = np.sign(q) * ys * np.sqrt(np.abs(q) / (vol_base * depth))
         r_total = (1 + r_nf) * (1 + impact) - 1
         # ---------------------------------------------------------------- limits
         up, dn = self._limit_pct(t, st)
@@ -410,12 +412,12 @@ class Engine:
         up_ret = up_px / np.maximum(price_prev, 0.01) - 1
         hit_dn = trading & has_lim & (q < 0) & (r_total <= dn_ret)
         budget = np.maximum(r_nf - dn_ret, 0.0)
-        f_dn = np.minimum(vol_base * (budget / ys) ** 2, np.abs(q))
+        f_dn = np.minimum(vol_base * depth * (budget / ys) ** 2, np.abs(q))
         lock_dn = hit_dn & (f_dn < p.lock_fill_frac * np.abs(q))
         fill = np.where(hit_dn, np.where(lock_dn, 0.0, np.floor(f_dn / 100) * 100), fill)
         hit_up = trading & has_lim & (q > 0) & (r_total >= up_ret)
         budget_u = np.maximum(up_ret - r_nf, 0.0)
-        f_up = np.minimum(vol_base * (budget_u / ys) ** 2, np.abs(q))
+        f_up = np.minimum(vol_base * depth * (budget_u / ys) ** 2, np.abs(q))
         lock_up = hit_up & (f_up < p.lock_fill_frac * np.abs(q))
         fill = np.where(hit_up, np.where(lock_up, 0.0, np.floor(f_up / 100) * 100), fill)
         # plain limit moves (no flow) lock too when the fundamental move is far beyond the limit

@@ -61,6 +61,10 @@ class SimulationParams:
     wave1_date: basis shock (2024-01-22); wave2_start/end: ETF inflows + non-linear size swing
         (2024-02-05..07); rebound_date: 2024-02-08.
     impact_y: square-root impact coefficient Y in ``dP/P = -Y sigma sqrt(Q/V)`` (METHODS §9, 0.5-1).
+    liquidity_dryup: market depth falls in the stress: the impact law uses V * (1 - liquidity_dryup * stress_t)
+        (stress_t in [0, 1] = the basis-shock profile; Brunnermeier-Pedersen liquidity spiral).
+    episode_factor_vol_scale: the random parts of the market/size/nlsize factors are scaled by this inside the episode
+        (the episode's market path is scripted; keeps the crash comparable across seeds).
     lock_fill_frac: a limit day on which less than this share of the order could trade is locked
         (open = high = low = close = limit, order carried to the next day).
     delever_*: scripted deleveraging of market-neutral/DMA books driven by the basis stress, as the
@@ -83,7 +87,7 @@ class SimulationParams:
     board_mix: tuple[float, float, float, float] = (0.60, 0.25, 0.10, 0.05)
     lncap_median: float = 6.0e9
     lncap_sd: float = 0.95
-    lncap_skew: float = 0.25
+    lncap_skew: float = 0.45
     cap_min: float = 1.0e9
     cap_max: float = 3.0e12
     prelisted_frac: float = 0.90
@@ -115,11 +119,11 @@ class SimulationParams:
     smallcap_bucket_frac: float = 0.20
     quant_hs_smallcap: float = 0.1607
     quant_growth_ann: float = 0.30
-    sleeve_shares: tuple[float, float, float, float] = (0.36, 0.35, 0.19, 0.10)  # IE500, IE1000, MN, DMA
+    sleeve_shares: tuple[float, float, float, float] = (0.34, 0.33, 0.18, 0.15)  # IE500, IE1000, MN, DMA
     dma_tau: float = 0.8  # off-benchmark share of DMA books (small-cap heavy)
     mn_hedge_im_share: float = 0.6  # share of market-neutral/DMA books hedged on CSI1000 (IM) vs CSI500 (IC)
     tau_range: tuple[float, float] = (0.35, 0.85)
-    tilt_beta: float = 0.3
+    tilt_beta: float = 0.2
     quant_pref_sd: float = 0.4
     n_managers: int = 40
     # funds
@@ -135,19 +139,21 @@ class SimulationParams:
     rebound_date: str = "2024-02-08"
     episode_end: str = "2024-03-29"
     impact_y: float = 1.0
+    liquidity_dryup: float = 0.6
     lock_fill_frac: float = 0.2
-    delever_mn: float = 0.06
-    delever_dma: float = 0.12
+    delever_mn: float = 0.20
+    delever_dma: float = 0.08
     dma_leverage: float = 4.0
     dma_margin_call: float = 1.05
     dma_max_sell: float = 0.35
-    wave2_dma_sell: float = 0.20
-    ie_redemption: float = 0.01
+    wave2_dma_sell: float = 0.30
+    ie_redemption: float = 0.02
+    episode_factor_vol_scale: float = 0.5
     # phase -> (market, size, nlsize) scripted daily factor returns added to the random draws
-    episode_pre: tuple[float, float, float] = (-0.0025, 0.0040, 0.0)      # episode_start .. wave1-4
-    episode_wave1: tuple[float, float, float] = (-0.0060, 0.0060, 0.0)    # wave1-3 .. wave1+1
-    episode_mid: tuple[float, float, float] = (0.0000, 0.0050, 0.0)      # wave1+2 .. wave2_start-1
-    episode_wave2: tuple[float, float, float] = (0.0060, 0.0060, 0.0040)  # wave2_start .. wave2_end
+    episode_pre: tuple[float, float, float] = (-0.0035, 0.0025, 0.0010)      # episode_start .. wave1-4
+    episode_wave1: tuple[float, float, float] = (-0.0060, 0.0040, 0.0015)    # wave1-3 .. wave1+1
+    episode_mid: tuple[float, float, float] = (-0.0020, 0.0025, 0.0010)      # wave1+2 .. wave2_start-1
+    episode_wave2: tuple[float, float, float] = (0.0060, 0.0020, 0.0040)  # wave2_start .. wave2_end
     episode_rebound: tuple[float, float, float] = (0.0060, -0.0060, -0.0020)  # rebound .. +5 sessions
     rebound_frac: float = 0.6
     rebound_halflife: float = 6.0
@@ -160,8 +166,8 @@ class SimulationParams:
     # ETFs
     etf_aum_frac: float = 0.03
     etf_flow_vol: float = 0.004
-    etf_wave2_inflow: float = 0.006
-    etf_support_inflow: float = 0.0015  # CSI300 ETF inflows after wave 1 (state support)
+    etf_wave2_inflow: float = 0.010
+    etf_support_inflow: float = 0.002  # CSI300 ETF inflows per day in wave 2 (state support)
     # indices (scale with N, CSI-like cap-rank buckets; METHODS §1)
     index_bands: tuple[tuple[str, float, float], ...] = (
         ("000300.SH", 0.00, 0.06), ("000905.SH", 0.06, 0.16),

@@ -29,7 +29,8 @@ Ground truth (``<root>/ground_truth/``, Parquet; money in CNY, returns as fracti
 - ``stocks.parquet``: static per stock: ts_code, name, industry, board, list_date, delist_date, beta,
   idio_vol, quant_pref.
 - ``quant_books.parquet``: trade_date, strategy (IE/MN/DMA), benchmark, part (bench/off), value_cny,
-  sold_cny, ret; ``dma.parquet``: trade_date, gross_cny, equity_cny, sell_frac_next.
+  sold_cny, ret; ``dma.parquet``: trade_date, gross_cny, equity_cny, sell_frac_next, stress (basis-shock
+  profile in [0, 1]), depth_factor (V multiplier of the impact law that day).
 - ``funds.parquet``: fund_id, manager, strategy, benchmark, hedge_index, tau (off-benchmark share),
   alpha_ann, aum_rel, inception_date; ``fund_holdings.parquet``: date, fund_id, ts_code, weight (of the
   fund's long book, sums to 1), value_cny (fund AUM share of the books) on the first session of each of
@@ -224,7 +225,8 @@ def simulate(root: str | Path, params: SimulationParams | None = None, progress:
                                 "ret": eng.book_ret[:, k]}))
     pd.concat(qb).to_parquet(gt / "quant_books.parquet", index=False)
     pd.DataFrame({"trade_date": days.date, "gross_cny": eng.dma_path[:, 0], "equity_cny": eng.dma_path[:, 1],
-                  "sell_frac_next": eng.dma_path[:, 2]}).to_parquet(gt / "dma.parquet", index=False)
+                  "sell_frac_next": eng.dma_path[:, 2], "stress": stress,
+                  "depth_factor": 1.0 - p.liquidity_dryup * stress}).to_parquet(gt / "dma.parquet", index=False)
     fo = funds.copy()
     fo["inception_date"] = days[fo["inception_idx"].to_numpy()].date
     fo.drop(columns=["inception_idx"]).to_parquet(gt / "funds.parquet", index=False)
