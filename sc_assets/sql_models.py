@@ -50,7 +50,13 @@ import pandas as pd
 import pyarrow as pa
 
 from sc_assets.feeds.schemas import FEEDS
-from sc_assets.partitions import sessions, trading_days
+from sc_assets.partitions import (
+    CalendarRangeError,
+    first_session,
+    previous_trading_day,
+    sessions,
+    trading_days,
+)
 from sc_assets.resources.warehouse import Warehouse
 
 SQL_DIR_ENV = "SC_ASSETS_SQL_DIR"
@@ -306,7 +312,10 @@ def _upstream_partitioned(dep: Dep, models: dict[str, SqlModel]) -> bool:
 
 def _upstream_files(
     warehouse: Warehouse, dep: Dep, models: dict[str, SqlModel], window: tuple[str, str] | None
-) -> list[str]:
+) -> tuple[list[str], bool]:
+    """(files to read, whether to read no rows). A partitioned upstream read by a partitioned
+    model is restricted to the window's partition files; with none in the window, one file is
+    read for its schema only."""
     if not warehouse.exists(dep.layer, dep.name):
         raise FileNotFoundError(
             f"{dep.layer}.{dep.name} has no data in the lake ({warehouse.table_dir(dep.layer, dep.name)}): "
@@ -315,10 +324,9 @@ def _upstream_files(
     if window is not None and _upstream_partitioned(dep, models):
         files = warehouse.files(dep.layer, dep.name, window[0], window[1])
         if files:
-            return files
-        # no partition in the window: keep the schema, return no rows
-        return warehouse.files(dep.layer, dep.name)[:1] + ["__empty__"]
-    return warehouse.files(dep.layer, dep.name)
+            return files, False
+        return warehouse.files(dep.layer, dep.name)[:1], True
+    return warehouse.files(dep.layer, dep.name), False
 
 
 def connect_model(
@@ -328,9 +336,7 @@ def connect_model(
     con = duckdb.connect(":memory:")
     con.register("calendar", calendar_table())
     for i, dep in enumerate({(d.layer, d.name): d for d in model.deps}.values()):
-        files = _upstream_files(warehouse, dep, models, window)
-        empty = "__empty__" in files
-        files = [f for f in files if f != "__empty__"]
+        files, empty = _upstream_files(warehouse, dep, models, window)
         rel = con.read_parquet(files, union_by_name=True, hive_partitioning=False)
         if empty:
             rel = rel.limit(0)
@@ -346,10 +352,13 @@ def run_model(
     warehouse: Warehouse,
     days: Sequence[str] | None = None,
     models: dict[str, SqlModel] | None = None,
+    upstream_schemas: dict[tuple[str, str], dict[str, str]] | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Execute ``model`` for partition ``days`` (partitioned) or whole (table).
 
     Returns the result as Arrow (DuckDB types kept: DATE stays DATE) and the parameters bound.
+    If ``upstream_schemas`` is a dict, it is filled with each upstream relation's columns and
+    types ((layer, name) -> {column: type}), for column lineage.
     """
     models = models if models is not None else {model.name: model}
     params: dict[str, Any] = {}
@@ -358,11 +367,12 @@ def run_model(
         if not days:
             raise ValueError(f"{model.key.to_user_string()} is partitioned: give partition days")
         days = _validate_days(days)
-        from sc_assets.partitions import previous_trading_day
-
-        lookback_start = (
-            previous_trading_day(days[0], model.lookback).strftime("%Y-%m-%d") if model.lookback else days[0]
-        )
+        try:
+            lookback_start = (
+                previous_trading_day(days[0], model.lookback).strftime("%Y-%m-%d") if model.lookback else days[0]
+            )
+        except CalendarRangeError:  # the first sessions of the calendar have less history
+            lookback_start = first_session().strftime("%Y-%m-%d")
         window = (lookback_start, days[-1])
         values = {
             "start": pd.Timestamp(days[0]).date(),
@@ -374,6 +384,10 @@ def run_model(
     con = connect_model(model, warehouse, models, window)
     try:
         table = con.sql(model.sql, params=params).to_arrow_table()
+        if upstream_schemas is not None:
+            for d in {(d.layer, d.name): d for d in model.deps}.values():
+                rows = con.execute(f'DESCRIBE "{d.layer}"."{d.name}"').fetchall()
+                upstream_schemas[(d.layer, d.name)] = {r[0]: str(r[1]) for r in rows}
     except duckdb.Error as exc:
         raise RuntimeError(f"{model.path}: {exc}") from exc
     finally:
@@ -433,17 +447,10 @@ def _cached_lineage(model: SqlModel, schema_items: tuple, columns: tuple) -> dic
 
 
 def lineage_metadata(
-    model: SqlModel, warehouse: Warehouse, models: dict[str, SqlModel], columns: Sequence[str]
-) -> dg.TableColumnLineage | None:
-    con = connect_model(model, warehouse, models, window=None if not model.partitioned else ("1900-01-01", "1900-01-01"))
-    try:
-        items = []
-        for d in {(d.layer, d.name): d for d in model.deps}.values():
-            desc = con.execute(f'DESCRIBE "{d.layer}"."{d.name}"').fetchall()
-            items.append(((d.layer, d.name), tuple((r[0], str(r[1])) for r in desc)))
-    finally:
-        con.close()
-    mapping = _cached_lineage(model, tuple(items), tuple(columns))
+    model: SqlModel, upstream_schemas: dict[tuple[str, str], dict[str, str]], columns: Sequence[str]
+) -> dg.TableColumnLineage:
+    items = tuple(sorted((k, tuple(v.items())) for k, v in upstream_schemas.items()))
+    mapping = _cached_lineage(model, items, tuple(columns))
     return dg.TableColumnLineage(
         deps_by_column={
             col: [dg.TableColumnDep(asset_key=dg.AssetKey(list(src)), column_name=c) for src, c in deps]
@@ -495,7 +502,7 @@ def column_descriptions(model: SqlModel) -> dict[str, str]:
 
 def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDefinition:
     """One Dagster asset for ``model`` with its GX suite (if any) and unique-key checks."""
-    from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
+    from sc_assets.checks import gx_check_spec
     from sc_assets.checks.gx_suites import SUITES
 
     key = model.key
@@ -541,8 +548,9 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         params: dict[str, Any] = {}
         chunks = [days[i:i + config.chunk_sessions] for i in range(0, len(days), max(1, config.chunk_sessions))] if days else [None]
         rows = 0
+        schemas: dict[tuple[str, str], dict[str, str]] = {}
         for chunk in chunks:
-            table, params = run_model(model, warehouse, chunk, models)
+            table, params = run_model(model, warehouse, chunk, models, upstream_schemas=schemas)
             df = table.to_pandas()
             if model.partitioned:
                 warehouse.write_partitions(model.layer, model.name, df, days=chunk, schema=table.schema)
@@ -577,9 +585,7 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         meta["sql_seconds"] = round(t_sql, 3)
         meta["gx_seconds"] = round(t_gx, 3)
         try:
-            lin = lineage_metadata(model, warehouse, models, list(full.columns))
-            if lin is not None:
-                meta["dagster/column_lineage"] = lin
+            meta["dagster/column_lineage"] = lineage_metadata(model, schemas, list(full.columns))
         except Exception as exc:  # lineage is documentation: never fail the data on it
             context.log.warning(f"column lineage for {model.name} not computed: {exc}")
         context.log.info(
@@ -588,7 +594,6 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         )
         return dg.MaterializeResult(metadata=meta, check_results=check_results)
 
-    _ = GX_CHECK_NAME
     return _asset
 
 
