@@ -64,7 +64,13 @@ class HoldingsParams:
     From the study (Cinda 2024-02-24): quant stock holdings about 1 trillion CNY, mostly private
     quant (``private_quant_cny``); index-enhancement about 71 % of private quant (``ie_share``);
     DMA on about 25 % margin, i.e. 4x gross (``dma_leverage``); public quant 274.5 bn CNY
-    (``public_quant_cny``). METHODS §7 defaults: τ = 0.2 (``tau``), β = 0.5 (``beta``).
+    (``public_quant_cny``).
+
+    ``tau`` = 0.65 and ``beta`` = 0.3 deviate from METHODS §7 (τ = 0.2, β = 0.5), which contradict
+    Table 2 itself: index enhancement + public quant (984.5 bn on CSI500/CSI1000 benchmarks) can
+    put at most the 199 + 150 bn that Table 2 finds in CSI500 and CSI1000 on benchmark weights,
+    so ``1 − τ ≤ 0.35``; β = 0.3 (ASSUMPTION) tilts the off-benchmark sleeve harder to small caps,
+    as the micro-cap row's 16 % (vs 2.7 % in CSI1000) requires.
 
     ASSUMPTIONS (not in the study, flagged in metadata): the CSI500/CSI1000 split of
     index-enhancement and public quant (``ie_csi500_share``), the IC/IM hedge mix of neutral books
@@ -85,8 +91,8 @@ class HoldingsParams:
     dma_share_of_neutral: float = 0.35
     ie_csi500_share: float = 0.5
     hedge_csi500_share: float = 0.5
-    tau: float = 0.2
-    beta: float = 0.5
+    tau: float = 0.65
+    beta: float = 0.3
     scale_to_micro_hs: float | None = None
     micro_fraction: float = 0.2
 

@@ -53,13 +53,17 @@ from sc_assets.analytics.stress import fill_sigma, sqrt_impact
 class FireSaleParams:
     """Fire-sale defaults. ``y``: square-root impact coefficient (METHODS §9: order 1, empirical
     0.5–1; calibrated). ``kappa``: flow–performance slope, outflow = κ·max(0, −fund return) per
-    round (ASSUMPTION, calibrated). ``hedge_ratio``: futures notional / long book of hedged
+    round (ASSUMPTION, calibrated). ``eta``: basis-stress deleveraging of hedged books — each
+    day they sell ``eta · e_d`` of their gross, ``e_d`` = how far the annualized basis is below its
+    level at the start (0.2 = 20 points deeper) — the "basis shock -> neutral deleveraging" channel
+    of wave 1 (ASSUMPTION, calibrated to the observed forced-sale volume). ``hedge_ratio``: futures notional / long book of hedged
     sleeves (1). ``roll_horizon_days``: calendar days of carry a basis move costs (30, one
     monthly roll; ASSUMPTION). ``n_days``: maximum rounds. ``tol_cny``: stop when new sales and
     carried orders are below this."""
 
     y: float = 0.8
     kappa: float = 1.0
+    eta: float = 0.5
     hedge_ratio: float = 1.0
     roll_horizon_days: float = 30.0
     n_days: int = 10
@@ -176,7 +180,6 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
     lim = s["limit_pct"].to_numpy(dtype=float)
     J, N = inputs.holdings.shape
     h = inputs.holdings.copy()
-    h0 = h.copy()
     lev = inputs.funds["leverage"].to_numpy(dtype=float)
     hedged = inputs.funds["hedged"].to_numpy(dtype=bool)
     strategies = inputs.funds["strategy"].to_numpy()
@@ -187,12 +190,15 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
     valid = np.isfinite(p) & (p > 0)
     pz = np.where(valid, p, 0.0)
     n_shock = shock.length()
+    basis_level = 0.0  # cumulative basis change since the start (annualized)
     stock_frames, fund_frames = [], []
     sold_total = np.zeros((J, N))
     days = 0
     for d in range(1, params.n_days + 1):
         m = shock.market[d - 1] if d - 1 < len(shock.market) else 0.0
         db = shock.basis[d - 1] if d - 1 < len(shock.basis) else 0.0
+        basis_level += db
+        excess_discount = max(0.0, -basis_level)
         # 1. open: exogenous move capped at the limit
         m_n = np.full(N, float(m))
         m_n = np.where(np.isfinite(lim), np.maximum(m_n, -lim), m_n)
@@ -224,6 +230,8 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         a_free = (free * p_open).sum(axis=1)
         target = lev * np.maximum(eq, 0.0)
         new_cny = np.maximum(0.0, a_free - target)
+        # basis-stress deleveraging of hedged books (on top of the leverage rule)
+        new_cny = np.minimum(new_cny + hedged * params.eta * excess_discount * a_free, a_free)
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(a_free > 0, np.minimum(new_cny / np.where(a_free > 0, a_free, 1.0), 1.0), 0.0)
         new = free * frac[:, None]
@@ -358,8 +366,86 @@ def extend_path(sim: pd.DataFrame, days: int) -> pd.DataFrame:
 class CalibrationResult:
     y: float
     kappa: float
+    eta: float
     rmse: float
-    surface: pd.DataFrame  # y, kappa, rmse
+    observed_sales_cny: float
+    simulated_sales_cny: float
+    surface: pd.DataFrame  # y, kappa, eta, rmse
+    identified: bool = True  # False: best Y on the grid edge or a flat error curve (see calibrate)
+    curvature: float = float("nan")  # min(err(Y/2), err(2Y)) / err(Y) - 1
+
+
+def excess_volume_sales(panel: pd.DataFrame, start, end, lookback: int = 60) -> pd.DataFrame:
+    """Forced sales implied by abnormal volume in [start, end] (CNY), per stock-day.
+
+    Normal volume of stock n on day t is ``vbar_n · (a + c·|r_n,t|)``: ``vbar_n`` its mean volume
+    over the ``lookback`` sessions before ``start``, (a, c) a pooled OLS fit of ``vol/vbar`` on
+    ``|ret|`` over those sessions (volume rises with the size of the move, forced or not).
+    Excess = observed − normal volume (may be negative: noise cancels in sums), in shares and in
+    CNY at the close. panel: trade_date, ts_code, vol, ret, close (with the lookback).
+    Returns trade_date, ts_code, excess_shares, excess_cny; ``attrs['a']``, ``attrs['c']``.
+    """
+    p = panel[["trade_date", "ts_code", "vol", "ret", "close"]].copy()
+    p["trade_date"] = pd.to_datetime(p["trade_date"]).astype("datetime64[ns]")
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    pre_days = np.sort(p.loc[p["trade_date"] < start, "trade_date"].unique())[-lookback:]
+    pre = p[p["trade_date"].isin(pre_days) & p["vol"].gt(0) & p["ret"].notna()]
+    vbar = pre.groupby("ts_code")["vol"].mean()
+    y = pre["vol"].to_numpy() / vbar.reindex(pre["ts_code"]).to_numpy()
+    x = np.abs(pre["ret"].to_numpy())
+    ok = np.isfinite(y) & np.isfinite(x)
+    a, c = (np.linalg.lstsq(np.column_stack([np.ones(ok.sum()), x[ok]]), y[ok], rcond=None)[0]
+            if ok.sum() > 10 else (1.0, 0.0))
+    w = p[(p["trade_date"] >= start) & (p["trade_date"] <= end) & p["vol"].notna()].copy()
+    normal = vbar.reindex(w["ts_code"]).to_numpy() * (a + c * np.abs(w["ret"].fillna(0.0).to_numpy()))
+    w["excess_shares"] = w["vol"].to_numpy() - normal
+    w["excess_cny"] = w["excess_shares"] * w["close"]
+    out = w.dropna(subset=["excess_shares"])[["trade_date", "ts_code", "excess_shares", "excess_cny"]].reset_index(drop=True)
+    out.attrs.update({"a": float(a), "c": float(c)})
+    return out
+
+
+def path_error_controlled(sim: pd.DataFrame, obs: pd.DataFrame, bucket_size: pd.Series | None) -> float:
+    """RMSE of (observed − simulated) cumulative bucket returns after removing, day by day, a
+    least-squares intercept and slope on the bucket's size exposure (``bucket_size``: bucket ->
+    mean standardized ln cap). The control absorbs market and linear size-style moves that are
+    not flows (scripted or real style returns); without ``bucket_size`` it is :func:`path_error`."""
+    if bucket_size is None:
+        return path_error(sim, obs)
+    m = sim.merge(obs, on=["day", "bucket"], suffixes=("_sim", "_obs"))
+    if m.empty:
+        return float("nan")
+    m["z"] = m["bucket"].map(bucket_size).astype(float)
+    sse, n = 0.0, 0
+    for _, g in m.groupby("day"):
+        yv = (g["cum_ret_obs"] - g["cum_ret_sim"]).to_numpy()
+        X = np.column_stack([np.ones(len(g)), g["z"].to_numpy()])
+        coef = np.linalg.lstsq(X, yv, rcond=None)[0]
+        sse += float(((yv - X @ coef) ** 2).sum())
+        n += len(g)
+    return float(np.sqrt(sse / max(n, 1)))
+
+
+def _sales(res: FireSaleResult) -> float:
+    return float(res.fund_path["sold_cny"].sum())
+
+
+def fit_eta(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams, target_cny: float,
+            eta_max: float = 20.0, iters: int = 30) -> float:
+    """η such that the simulated forced sales (CNY, all funds, all days) match ``target_cny``
+    (bisection; sales rise with η). 0 if the target is below the sales at η = 0."""
+    lo, hi = 0.0, eta_max
+    if _sales(simulate(inputs, shock, replace(params, eta=0.0))) >= target_cny:
+        return 0.0
+    if _sales(simulate(inputs, shock, replace(params, eta=hi))) <= target_cny:
+        return hi
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if _sales(simulate(inputs, shock, replace(params, eta=mid))) < target_cny:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def calibrate(
@@ -371,49 +457,137 @@ def calibrate(
     y_grid: Sequence[float] = tuple(np.round(np.arange(0.1, 3.01, 0.1), 3)),
     kappa_grid: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
     refine: int = 12,
+    observed_sales_cny: float | None = None,
+    bucket_size: pd.Series | None = None,
+    rounds: int = 2,
+    ident_tol: float = 0.05,
 ) -> CalibrationResult:
-    """Choose Y (and κ) minimising the RMSE between simulated and observed bucket paths.
+    """Choose Y (and κ, η) for the fire sale from an observed window.
 
-    Grid over ``y_grid × kappa_grid``, then a golden-section refinement of Y around the best
-    grid point (κ fixed at its best value). ``observed``: day, bucket, cum_ret; the simulation
-    runs for as many days as observed (``n_days`` raised if needed).
+    Prices alone identify only ``Y·sqrt(sales)``, so the sales scale is pinned separately when
+    ``observed_sales_cny`` (forced sales implied by abnormal volume, :func:`excess_volume_sales`)
+    is given: for each κ, η is set so the simulated sales match it (:func:`fit_eta`), then Y
+    minimises the RMSE between simulated and observed cumulative bucket returns (with the
+    per-day size control of :func:`path_error_controlled` when ``bucket_size`` is given) — a grid
+    over ``y_grid`` refined by golden section; η and Y are alternated ``rounds`` times. Without
+    ``observed_sales_cny`` η stays at ``params.eta`` (METHODS §9: Y and κ on bucket returns).
+    The κ with the lowest error wins. ``observed``: day, bucket, cum_ret.
+
+    Identification: Y counts as identified only if the best Y is inside the grid and halving or
+    doubling it raises the error by at least ``ident_tol`` (5 %); otherwise ``identified`` is
+    False and callers should keep their prior Y (the asset does, and says so).
     """
     n_obs = int(observed["day"].max())
     base = replace(params, n_days=max(params.n_days, n_obs))
     rows = []
 
-    def err(y: float, k: float) -> float:
-        res = simulate(inputs, shock, replace(base, y=float(y), kappa=float(k)))
+    def err(y: float, k: float, eta: float) -> float:
+        res = simulate(inputs, shock, replace(base, y=float(y), kappa=float(k), eta=float(eta)))
         sim = extend_path(bucket_paths(res.stock_path, weights), n_obs)
-        e = path_error(sim, observed)
-        rows.append((float(y), float(k), e))
+        e = path_error_controlled(sim, observed, bucket_size)
+        rows.append((float(y), float(k), float(eta), e))
         return e
 
+    def best_y(k: float, eta: float) -> tuple[float, float]:
+        errs = [(err(y, k, eta), y) for y in y_grid]
+        e0, y0 = min(errs)
+        ys = sorted(y_grid)
+        i = ys.index(y0)
+        a, b = ys[max(i - 1, 0)], ys[min(i + 1, len(ys) - 1)]
+        g = (np.sqrt(5) - 1) / 2
+        c, d_ = b - g * (b - a), a + g * (b - a)
+        fc, fd = err(c, k, eta), err(d_, k, eta)
+        for _ in range(refine):
+            if fc < fd:
+                b, d_, fd = d_, c, fc
+                c = b - g * (b - a)
+                fc = err(c, k, eta)
+            else:
+                a, c, fc = c, d_, fd
+                d_ = a + g * (b - a)
+                fd = err(d_, k, eta)
+        cand = min([(e0, y0), (fc, c), (fd, d_)])
+        return cand[1], cand[0]
+
+    results = []
     for k in kappa_grid:
-        for y in y_grid:
-            err(y, k)
-    surf = pd.DataFrame(rows, columns=["y", "kappa", "rmse"])
-    best = surf.loc[surf["rmse"].idxmin()]
-    k_best = float(best["kappa"])
+        y, eta = base.y, base.eta
+        e = float("nan")
+        for _ in range(max(rounds, 1) if observed_sales_cny is not None else 1):
+            if observed_sales_cny is not None:
+                eta = fit_eta(inputs, shock, replace(base, y=y, kappa=k), observed_sales_cny)
+            y, e = best_y(k, eta)
+        results.append((e, y, k, eta))
+    e, y, k, eta = min(results)
+    sim_sales = _sales(simulate(inputs, shock, replace(base, y=y, kappa=k, eta=eta)))
     ys = sorted(y_grid)
-    i = ys.index(float(best["y"]))
-    lo, hi = ys[max(i - 1, 0)], ys[min(i + 1, len(ys) - 1)]
-    g = (np.sqrt(5) - 1) / 2
-    a, b = lo, hi
-    c, d_ = b - g * (b - a), a + g * (b - a)
-    fc, fd = err(c, k_best), err(d_, k_best)
-    for _ in range(refine):
-        if fc < fd:
-            b, d_, fd = d_, c, fc
-            c = b - g * (b - a)
-            fc = err(c, k_best)
-        else:
-            a, c, fc = c, d_, fd
-            d_ = a + g * (b - a)
-            fd = err(d_, k_best)
-    surf = pd.DataFrame(rows, columns=["y", "kappa", "rmse"])
-    best = surf.loc[surf["rmse"].idxmin()]
-    return CalibrationResult(float(best["y"]), float(best["kappa"]), float(best["rmse"]), surf)
+    at_edge = y <= ys[0] + 1e-9 or y >= ys[-1] - 1e-9
+    curv = min(err(max(y / 2, 1e-6), k, eta), err(2 * y, k, eta)) / e - 1 if e > 0 else float("nan")
+    identified = (not at_edge) and bool(np.isfinite(curv)) and curv >= ident_tol
+    surf = pd.DataFrame(rows, columns=["y", "kappa", "eta", "rmse"])
+    return CalibrationResult(float(y), float(k), float(eta), float(e),
+                             float(observed_sales_cny) if observed_sales_cny is not None else float("nan"),
+                             sim_sales, surf, identified, float(curv))
+
+
+def estimate_y_regression(
+    returns: pd.DataFrame,
+    sales: pd.DataFrame,
+    stocks: pd.DataFrame,
+    limit_margin: float = 0.005,
+    controls: Sequence[str] | None = None,
+) -> dict:
+    """Square-root impact coefficient from stock-day returns and KNOWN net sales (e.g. product
+    holdings changes from a feed, or a simulator's ground truth).
+
+    Model, per day t and stock n: ``r_n,t = a_t + b_t z_n − Y σ_n sqrt(q_n,t / V_n) + e`` with z
+    the standardized ln cap, or the ``controls`` columns of ``stocks`` (e.g. the Barra ``size`` and
+    ``nlsize`` exposures of the start, METHODS §2) — day-by-day market and style moves are nuisance terms;
+    σ and V (ADV, shares) as of the start. Stock-days within ``limit_margin`` of a price limit are
+    censored (the law is capped there) and dropped. Pooled OLS slope after partialling out
+    [1, z] day by day (Frisch–Waugh–Lovell). Returns y, se, n.
+
+    returns: trade_date, ts_code, ret; sales: trade_date, ts_code, net_sell_shares (negative =
+    net buying, which moves the price up by the same law); stocks: ts_code, sigma_d, adv_shares, limit_pct, total_mv.
+    """
+    st_ = stocks.set_index("ts_code")
+    lc = np.log(st_["total_mv"].where(st_["total_mv"] > 0))
+    z = (lc - lc.mean()) / lc.std()
+    m = returns[["trade_date", "ts_code", "ret"]].merge(sales, on=["trade_date", "ts_code"], how="inner")
+    sig = st_["sigma_d"].reindex(m["ts_code"]).to_numpy(dtype=float)
+    v = st_["adv_shares"].reindex(m["ts_code"]).to_numpy(dtype=float)
+    lim = st_["limit_pct"].reindex(m["ts_code"]).to_numpy(dtype=float)
+    q = m["net_sell_shares"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m["x"] = -np.sign(q) * sig * np.sqrt(np.abs(q) / v)  # net buying pushes up by the same law
+    ctrl_cols = list(controls) if controls else ["z"]
+    if controls:
+        for c in ctrl_cols:
+            m[c] = st_[c].reindex(m["ts_code"]).to_numpy(dtype=float)
+    else:
+        m["z"] = z.reindex(m["ts_code"]).to_numpy()
+    r = m["ret"].to_numpy(dtype=float)
+    ok = np.isfinite(m["x"]) & np.isfinite(r) & (v > 0)
+    for c in ctrl_cols:
+        ok &= np.isfinite(m[c].to_numpy(dtype=float))
+    ok &= ~(np.isfinite(lim) & (np.abs(r) >= lim - limit_margin))
+    m = m[ok]
+    parts = []
+    for _, g in m.groupby("trade_date"):
+        if len(g) < 5 + len(ctrl_cols):
+            continue
+        X = np.column_stack([np.ones(len(g))] + [g[c].to_numpy(dtype=float) for c in ctrl_cols])
+        rx = g["x"].to_numpy() - X @ np.linalg.lstsq(X, g["x"].to_numpy(), rcond=None)[0]
+        ry = g["ret"].to_numpy() - X @ np.linalg.lstsq(X, g["ret"].to_numpy(), rcond=None)[0]
+        parts.append((rx, ry))
+    n = sum(len(rx) for rx, _ in parts)
+    den = sum(float(rx @ rx) for rx, _ in parts)
+    if den <= 0:
+        return {"y": float("nan"), "se": float("nan"), "n": n}
+    y = sum(float(rx @ ry) for rx, ry in parts) / den
+    sse = sum(float(((ry - y * rx) ** 2).sum()) for rx, ry in parts)
+    dof = max(n - 1 - (1 + len(ctrl_cols)) * len(parts), 1)
+    return {"y": float(y), "se": float(np.sqrt(sse / dof / den)), "n": int(n)}
 
 
 def shock_from_observed(
@@ -451,7 +625,11 @@ __all__ = [
     "Shock",
     "bucket_paths",
     "build_inputs",
+    "estimate_y_regression",
+    "excess_volume_sales",
     "extend_path",
+    "fit_eta",
+    "path_error_controlled",
     "calibrate",
     "observed_bucket_paths",
     "path_error",

@@ -17,7 +17,13 @@ import pandas as pd
 
 from sc_assets.analytics import crowding as cr
 from sc_assets.assets._metadata import table_metadata
-from sc_assets.partitions import CalendarRangeError, previous_trading_day, to_key, trading_days, trading_days_between
+from sc_assets.partitions import (
+    CalendarRangeError,
+    previous_trading_day,
+    to_key,
+    trading_days,
+    trading_days_between,
+)
 from sc_assets.resources import Warehouse
 
 LAYER = "crowding"
@@ -40,8 +46,10 @@ SIGMA_WINDOW = 60
 
 class HoldingsConfig(dg.Config):
     """Overrides of :class:`sc_assets.analytics.crowding.HoldingsParams` (study defaults; see its docstring
-    for which values are assumptions). ``scale_to_micro_hs`` > 0 scales AUM each day to that holdings
-    share of the micro-cap bucket (0.1607 = Table 2); 0 keeps the CNY AUM."""
+    for which values are assumptions). ``scale_to_micro_hs`` > 0 (default 0.1607, the study's Table 2
+    small-cap row, METHODS §7 calibration target) scales the sleeves each day to that holdings share
+    of the micro-cap bucket, keeping their mix — so the estimate fits a market of any CNY size (the
+    synthetic one too); 0 keeps constant CNY AUM (1 tn private + 274.5 bn public quant)."""
 
     private_quant_cny: float = H_DEFAULTS.private_quant_cny
     ie_share: float = H_DEFAULTS.ie_share
@@ -52,7 +60,7 @@ class HoldingsConfig(dg.Config):
     hedge_csi500_share: float = H_DEFAULTS.hedge_csi500_share
     tau: float = H_DEFAULTS.tau
     beta: float = H_DEFAULTS.beta
-    scale_to_micro_hs: float = 0.0
+    scale_to_micro_hs: float = 0.1607
     micro_fraction: float = H_DEFAULTS.micro_fraction
 
     def params(self) -> cr.HoldingsParams:

@@ -27,9 +27,9 @@ from sc_assets.assets.crowding import (
     HOLDINGS,
     INDEX_WEIGHT,
     PANEL,
-    CrowdingConfig,
     HoldingsConfig,
     as_dates,
+    lookback_keys,
     read_panel,
     stock_state,
 )
@@ -191,12 +191,17 @@ class FireSaleConfig(dg.Config):
     kappa_default: float = F_DEFAULTS.kappa
     y_grid: list[float] = [round(0.1 * i, 2) for i in range(1, 31)]
     kappa_grid: list[float] = [0.0, 0.5, 1.0, 2.0, 4.0]
+    eta_default: float = F_DEFAULTS.eta
+    sales_from_volume: bool = True
+    size_control: bool = True
+    volume_lookback: int = 60
     hedge_ratio: float = F_DEFAULTS.hedge_ratio
     roll_horizon_days: float = F_DEFAULTS.roll_horizon_days
     n_days: int = F_DEFAULTS.n_days
     scenario_as_of: str = ""
     scenario_market_move: float = -0.05
     scenario_basis_move: float = -0.20
+    scenario_basis_halflife: float = 4.0
     scenario_redemption: float = 0.0
     holdings: HoldingsConfig = HoldingsConfig()
     micro_fraction: float = C_DEFAULTS.micro_fraction
@@ -224,6 +229,14 @@ def _day_before(day: str) -> str | None:
         return None
 
 
+def _bucket_size(stocks: pd.DataFrame, w: pd.DataFrame) -> pd.Series:
+    """Bucket -> free-float-weighted mean of the standardized ln total cap of its members."""
+    lc = np.log(stocks.set_index("ts_code")["total_mv"].where(lambda x: x > 0))
+    z = (lc - lc.mean()) / lc.std()
+    m = w.assign(z=w["ts_code"].map(z)).dropna(subset=["z"])
+    return (m["z"] * m["weight"]).groupby(m["bucket"]).sum() / m.groupby("bucket")["weight"].sum()
+
+
 def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, index_panel, basis_panel, calibrate):
     """Calibrate (or evaluate) the fire sale on one window. Returns dict or None if no data."""
     base = _day_before(start)
@@ -235,17 +248,30 @@ def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, i
     inputs, stocks, buckets = _fs_state(warehouse, base, sleeves, cparams)
     w_all = _weights(stocks, buckets)
     w_fit = w_all[w_all["bucket_type"] == "cap_decile"]
-    obs_panel = read_panel(warehouse, [base, *win_days], ["trade_date", "ts_code", "adj_close"])
+    size = _bucket_size(stocks, w_fit) if config.size_control else None
+    obs_panel = read_panel(warehouse, lookback_keys(win_days, config.volume_lookback + 1),
+                           ["trade_date", "ts_code", "adj_close", "vol", "ret", "close"])
     shock = fs.shock_from_observed(index_panel, basis_panel, start, end, market_index=config.market_index)
     obs_fit = fs.observed_bucket_paths(obs_panel, w_fit, start, end)
+    ev = fs.excess_volume_sales(obs_panel, start, end, lookback=config.volume_lookback)
+    obs_sales = float(ev["excess_cny"].sum())
     if calibrate:
         cal = fs.calibrate(inputs, shock, obs_fit[["day", "bucket", "cum_ret"]], w_fit, params,
-                           y_grid=tuple(config.y_grid), kappa_grid=tuple(config.kappa_grid))
-        y, kappa, rmse = cal.y, cal.kappa, cal.rmse
+                           y_grid=tuple(config.y_grid), kappa_grid=tuple(config.kappa_grid),
+                           observed_sales_cny=max(obs_sales, 0.0) if config.sales_from_volume else None,
+                           bucket_size=size)
+        y, kappa, eta, rmse = cal.y, cal.kappa, cal.eta, cal.rmse
+        identified, curvature = cal.identified, cal.curvature
+        if not identified:  # keep the prior Y; κ and η still come from the fit at that Y
+            y = params.y
+            eta = fs.fit_eta(inputs, shock, replace(params, kappa=kappa, n_days=len(win_days)), max(obs_sales, 0.0)) \
+                if config.sales_from_volume else params.eta
+            rmse = None
     else:
-        y, kappa = params.y, params.kappa
+        y, kappa, eta = params.y, params.kappa, params.eta
         rmse = None
-    prm = replace(params, y=y, kappa=kappa, n_days=max(params.n_days, len(win_days)))
+        identified, curvature = None, np.nan
+    prm = replace(params, y=y, kappa=kappa, eta=eta, n_days=max(params.n_days, len(win_days)))
     res = fs.simulate(inputs, shock, prm)
     frames = []
     for btype, g in w_all.groupby("bucket_type"):
@@ -256,11 +282,14 @@ def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, i
         m["bucket_type"] = btype
         frames.append(m)
     paths = pd.concat(frames, ignore_index=True)
+    sim_fit = fs.extend_path(fs.bucket_paths(res.stock_path, w_fit), len(win_days))
     if rmse is None:
-        rmse = fs.path_error(fs.extend_path(fs.bucket_paths(res.stock_path, w_fit), len(win_days)), obs_fit)
+        rmse = fs.path_error_controlled(sim_fit, obs_fit, size)
     obs_last = obs_fit[obs_fit["day"] == obs_fit["day"].max()]
     return {
-        "name": name, "start": start, "end": end, "as_of": base, "y": y, "kappa": kappa, "rmse": rmse,
+        "name": name, "start": start, "end": end, "as_of": base, "y": y, "kappa": kappa, "eta": eta, "rmse": rmse,
+        "rmse_raw": fs.path_error(sim_fit, obs_fit), "observed_sales_cny": obs_sales,
+        "identified": identified, "curvature": curvature,
         "obs_spread": float(obs_last["cum_ret"].std()) if len(obs_last) else np.nan,
         "paths": paths, "result": res, "n_days": len(win_days),
     }
@@ -293,7 +322,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     hparams = config.holdings.params()
     sleeves = hparams.sleeves()
     cparams = cr.CrowdingParams(micro_fraction=config.micro_fraction)
-    params = fs.FireSaleParams(y=config.y_default, kappa=config.kappa_default, hedge_ratio=config.hedge_ratio,
+    params = fs.FireSaleParams(y=config.y_default, kappa=config.kappa_default, eta=config.eta_default, hedge_ratio=config.hedge_ratio,
                                roll_horizon_days=config.roll_horizon_days, n_days=config.n_days)
     index_panel = warehouse.read("marts", "index_daily_panel", columns=["trade_date", "index_code", "ret"])
     try:
@@ -307,8 +336,10 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     status = {}
     if w1 is not None:
         runs.append(w1)
-        params = replace(params, y=w1["y"], kappa=w1["kappa"])
-        status["wave1_fit"] = "calibrated"
+        params = replace(params, y=w1["y"], kappa=w1["kappa"], eta=w1["eta"])
+        status["wave1_fit"] = ("calibrated" if w1["identified"] else
+                               f"Y not identified on wave 1 (best on the grid edge or flat error curve); prior Y={params.y} "
+                               "kept, kappa and eta fitted")
     else:
         status["wave1_fit"] = "skipped: window or its base day not in the lake; defaults used"
     w2 = _window_run(warehouse, "wave2_oos", config.wave2_start, config.wave2_end, sleeves, cparams, config, params,
@@ -322,7 +353,10 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     # stress scenario as of the latest (or configured) day
     day = _latest_holdings_day(warehouse, config.scenario_as_of)
     inputs, stocks, buckets = _fs_state(warehouse, day, sleeves, cparams)
-    shock = fs.Shock(market=(config.scenario_market_move,), basis=(config.scenario_basis_move,),
+    # the basis jumps on day 1 and reverts with the configured half-life
+    level = [config.scenario_basis_move * 0.5 ** (d / config.scenario_basis_halflife) for d in range(config.n_days)]
+    basis_path = tuple(np.diff(np.r_[0.0, level]))
+    shock = fs.Shock(market=(config.scenario_market_move,), basis=basis_path,
                      redemption={"*": config.scenario_redemption} if config.scenario_redemption else {})
     res = fs.simulate(inputs, shock, params)
     w_all = _weights(stocks, buckets)
@@ -332,7 +366,8 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
         sim["bucket_type"] = btype
         frames.append(sim)
     runs.append({"name": "scenario", "start": day, "end": day, "as_of": day, "y": params.y, "kappa": params.kappa,
-                 "rmse": np.nan, "obs_spread": np.nan, "paths": pd.concat(frames, ignore_index=True), "result": res,
+                 "eta": params.eta, "rmse": np.nan, "rmse_raw": np.nan, "observed_sales_cny": np.nan,
+                 "identified": None, "curvature": np.nan, "obs_spread": np.nan, "paths": pd.concat(frames, ignore_index=True), "result": res,
                  "n_days": res.days})
     status["scenario"] = "simulated"
 
@@ -352,7 +387,10 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
         cal_rows.append({
             "run": r["name"], "window_start": pd.Timestamp(r["start"]).date(), "window_end": pd.Timestamp(r["end"]).date(),
             "as_of": pd.Timestamp(r["as_of"]).date(), "y": float(r["y"]), "kappa": float(r["kappa"]),
-            "rmse": float(r["rmse"]) if r["rmse"] is not None else np.nan,
+            "eta": float(r["eta"]), "rmse": float(r["rmse"]) if r["rmse"] is not None else np.nan,
+            "rmse_raw": float(r["rmse_raw"]),
+            "y_identified": r["identified"], "error_curvature": float(r["curvature"]),
+            "observed_sales_bn_cny": float(r["observed_sales_cny"] / 1e9),
             "obs_cross_bucket_std": float(r["obs_spread"]), "n_days": int(r["n_days"]),
             "days_simulated": int(r["result"].days), "status": status[r["name"]],
             "sold_bn_cny": float(r["result"].fund_path["sold_cny"].sum() / 1e9),

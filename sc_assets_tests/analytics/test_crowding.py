@@ -106,20 +106,20 @@ def test_holdings_conserve_sleeve_aum_and_tilt_small():
     u, iw, codes, order = _market()
     p = HoldingsParams()
     h = estimate_quant_holdings(u, iw, p)
-    for d, g in h.groupby("trade_date"):
+    for _d, g in h.groupby("trade_date"):
         for s in p.sleeves():
             assert g[f"hold_{s.name}"].sum() == pytest.approx(s.gross_cny, rel=1e-9)
         assert g["holdings"].sum() == pytest.approx(sum(s.gross_cny for s in p.sleeves()), rel=1e-9)
     g = h[h["trade_date"] == pd.Timestamp("2024-01-04")].set_index("ts_code")
     # among non-constituents of both indices (the top-5 and the bottom 10), the share of free
-    # float held falls with cap (u ∝ FF^0.5 => HS ∝ FF^-0.5)
+    # float held falls with cap (u ∝ FF^β => HS ∝ FF^(β-1))
     small = [codes[i] for i in order[30:]]
     hs = g.loc[small, "holdings_share"]
     ff = g.loc[small, "free_float_mv"]
     assert np.corrcoef(np.log(ff), np.log(hs))[0, 1] == pytest.approx(-1.0, abs=1e-9)
-    # τ = 0.2: the CSI500 IE sleeve keeps 80 % on its benchmark constituents
+    # the CSI500 IE sleeve keeps 1 - τ on its benchmark constituents
     c500 = iw.loc[iw["index_code"] == "000905.SH", "con_code"]
-    assert g.loc[c500, "hold_ie_csi500"].sum() == pytest.approx(0.8 * p.sleeves()[0].gross_cny, rel=1e-9)
+    assert g.loc[c500, "hold_ie_csi500"].sum() == pytest.approx((1 - p.tau) * p.sleeves()[0].gross_cny, rel=1e-9)
 
 
 def test_product_holdings_replace_the_estimate():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -234,3 +236,117 @@ def test_calibration_recovers_y_of_its_own_model():
     cal = fs.calibrate(inp, shock, obs, w, fs.FireSaleParams(n_days=6), kappa_grid=(0.0, 1.0, 2.0))
     assert cal.y == pytest.approx(1.1, rel=0.1)
     assert cal.rmse < 0.005
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration pieces: forced sales from volume, η, Y regression, identification
+# ---------------------------------------------------------------------------------------------
+
+
+def test_excess_volume_sales_recovers_injected_sales():
+    rng = np.random.default_rng(7)
+    days = pd.bdate_range("2023-10-02", periods=70)
+    n = 80
+    vbar = rng.uniform(1e5, 1e7, n)
+    rows = []
+    injected = 0.0
+    for t, d in enumerate(days):
+        r = rng.normal(0, 0.02, n)
+        vol = vbar * (0.9 + 5.0 * np.abs(r)) * np.exp(rng.normal(0, 0.1, n) - 0.005)
+        if t >= 60:
+            extra = 0.05 * vbar * (np.arange(n) % 2)
+            vol = vol + extra
+            injected += float((extra * 10.0).sum())
+        rows.append(pd.DataFrame({"trade_date": d, "ts_code": np.arange(n).astype(str), "vol": vol, "ret": r, "close": 10.0}))
+    panel = pd.concat(rows, ignore_index=True)
+    ev = fs.excess_volume_sales(panel, days[60], days[-1], lookback=60)
+    assert ev.attrs["c"] == pytest.approx(5.0 * ev.attrs["a"] / 0.9, rel=0.15)
+    assert ev["excess_cny"].sum() == pytest.approx(injected, rel=0.15)
+
+
+def test_fit_eta_matches_target_sales():
+    inp, _ = _fire_sale_inputs()
+    shock = fs.Shock(market=(-0.01, -0.01, 0.0), basis=(-0.1, -0.05, 0.0))
+    prm = fs.FireSaleParams(y=1.0, kappa=0.5, n_days=3)
+    base = fs.simulate(inp, shock, prm).fund_path["sold_cny"].sum()
+    target = 3 * base
+    eta = fs.fit_eta(inp, shock, prm, target)
+    got = fs.simulate(inp, shock, fs.FireSaleParams(y=1.0, kappa=0.5, eta=eta, n_days=3)).fund_path["sold_cny"].sum()
+    assert got == pytest.approx(target, rel=1e-3)
+    assert fs.fit_eta(inp, shock, prm, 0.0) == 0.0
+
+
+def test_y_regression_recovers_y_with_style_moves():
+    """Returns = day effect + size style (any sign, any size) − Y σ sqrt(q/V) + noise."""
+    rng = np.random.default_rng(3)
+    n, y_true = 400, 0.9
+    lc = rng.uniform(np.log(1e9), np.log(1e12), n)
+    stocks = pd.DataFrame({"ts_code": [f"s{i}" for i in range(n)], "sigma_d": rng.uniform(0.01, 0.04, n),
+                           "adv_shares": rng.uniform(1e5, 1e7, n), "limit_pct": 0.10, "total_mv": np.exp(lc)})
+    z = (lc - lc.mean()) / lc.std()
+    ret_rows, sale_rows = [], []
+    for d in pd.bdate_range("2024-01-15", periods=6):
+        q = stocks["adv_shares"].to_numpy() * rng.uniform(0, 0.4, n) * (rng.random(n) < 0.7)
+        r = rng.normal(0, 0.01) + rng.normal(0, 0.02) * z - y_true * stocks["sigma_d"].to_numpy() * np.sqrt(q / stocks["adv_shares"].to_numpy())
+        r = r + rng.normal(0, 0.01, n)
+        ret_rows.append(pd.DataFrame({"trade_date": d, "ts_code": stocks["ts_code"], "ret": np.clip(r, -0.1, 0.1)}))
+        sale_rows.append(pd.DataFrame({"trade_date": d, "ts_code": stocks["ts_code"], "net_sell_shares": q}))
+    est = fs.estimate_y_regression(pd.concat(ret_rows), pd.concat(sale_rows), stocks)
+    assert est["y"] == pytest.approx(y_true, abs=3 * est["se"] + 0.02)
+    assert est["se"] < 0.1
+
+
+def test_calibration_flags_an_unidentified_y():
+    """Observed paths that are pure size-style moves (no flows): after the size control every Y
+    fits about equally — the calibration must say Y is not identified."""
+    inp, _ = _fire_sale_inputs(n=60)
+    ff = inp.stocks.set_index("ts_code")["free_float_mv"]
+    dec = pd.qcut(ff.rank(method="first"), 5, labels=[f"Q{i}" for i in range(1, 6)]).astype(str)
+    w = pd.DataFrame({"ts_code": ff.index, "bucket": dec.to_numpy(), "weight": ff.to_numpy()})
+    lz = np.log(ff)
+    zb = ((lz - lz.mean()) / lz.std()).groupby(dec).mean()
+    obs = pd.DataFrame([(d, b, -0.01 * d * (1 - zb[b])) for d in (1, 2, 3) for b in zb.index], columns=["day", "bucket", "cum_ret"])
+    cal = fs.calibrate(inp, fs.Shock(market=(0.0,)), obs, w, fs.FireSaleParams(n_days=3, eta=0.0),
+                       y_grid=(0.25, 0.5, 1.0, 2.0), kappa_grid=(0.0,), bucket_size=zb)
+    assert not cal.identified
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 8 acceptance): on the synthetic market (400 stocks) the square-root regression "
+    "with the simulator's own executed net sales gives Y = 1.41 +- 0.16 for a true Y of 1.0 at the default "
+    "seed (seeds 1, 2, 3, 7: 1.43, 1.35, 1.04, 1.14; se ~0.17, mean bias ~+0.27), outside 25 %; the "
+    "marts-only fire-sale calibration cannot identify Y at all (wave 1 is dominated by the scripted "
+    "size-factor move). strict: this test fails once the gap is closed at the default seed.",
+)
+def test_simulator_impact_y_recovered_from_known_sales(tmp_path):
+    """On the synthetic market (returns and volume read from the landing files a user gets), with
+    the net quant sales the simulator executed (ground truth, standing in for a product-holdings
+    feed), the square-root regression should recover the simulator's Y within 25 % over wave 1."""
+    sim = pytest.importorskip("sc_assets.simulator")
+    from sc_assets.analytics.crowding import adv_and_sigma
+    from sc_assets.feeds.readers import read_landing_file
+
+    root = tmp_path / "sim"
+    sim.simulate(root, sim.SimulationParams(n_stocks=400, start="2023-10-09", end="2024-01-23"))
+    y_true = json.loads((root / "ground_truth" / "params.json").read_text())["impact_y"]
+    frames = [read_landing_file(f, "stock_daily").to_pandas()[["ts_code", "trade_date", "close", "pre_close", "vol"]]
+              for f in sorted((root / "landing" / "stock_daily").glob("*"))]
+    p = pd.concat(frames, ignore_index=True)
+    p["trade_date"] = pd.to_datetime(p["trade_date"])
+    p["ret"] = p["close"] / p["pre_close"] - 1
+    p["vol"] = p["vol"] * 100.0  # lots -> shares
+    p["amount"] = p["vol"] * p["close"]
+    base = pd.Timestamp("2024-01-12")
+    liq = adv_and_sigma(p[p["trade_date"] <= base])
+    gt = pd.read_parquet(root / "ground_truth" / "stock_days.parquet")
+    gt["trade_date"] = pd.to_datetime(gt["trade_date"])
+    g0 = gt[gt["trade_date"] == base][["ts_code", "limit_pct", "lncap"]]  # board limit rule and cap (observable)
+    stocks = liq[liq["trade_date"] == base][["ts_code", "adv_shares", "sigma_d"]].merge(g0, on="ts_code")
+    stocks["total_mv"] = np.exp(stocks["lncap"])
+    win = p[p["trade_date"] >= "2024-01-15"]
+    gw = gt[gt["trade_date"] >= "2024-01-15"]
+    sales = gw[["trade_date", "ts_code"]].assign(net_sell_shares=(gw["quant_filled_shares"] - gw["etf_buy_shares"]).to_numpy())
+    est = fs.estimate_y_regression(win[["trade_date", "ts_code", "ret"]], sales, stocks)
+    assert est["n"] > 1000
+    assert est["y"] == pytest.approx(y_true, rel=0.25)
