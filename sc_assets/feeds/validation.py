@@ -9,6 +9,20 @@ reason, the first that applies in this order (``REASONS``):
 4. ``non-positive <col>``                     a ``spec.price_columns`` value <= 0
 5. ``high < low``                             (feeds with high and low)
 6. ``close outside [low, high]``              (feeds with close, high and low)
+   ``negative <col>``                         a count/amount/cap that cannot be negative (vol,
+                                              amount, oi, fd_share, share counts, caps, weight)
+   ``vol and amount disagree``                stock_daily: one of vol/amount is zero and the other
+                                              not (e.g. a suspended stock "with trades")
+   ``amount inconsistent with vol x price``   stock_daily: amount/vol (the day's VWAP) lies far
+                                              outside [low, high] (x1.5): a unit mix-up (CNY vs
+                                              1,000 CNY, shares vs lots)
+   ``total_share out of range``               daily_basic: > 1e8 (10,000 shares), i.e. reported in
+                                              shares under the 10,000-share header
+   ``total_mv/circ_mv inconsistent with ...`` daily_basic: cap / (close x shares) off by > x1.5
+                                              (CNY vs 10,000 CNY, a 10,000x cap jump)
+   ``contract past its expiry month``         fut_daily: trade month after the month in the
+                                              CFFEX code (IC2312 traded in 2024-01)
+   ``date in the future``                     after today (Asia/Shanghai)
 7. ``date not a trading day``                 the row's date is not an SSE session
 8. ``date is not the file's day``             partitioned feeds: the row's date must equal the
                                               file name's YYYYMMDD (fund_nav: nav_date likewise)
@@ -36,9 +50,22 @@ from sc_assets.partitions import sessions
 SOURCE_COLUMNS = ["source_file", "source_line", "source_mtime_ns"]
 REASON_PREFIXES = (
     "missing key", "invalid code", "missing required value", "non-positive", "high < low",
-    "close outside [low, high]", "date not a trading day", "date is not the file's day",
+    "close outside [low, high]", "negative ", "vol and amount disagree", "amount inconsistent with vol x price",
+    "total_share out of range", "total_mv inconsistent", "circ_mv inconsistent", "contract past its expiry month",
+    "date in the future", "date not a trading day", "date is not the file's day",
     "conflicting duplicate key", "duplicate row",
 )
+
+
+#: columns that are counts, amounts or caps: a negative value is a bad row
+NON_NEGATIVE = ("vol", "amount", "oi", "fd_share", "total_share", "float_share", "free_share",
+                "turnover_rate", "turnover_rate_f", "total_mv", "circ_mv", "weight")
+#: stock_daily: amount/vol (VWAP) may lie this factor outside [low, high] before it is a unit mix-up
+VWAP_SLACK = 1.5
+#: daily_basic: market cap / (close x shares) may be off by this factor (unit mix-ups are 10,000x)
+CAP_SLACK = 1.5
+#: daily_basic: total_share in 10,000 shares above this (1e12 shares; ICBC has ~3.6e11) is a unit mix-up
+MAX_TOTAL_SHARE_10K = 1e8
 
 
 class _Reasons:
@@ -87,14 +114,47 @@ def row_reasons(df: pd.DataFrame, spec: FeedSpec, file_day: pd.Series | None = N
         if "close" in cols:
             outside = (df["close"] < df["low"]) | (df["close"] > df["high"])
             _flag(reason, outside.fillna(False).to_numpy(dtype=bool), "close outside [low, high]")
+    for c in NON_NEGATIVE:
+        if c in cols:
+            _flag(reason, (df[c] < 0).fillna(False).to_numpy(dtype=bool), f"negative {c}")
+    _feed_rules(df, spec, reason)
     if spec.date_column is not None:
         d = pd.to_datetime(df[spec.date_column])
+        today = pd.Timestamp.now(tz="Asia/Shanghai").normalize().tz_localize(None)
+        _flag(reason, (d > today).fillna(False).to_numpy(dtype=bool), "date in the future")
         _flag(reason, (d.notna() & ~d.isin(sessions())).to_numpy(), "date not a trading day")
         if spec.partitioned and file_day is not None:
             _flag(reason, (d.notna() & (d.to_numpy() != pd.to_datetime(file_day).to_numpy())).to_numpy(),
                   "date is not the file's day")
     _flag_duplicates(df, spec, reason)
     return reason.text
+
+
+def _num(df: pd.DataFrame, c: str) -> np.ndarray:
+    return pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _feed_rules(df: pd.DataFrame, spec: FeedSpec, reason: _Reasons) -> None:
+    """Cross-column sanity rules of single feeds (units and impossible combinations)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if spec.name == "stock_daily":
+            vol, amount = _num(df, "vol"), _num(df, "amount")
+            _flag(reason, (vol == 0) & (amount > 0) | (vol > 0) & (amount == 0), "vol and amount disagree")
+            vwap = amount * 10.0 / vol  # (1,000 CNY) / lots -> CNY per share
+            off = (vol > 0) & (amount > 0) & ((vwap > _num(df, "high") * VWAP_SLACK) | (vwap < _num(df, "low") / VWAP_SLACK))
+            _flag(reason, off, "amount inconsistent with vol x price")
+        elif spec.name == "daily_basic":
+            close = _num(df, "close")
+            _flag(reason, _num(df, "total_share") > MAX_TOTAL_SHARE_10K, "total_share out of range")
+            for cap, shares in (("total_mv", "total_share"), ("circ_mv", "float_share")):
+                ratio = _num(df, cap) / (close * _num(df, shares))
+                _flag(reason, (ratio > CAP_SLACK) | (ratio < 1 / CAP_SLACK), f"{cap} inconsistent with close x {shares}")
+        elif spec.name == "fut_daily":
+            ym = df["ts_code"].astype("str").str.extract(r"^[A-Z]{1,2}(\d{2})(\d{2})\.CFX$")
+            contract = (2000 + pd.to_numeric(ym[0], errors="coerce")) * 12 + pd.to_numeric(ym[1], errors="coerce")
+            d = pd.to_datetime(df["trade_date"])
+            traded = d.dt.year * 12 + d.dt.month
+            _flag(reason, (traded > contract).fillna(False).to_numpy(dtype=bool), "contract past its expiry month")
 
 
 def _flag_duplicates(df: pd.DataFrame, spec: FeedSpec, reason: _Reasons) -> None:

@@ -19,7 +19,7 @@ FILE = "landing/stock_daily/20240122.csv"
 def _bars(n: int = 4) -> pd.DataFrame:
     return pd.DataFrame({
         "ts_code": [f"60000{i}.SH" for i in range(n)], "trade_date": [DAY] * n,
-        "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "pre_close": 10.0, "vol": 100.0, "amount": 1.0,
+        "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "pre_close": 10.0, "vol": 100.0, "amount": 100.0,
         "source_file": FILE, "source_line": np.arange(2, n + 2), "source_mtime_ns": 1,
     })
 
