@@ -102,6 +102,13 @@ def constrained_wls(
     T, K = int(n_days), int(n_industries)
     P = 1 + K + S
 
+    if T == 0 or K == 0:  # nothing to estimate (no days, or no stock with an industry)
+        nan = np.full((T, P), np.nan)
+        return RegressionResult(
+            factor_returns=nan, std_errors=nan.copy(), t_stats=nan.copy(), r2=np.full(T, np.nan),
+            n_obs=np.zeros(T, dtype=np.int64), dof=np.zeros(T, dtype=np.int64), sigma2=np.full(T, np.nan),
+            industry_share=np.zeros((T, K)), residuals=np.full(n_rows, np.nan),
+        )
     ok = (
         (industry >= 0)
         & (industry < K)

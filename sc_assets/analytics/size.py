@@ -176,7 +176,7 @@ def align_previous_exposures(
     p = panel[["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]].copy()
     p["trade_date"] = pd.to_datetime(p["trade_date"])
     prev = {pd.Timestamp(k): pd.Timestamp(v) for k, v in previous_day.items()}
-    p["prev_date"] = p["trade_date"].map(prev)
+    p["prev_date"] = pd.to_datetime(p["trade_date"].map(prev))
     e = exposures[["trade_date", "ts_code", "industry", "total_mv", "size", "nlsize"]].rename(
         columns={"trade_date": "prev_date", "industry": "industry_prev", "total_mv": "total_mv_prev"}
     )

@@ -315,3 +315,21 @@ def test_window_returns_and_linear_fall_in_log_cap():
         assert reg.loc[name, "slope_se"] == pytest.approx(fit.bse["lncap"], rel=1e-9)
         assert reg.loc[name, "r2"] == pytest.approx(fit.rsquared, rel=1e-9)
     assert reg.loc["ols", "slope"] == pytest.approx(slope_true, abs=0.005)
+
+
+def test_empty_and_unestimable_inputs_give_empty_or_nan_not_errors():
+    cols = ["trade_date", "ts_code", "industry", "total_mv", "days_listed", "is_suspended", "is_locked", "ret"]
+    empty = pd.DataFrame(columns=cols)
+    al = sz.align_previous_exposures(empty, sz.size_exposures(empty), {})
+    long, daily = sz.factor_returns(al)
+    assert long.empty and daily.empty
+    assert sz.smb(sz.size_deciles(al)).empty
+    # a first day: rows but no exposures of t-1 -> counted, no regression
+    day = pd.DataFrame({"trade_date": [pd.Timestamp("2024-01-03").date()] * 3, "ts_code": list("abc"),
+                        "industry": ["x", "y", "x"], "total_mv": [1e9, 2e9, 3e9], "days_listed": 100,
+                        "is_suspended": False, "is_locked": False, "ret": 0.01})
+    al = sz.align_previous_exposures(day, sz.size_exposures(day.iloc[:0]),
+                                     {pd.Timestamp("2024-01-03"): pd.Timestamp("2024-01-02")})
+    long, daily = sz.factor_returns(al)
+    assert long.empty
+    assert daily["n_stocks"].tolist() == [0] and daily["n_excluded_no_exposure_t_minus_1"].tolist() == [3]
