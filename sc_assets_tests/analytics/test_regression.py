@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import statsmodels.api as sm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sc_assets.analytics.regression import constrained_wls, restriction_matrix
 
@@ -135,3 +137,18 @@ def test_recovers_planted_factor_returns():
     np.testing.assert_allclose(res.factor_returns[:, 1 : 1 + K], f_k, atol=1e-7)
     np.testing.assert_allclose(res.factor_returns[:, 1 + K :], f_s, atol=1e-7)
     assert (res.r2 > 0.999).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(1e-3, 1e3))
+def test_invariant_to_stock_order_and_common_cap_scale(seed, scale):
+    day, ind, x, r, cap, T, K = random_days(seed, T=3, n_range=(30, 80))
+    base = constrained_wls(day, ind, x, r, np.sqrt(cap), cap, T, K)
+    perm = np.random.default_rng(seed).permutation(len(r))
+    shuffled = constrained_wls(day[perm], ind[perm], x[perm], r[perm], np.sqrt(cap[perm]), cap[perm], T, K)
+    np.testing.assert_allclose(shuffled.factor_returns, base.factor_returns, atol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(shuffled.residuals[np.argsort(perm)], base.residuals, atol=1e-10, equal_nan=True)
+    c = cap * scale
+    scaled = constrained_wls(day, ind, x, r, np.sqrt(c), c, T, K)
+    np.testing.assert_allclose(scaled.factor_returns, base.factor_returns, atol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(scaled.t_stats, base.t_stats, rtol=1e-7, atol=1e-7, equal_nan=True)
