@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 PORT ?= 3000
 
-.PHONY: venv demo dev test test-fast bench lint clean-data
+.PHONY: venv demo dev test test-fast bench lint clean-data cluster-up cluster-down cluster-dev bench-cluster
 
 # The virtual environment is (re)built from pyproject.toml only when that file changes.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -40,3 +40,19 @@ lint: venv
 
 clean-data:
 	rm -rf data/landing data/lake data/warehouse.duckdb data/reports data/ground_truth
+
+# Past one machine (docs/CLUSTER.md): PostgreSQL + Redis + S3 (moto) + 2 Celery workers on
+# 127.0.0.1, state in .cluster/ (git-ignored). Then: make cluster-dev (dagster dev on that instance)
+cluster-up: venv
+	$(BIN)/python -m sc_assets.deploy.cluster up --dir .cluster
+
+cluster-down:
+	@test -x $(BIN)/python && $(BIN)/python -m sc_assets.deploy.cluster down --dir .cluster || true
+
+# dagster dev on the cluster profile: PostgreSQL instance, Celery executor, lake on S3
+cluster-dev: venv
+	source .cluster/env.sh && $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+# 250-session backfill: cluster (Celery + S3) vs local multiprocess (starts its own cluster)
+bench-cluster: venv
+	$(BIN)/python -m sc_assets.deploy.bench_cluster

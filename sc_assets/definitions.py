@@ -12,6 +12,7 @@ from datetime import timedelta
 import dagster as dg
 
 from sc_assets import assets
+from sc_assets.deploy.profiles import default_executor
 from sc_assets.jobs import JOBS
 from sc_assets.resources import LandingFeedSource, Warehouse
 from sc_assets.schedules import SCHEDULES
@@ -48,4 +49,6 @@ defs = dg.Definitions(
     schedules=SCHEDULES,
     sensors=SENSORS,
     resources={"warehouse": Warehouse(), "feed_source": LandingFeedSource()},
+    # SC_ASSETS_PROFILE=cluster: the Celery executor (sc_assets/deploy/profiles.py); local: Dagster's default
+    executor=default_executor(),
 )

@@ -1,0 +1,1 @@
+"""Deployment: profiles (local | cluster), the local cluster, the cluster benchmark."""

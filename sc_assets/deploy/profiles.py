@@ -1,0 +1,186 @@
+"""Deployment profiles: one setting, same code (issue 14, docs/CLUSTER.md).
+
+``SC_ASSETS_PROFILE`` = ``local`` (default) | ``cluster``.
+
+``local``
+    SQLite instance storage in ``$DAGSTER_HOME`` (``dagster.local.yaml``), Dagster's default
+    executor (multiprocess for launched runs, in-process for ``execute_in_process``), the lake
+    under ``$SC_ASSETS_DATA_DIR/lake``.
+``cluster``
+    PostgreSQL run/event/schedule storage (``dagster.cluster.yaml``), the ``dagster-celery``
+    executor on a Redis broker (``SC_ASSETS_CELERY_BROKER`` / ``SC_ASSETS_CELERY_BACKEND``) with
+    a pool of workers, the lake at ``SC_ASSETS_LAKE_URI`` = ``s3://bucket/prefix``.
+
+Every connection setting comes from an environment variable (``make cluster-up`` writes them
+to ``.cluster/env.sh``); none is put into metadata, and error messages name the setting, never
+its secret value. :func:`check_cluster` is the preflight that turns "connection refused" or
+"password authentication failed" into a :class:`ClusterConfigError` naming the service and
+the variable to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROFILE_ENV = "SC_ASSETS_PROFILE"
+PROFILES = ("local", "cluster")
+DEPLOY_DIR = Path(__file__).resolve().parent
+
+PG_ENV = {
+    "host": "SC_ASSETS_PG_HOST",
+    "port": "SC_ASSETS_PG_PORT",
+    "user": "SC_ASSETS_PG_USER",
+    "password": "SC_ASSETS_PG_PASSWORD",
+    "db": "SC_ASSETS_PG_DB",
+}
+BROKER_ENV = "SC_ASSETS_CELERY_BROKER"
+BACKEND_ENV = "SC_ASSETS_CELERY_BACKEND"
+#: Celery queue the workers listen on (dagster-celery's default).
+CELERY_QUEUE = "dagster"
+
+
+class ClusterConfigError(RuntimeError):
+    """A cluster service is unreachable or refuses the configured credentials.
+
+    The message names the service and the environment variable(s) to fix; never a secret.
+    """
+
+
+def profile() -> str:
+    """The active profile from ``$SC_ASSETS_PROFILE`` (default ``local``)."""
+    value = (os.environ.get(PROFILE_ENV) or "local").strip().lower()
+    if value not in PROFILES:
+        raise ValueError(f"{PROFILE_ENV}={value!r}: expected one of {', '.join(PROFILES)}")
+    return value
+
+
+def instance_template(name: str | None = None) -> Path:
+    """The ``dagster.yaml`` template of a profile (copied into ``$DAGSTER_HOME``)."""
+    return DEPLOY_DIR / f"dagster.{name or profile()}.yaml"
+
+
+def celery_executor_def():
+    """``dagster_celery.celery_executor`` configured from the environment (no secret inlined)."""
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(
+        {
+            "broker": {"env": BROKER_ENV},
+            "backend": {"env": BACKEND_ENV},
+            "config_source": {"worker_prefetch_multiplier": 1, "task_acks_late": False,
+                              "broker_connection_retry_on_startup": True},
+        },
+        name="celery_executor",
+    )
+
+
+def default_executor():
+    """The executor for the code location's Definitions: None (Dagster's default) on
+    ``local``, the Celery executor on ``cluster``."""
+    return celery_executor_def() if profile() == "cluster" else None
+
+
+# ---------------------------------------------------------------------------------------
+# preflight
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    ok: bool
+    detail: str
+
+
+def _need(var: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        raise ClusterConfigError(f"{var} is not set: source .cluster/env.sh (make cluster-up) or export it")
+    return value
+
+
+def check_postgres(timeout_s: int = 3) -> ServiceStatus:
+    import psycopg2
+
+    host, port = _need(PG_ENV["host"]), _need(PG_ENV["port"])
+    user, db = _need(PG_ENV["user"]), _need(PG_ENV["db"])
+    password = os.environ.get(PG_ENV["password"], "")
+    try:
+        con = psycopg2.connect(host=host, port=port, user=user, password=password, dbname=db,
+                               connect_timeout=timeout_s)
+    except psycopg2.OperationalError as exc:
+        text = str(exc)
+        if "password authentication failed" in text or "no password supplied" in text:
+            raise ClusterConfigError(
+                f"PostgreSQL at {host}:{port} rejected the credentials of user {user!r} "
+                f"(check {PG_ENV['user']} / {PG_ENV['password']})") from None
+        if "does not exist" in text and "database" in text:
+            raise ClusterConfigError(
+                f"PostgreSQL at {host}:{port} has no database {db!r} (check {PG_ENV['db']})") from None
+        raise ClusterConfigError(
+            f"PostgreSQL unreachable at {host}:{port} (check {PG_ENV['host']} / {PG_ENV['port']}; "
+            f"is it running? make cluster-up): {text.strip().splitlines()[0] if text.strip() else type(exc).__name__}"
+        ) from None
+    try:
+        version = con.server_version
+    finally:
+        con.close()
+    return ServiceStatus("postgres", True, f"PostgreSQL {version // 10000}.{version % 10000} at {host}:{port}")
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlparse
+
+    p = urlparse(url)
+    netloc = p.hostname or ""
+    if p.port:
+        netloc += f":{p.port}"
+    return f"{p.scheme}://{netloc}{p.path}"
+
+
+def check_redis(var: str = BROKER_ENV, timeout_s: float = 3.0) -> ServiceStatus:
+    import redis
+
+    url = _need(var)
+    where = _redact(url)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        client.ping()
+        info = client.info("server")
+    except redis.exceptions.AuthenticationError:
+        raise ClusterConfigError(
+            f"Redis broker at {where} rejected the credentials (password in {var})") from None
+    except redis.exceptions.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) or "invalid password" in str(exc):
+            raise ClusterConfigError(
+                f"Redis broker at {where} rejected the credentials (password in {var})") from None
+        raise
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise ClusterConfigError(
+            f"Redis broker unreachable at {where} (check {var}; is it running? make cluster-up): "
+            f"{type(exc).__name__}") from None
+    return ServiceStatus("redis", True, f"Redis {info.get('redis_version')} at {where}")
+
+
+def check_object_store() -> ServiceStatus:
+    from sc_assets.resources.object_store import LAKE_URI_ENV, LakeStoreError, S3Lake
+
+    uri = _need(LAKE_URI_ENV)
+    store = S3Lake(uri, cache_dir=Path("/nonexistent"))
+    try:
+        store.check()
+    except LakeStoreError as exc:
+        raise ClusterConfigError(str(exc)) from None
+    return ServiceStatus("s3", True, f"bucket {store.settings.bucket!r} at {store.settings.where()}")
+
+
+def check_cluster() -> list[ServiceStatus]:
+    """Check PostgreSQL, the Redis broker and the S3 bucket; raise on the first problem."""
+    return [check_postgres(), check_redis(), check_object_store()]
+
+
+__all__ = [
+    "BACKEND_ENV", "BROKER_ENV", "CELERY_QUEUE", "PG_ENV", "PROFILES", "PROFILE_ENV", "ClusterConfigError",
+    "ServiceStatus", "celery_executor_def", "check_cluster", "check_object_store", "check_postgres", "check_redis",
+    "default_executor", "instance_template", "profile",
+]

@@ -1,0 +1,313 @@
+"""The ``cluster`` profile end to end on a real local cluster (issue 14).
+
+One module-scoped cluster (PostgreSQL, Redis, moto's S3 server, two Celery workers) under a
+temp folder, started and stopped by the tests themselves. A small simulated market (>= 20
+sessions) is materialized through raw -> staging -> marts twice: in-process on the ``local``
+profile (lake on disk) and on the ``cluster`` profile (Celery workers, lake on S3, runs in
+PostgreSQL). Then a worker process is killed mid-run and the rerun must heal the lake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("dagster_celery")
+pytest.importorskip("dagster_postgres")
+pytest.importorskip("moto")
+
+from sc_assets.deploy.cluster import BUCKET, LAKE_PREFIX, Cluster, free_port  # noqa: E402
+from sc_assets.deploy.profiles import (  # noqa: E402
+    ClusterConfigError,
+    check_object_store,
+    check_postgres,
+    check_redis,
+)
+from sc_assets.partitions import trading_days_between  # noqa: E402
+from sc_assets.resources import Warehouse  # noqa: E402
+from sc_assets.simulator import SimulationParams, simulate  # noqa: E402
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
+
+START, END = "2024-01-02", "2024-02-02"
+LAYERS = ("raw", "staging", "marts")
+RUN_RE = re.compile(r"run ([0-9a-f-]{36}): (SUCCESS|FAILURE)")
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _env_patch(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # under /tmp (not pytest's 0700 tmp dirs): PostgreSQL runs as the postgres user
+    directory = Path(tempfile.mkdtemp(prefix="sc_assets_cluster_"))
+    os.chmod(directory, 0o755)
+    data = directory / "data"
+    simulate(data, SimulationParams(n_stocks=60, start=START, end=END))  # default seed
+    c = Cluster(directory)
+    saved = {k: os.environ.get(k) for k in ("SC_ASSETS_PG_PASSWORD", "SC_ASSETS_REDIS_PASSWORD",
+                                            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    for k in saved:  # generated credentials, never the caller's
+        os.environ.pop(k, None)
+    try:
+        c.up(workers=2, data_dir=data)
+        yield c
+    finally:
+        c.down()
+        for k, v in saved.items():
+            if v is not None:
+                os.environ[k] = v
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _backfill(c: Cluster, layers=LAYERS, wait: bool = True, timeout: float = 240):
+    cmd = [sys.executable, "-m", "sc_assets.deploy.cluster", "backfill", "--start", START, "--end", END,
+           "--select", ",".join(layers)]
+    proc = subprocess.Popen(cmd, env=c.process_env(), cwd=str(PROJECT), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    if not wait:
+        return proc
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def local_lake(cluster, tmp_path_factory):
+    """The same chain on the local profile: in-process, lake on disk (the reference)."""
+    import dagster as dg
+
+    root = tmp_path_factory.mktemp("local_profile")
+    shutil.copytree(cluster.dir / "data" / "landing", root / "landing")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SC_ASSETS_DATA_DIR", str(root))
+    mp.delenv("SC_ASSETS_LAKE_URI", raising=False)
+    mp.setenv("SC_ASSETS_PROFILE", "local")
+    try:
+        from sc_assets.definitions import defs
+        from sc_assets.deploy.cluster import selected_keys
+        from sc_assets.jobs import range_tags
+
+        job = defs.resolve_job_def("full_backfill")
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=range_tags(START, END),
+                                        asset_selection=selected_keys(list(LAYERS)), raise_on_error=False)
+        assert result.success, [e.step_key for e in result.all_events if e.is_step_failure]
+    finally:
+        mp.undo()
+    return Warehouse(data_dir=str(root), lake_uri="")
+
+
+@pytest.fixture(scope="module")
+def cluster_run(cluster):
+    t0 = time.perf_counter()
+    code, out = _backfill(cluster)
+    assert code == 0, out[-3000:]
+    m = RUN_RE.search(out)
+    assert m and m.group(2) == "SUCCESS", out[-3000:]
+    return m.group(1), time.perf_counter() - t0
+
+
+def _s3_warehouse(c: Cluster, monkeypatch) -> Warehouse:
+    _env_patch(monkeypatch, c.env())
+    return Warehouse(data_dir=str(c.dir / "data"), lake_uri=f"s3://{BUCKET}/{LAKE_PREFIX}")
+
+
+def _instance(c: Cluster, monkeypatch):
+    import dagster as dg
+
+    _env_patch(monkeypatch, c.env())
+    return dg.DagsterInstance.from_config(str(c.dagster_home))
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int]:
+    """Rows of a not in b and of b not in a (multiset difference, exact values)."""
+    con = duckdb.connect()
+    con.register("a", pa.Table.from_pandas(a, preserve_index=False))
+    con.register("b", pa.Table.from_pandas(b[list(a.columns)], preserve_index=False))
+    ab = con.execute("SELECT count(*) FROM (SELECT * FROM a EXCEPT ALL SELECT * FROM b)").fetchone()[0]
+    ba = con.execute("SELECT count(*) FROM (SELECT * FROM b EXCEPT ALL SELECT * FROM a)").fetchone()[0]
+    con.close()
+    return ab, ba
+
+
+def _compare_lakes(local: Warehouse, remote: Warehouse, layers=LAYERS) -> list[str]:
+    tables = [t for t in local.tables() if t[0] in layers]
+    assert tables, "the local run wrote nothing"
+    assert [t for t in remote.tables() if t[0] in layers] == tables
+    compared = []
+    for layer, asset in tables:
+        assert remote.partitions(layer, asset) == local.partitions(layer, asset), (layer, asset)
+        a, b = local.read(layer, asset), remote.read(layer, asset)
+        assert list(a.columns) == list(b.columns), (layer, asset)
+        assert len(a) == len(b), (layer, asset, len(a), len(b))
+        assert _same(a, b) == (0, 0), (layer, asset)
+        compared.append(f"{layer}.{asset}")
+    return compared
+
+
+# ---------------------------------------------------------------------------------------
+def test_cluster_lake_equals_local_lake(cluster, local_lake, cluster_run, monkeypatch):
+    sessions = trading_days_between(START, END)
+    assert len(sessions) >= 20
+    remote = _s3_warehouse(cluster, monkeypatch)
+    compared = _compare_lakes(local_lake, remote)
+    assert {"marts.stock_daily_panel", "marts.index_daily_panel", "staging.stg_stock_daily"} <= set(compared)
+    assert len(remote.partitions("marts", "stock_daily_panel")) == len(sessions)
+    # nothing of the cluster lake landed on the local disk of the cluster's data root
+    assert not (cluster.dir / "data" / "lake").exists()
+    # the catalog views read the bucket through the warehouse's DuckDB connection
+    with remote.connect() as con:
+        n = con.execute('SELECT count(*) FROM "marts"."stock_daily_panel"').fetchone()[0]
+    assert n == len(local_lake.read("marts", "stock_daily_panel"))
+
+
+def test_run_records_are_in_postgres(cluster, cluster_run, monkeypatch):
+    import psycopg2
+
+    run_id, _ = cluster_run
+    env = cluster.env()
+    con = psycopg2.connect(host=env["SC_ASSETS_PG_HOST"], port=env["SC_ASSETS_PG_PORT"],
+                           user=env["SC_ASSETS_PG_USER"], password=env["SC_ASSETS_PG_PASSWORD"],
+                           dbname=env["SC_ASSETS_PG_DB"])
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT pipeline_name, status FROM runs WHERE run_id = %s", (run_id,))
+            assert cur.fetchone() == ("full_backfill", "SUCCESS")
+            cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = "
+                        "'ASSET_MATERIALIZATION'", (run_id,))
+            assert cur.fetchone()[0] > 0
+    finally:
+        con.close()
+    # and nothing went to a SQLite file in the cluster's DAGSTER_HOME
+    assert not list(cluster.dagster_home.rglob("*.db"))
+
+
+def test_steps_ran_on_more_than_one_celery_worker(cluster, cluster_run, monkeypatch):
+    import dagster as dg
+
+    run_id, _ = cluster_run
+    instance = _instance(cluster, monkeypatch)
+    hosts, pids = set(), set()
+    for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        md = rec.dagster_event.engine_event_data.metadata if rec.dagster_event.engine_event_data else {}
+        if "Celery worker" in md:
+            hosts.add(md["Celery worker"].value)
+    for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START):
+        pids.add(rec.dagster_event.pid)
+    assert {h.split("@")[0] for h in hosts} == {"worker1", "worker2"}, hosts
+    assert len(pids) >= 2
+    assert os.getpid() not in pids  # no step ran in the launching process
+
+
+def test_killed_worker_leaves_no_half_partition_and_rerun_heals(cluster, local_lake, cluster_run, monkeypatch):
+    import dagster as dg
+
+    remote = _s3_warehouse(cluster, monkeypatch)
+    instance = _instance(cluster, monkeypatch)
+    # start from a lake without the marts, so whatever exists after the kill came from the killed run
+    for asset in [a for layer, a in remote.tables() if layer == "marts"]:
+        for key in remote.lake_store.list(remote.table_dir("marts", asset).key):
+            remote.lake_store.delete(key)
+    before = {r.run_id for r in instance.get_runs()}
+    proc = _backfill(cluster, layers=("marts",), wait=False)
+    killed = None
+    deadline = time.monotonic() + 150
+    try:
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            runs = [r for r in instance.get_runs() if r.run_id not in before]
+            if runs:
+                starts = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_START)
+                if starts:
+                    time.sleep(1.0)  # inside the step: reading upstream / writing partitions
+                    killed = starts[0].dagster_event.pid
+                    os.kill(killed, signal.SIGKILL)  # the Celery pool process running the step
+            time.sleep(0.2)
+        out, _ = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert killed is not None, "no step started on a worker"
+    assert proc.returncode != 0 and "FAILURE" in out, out[-2000:]
+    # every object present is a whole Parquet file with exactly the local rows of its day
+    for layer, asset in [t for t in local_lake.tables() if t[0] == "marts"]:
+        for day in remote.partitions(layer, asset) if remote.exists(layer, asset) else []:
+            got = pq.read_table(remote.files(layer, asset, day, day)[0]).to_pandas()
+            want = local_lake.read(layer, asset, days=[day])
+            assert len(got) == len(want) and _same(want, got) == (0, 0), (asset, day)
+    assert instance.get_run_by_id(RUN_RE.search(out).group(1)).status == dg.DagsterRunStatus.FAILURE
+    # the worker's pool replaced the killed process; the rerun heals the lake
+    code, out = _backfill(cluster, layers=("marts",))
+    assert code == 0, out[-3000:]
+    _compare_lakes(local_lake, remote, layers=("marts",))
+
+
+# ---------------------------------------------------------------------------------------
+def test_bad_credentials_name_the_service_and_setting(cluster, monkeypatch):
+    _env_patch(monkeypatch, cluster.env())
+    monkeypatch.setenv("SC_ASSETS_PG_PASSWORD", "wrong-pg-secret")
+    with pytest.raises(ClusterConfigError, match="PostgreSQL.*rejected the credentials.*SC_ASSETS_PG_PASSWORD") as e:
+        check_postgres()
+    assert "wrong-pg-secret" not in str(e.value)
+    broker = cluster.env()["SC_ASSETS_CELERY_BROKER"]
+    monkeypatch.setenv("SC_ASSETS_CELERY_BROKER", re.sub(r"//:[^@]*@", "//:wrong-redis-secret@", broker))
+    with pytest.raises(ClusterConfigError, match="Redis broker.*rejected the credentials.*SC_ASSETS_CELERY_BROKER") as e:
+        check_redis()
+    assert "wrong-redis-secret" not in str(e.value)
+
+
+def test_backfill_with_bad_password_fails_fast_with_a_clear_message(cluster):
+    env = {**cluster.process_env(), "SC_ASSETS_PG_PASSWORD": "nope-not-it"}
+    out = subprocess.run([sys.executable, "-m", "sc_assets.deploy.cluster", "backfill", "--start", START,
+                          "--end", START], env=env, cwd=str(PROJECT), capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "PostgreSQL" in out.stderr and "SC_ASSETS_PG_PASSWORD" in out.stderr
+    assert "nope-not-it" not in out.stderr + out.stdout
+
+
+def test_unreachable_servers_name_the_service_and_setting(cluster, monkeypatch):
+    _env_patch(monkeypatch, cluster.env())
+    closed = free_port()
+    monkeypatch.setenv("SC_ASSETS_PG_PORT", str(closed))
+    with pytest.raises(ClusterConfigError, match="PostgreSQL unreachable.*SC_ASSETS_PG_PORT"):
+        check_postgres()
+    monkeypatch.setenv("SC_ASSETS_CELERY_BROKER", f"redis://:x@127.0.0.1:{closed}/0")
+    with pytest.raises(ClusterConfigError, match="Redis broker unreachable.*SC_ASSETS_CELERY_BROKER"):
+        check_redis()
+    monkeypatch.setenv("SC_ASSETS_S3_ENDPOINT", f"http://127.0.0.1:{closed}")
+    with pytest.raises(ClusterConfigError, match="S3 object storage unreachable.*SC_ASSETS_S3_ENDPOINT"):
+        check_object_store()
+
+
+def test_s3_partitions_are_atomic_single_objects_and_idempotent(cluster, monkeypatch):
+    _env_patch(monkeypatch, cluster.env())
+    wh = Warehouse(data_dir=str(cluster.dir / "data"), lake_uri=f"s3://{BUCKET}/unit")
+    days = ["2024-01-02", "2024-01-03", "2024-01-04"]
+    df = pd.DataFrame({"trade_date": pd.to_datetime(days[:2]).date, "ts_code": ["600000.SH", "000001.SZ"],
+                       "close": [1.5, 2.5]})
+    assert wh.write_partitions("raw", "t", df, days) == {"2024-01-02": 1, "2024-01-03": 1, "2024-01-04": 0}
+    objects = wh.lake_store.list(wh.table_dir("raw", "t").key)
+    assert sorted(objects) == [f"unit/raw/t/trade_date={d}/part.parquet" for d in days]  # no temp objects
+    wh.write_partitions("raw", "t", df.assign(close=[9.0, 2.5]), days)
+    out = wh.read("raw", "t").sort_values("ts_code")
+    assert out["close"].tolist() == [2.5, 9.0] and len(out) == 2  # replaced, not appended
+    assert wh.read("raw", "t", days=["2024-01-03"])["ts_code"].tolist() == ["000001.SZ"]
+    wh.partition_path("raw", "t", "2024-01-04").unlink()
+    assert wh.partitions("raw", "t") == days[:2]
+    assert wh.clean_temp_files() == 0
+    names = wh.refresh_catalog([("raw", "t")])
+    assert names == ["raw.t"]
