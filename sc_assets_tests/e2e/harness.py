@@ -32,8 +32,8 @@ def free_port() -> int:
 
 
 class DagsterDev:
-    def __init__(self, home: Path, data_dir: Path, log_path: Path, port: int | None = None):
-        self.home, self.data_dir, self.log_path = home, data_dir, log_path
+    def __init__(self, home: Path, data_dir: Path, log_path: Path, port: int | None = None, repo: Path = REPO):
+        self.home, self.data_dir, self.log_path, self.repo = home, data_dir, log_path, Path(repo)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -44,14 +44,14 @@ class DagsterDev:
 
     def start(self, timeout_s: float = 120.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "sc_assets" / "deploy" / "dagster.local.yaml", self.home / "dagster.yaml")
+        shutil.copy(self.repo / "sc_assets" / "deploy" / "dagster.local.yaml", self.home / "dagster.yaml")
         env = {**os.environ, "DAGSTER_HOME": str(self.home), "SC_ASSETS_DATA_DIR": str(self.data_dir),
                "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port),
              "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.repo, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
             self._wait_healthy(timeout_s)
