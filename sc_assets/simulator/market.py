@@ -58,20 +58,25 @@ def barra_size(cap: np.ndarray, elig: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Stocks outside the eligible set get values from the same transforms (NaN without a cap).
     """
     has = np.isfinite(cap) & (cap > 0)
-    e = elig & has
+    e = np.flatnonzero(elig & has)
     x = np.full(cap.shape, np.nan)
     x[has] = np.log(cap[has])
-    w = cap[e] / cap[e].sum()
+    ce = cap[e]
+    w = ce / ce.sum()
 
     def stdz(v):
-        return (v - (w * v[e]).sum()) / v[e].std()
+        ve = v[e]
+        return (v - w @ ve) / ve.std()
 
     z = stdz(np.clip(stdz(x), -3, 3))
     c = z**3
-    sw = np.sqrt(cap[e])
-    a = np.column_stack([np.ones(e.sum()), z[e]])
-    coef = np.linalg.solve(a.T @ (a * sw[:, None]), a.T @ (sw * c[e]))
-    resid = c - coef[0] - coef[1] * z
+    sw = np.sqrt(ce)
+    ze, ce3 = z[e], c[e]
+    s0, s1, s2 = sw.sum(), sw @ ze, sw @ (ze * ze)
+    t0, t1 = sw @ ce3, sw @ (ze * ce3)
+    det = s0 * s2 - s1 * s1
+    b0, b1 = (s2 * t0 - s1 * t1) / det, (s0 * t1 - s1 * t0) / det
+    resid = c - b0 - b1 * z
     nl = stdz(np.clip(stdz(resid), -3, 3))
     return z, nl
 
@@ -473,11 +478,16 @@ class Engine:
         ff_w = np.where(np.isfinite(self.cap_prev), self.free_sh * price_before, 0.0)
         vol_lots = vol_sh / 100
         amt_k = amount / 1000
+        pp = np.maximum(price_prev, 0.01)
+        rel_o = np.where(trading, open_ / pp - 1, 0.0)
+        rel_h = np.where(trading, hi / pp - 1, 0.0)
+        rel_l = np.where(trading, lo / pp - 1, 0.0)
         for code in ALL_INDICES:
             if code == "8841431.WI":
                 ok = listed & np.isfinite(self.cap_prev) & ~st & (self.days_listed >= 20) & ~new
                 idx = np.flatnonzero(ok)
-                pick = idx[np.argsort(self.cap_prev[idx], kind="stable")][: self.micro_n]
+                k = min(self.micro_n, len(idx))
+                pick = idx[np.argpartition(self.cap_prev[idx], k - 1)[:k]] if k < len(idx) else idx
                 m = np.zeros(n, dtype=bool)
                 m[pick] = True
                 w = m.astype(float)
@@ -487,10 +497,10 @@ class Engine:
             tw = w.sum()
             prev_level = self.level[code]
             if tw > 0:
-                r_i = (w * r_px).sum() / tw
-                ro = (w * np.where(trading, open_ / np.maximum(price_prev, 0.01) - 1, 0)).sum() / tw
-                rh = (w * np.where(trading, hi / np.maximum(price_prev, 0.01) - 1, 0)).sum() / tw
-                rl = (w * np.where(trading, lo / np.maximum(price_prev, 0.01) - 1, 0)).sum() / tw
+                r_i = (w @ r_px) / tw
+                ro = (w @ rel_o) / tw
+                rh = (w @ rel_h) / tw
+                rl = (w @ rel_l) / tw
             else:
                 r_i = ro = rh = rl = 0.0
             lvl = prev_level * (1 + r_i)

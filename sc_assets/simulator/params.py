@@ -70,7 +70,17 @@ class SimulationParams:
     delever_*: scripted deleveraging of market-neutral/DMA books driven by the basis stress, as the
         fraction of the book sold per day at full stress; DMA additionally restores its leverage to
         ``dma_leverage`` when it exceeds ``dma_leverage * dma_margin_call`` (endogenous fire sale).
-    ie_redemption: daily redemption fraction of index-enhancement books in the window.
+    ie_redemption: daily redemption fraction of index-enhancement books from wave1-3 to wave2_end.
+    wave2_dma_sell: share of the DMA book sold per day in wave 2 (the DMA unwind of 2024-02-05..07).
+    dma_tau, mn_hedge_im_share: off-benchmark share of DMA books; share of MN/DMA books hedged with IM.
+    etf_support_inflow: CSI300 ETF inflows per day in wave 2 as a share of CSI300 free-float cap.
+    ie_alpha_ann, mn_alpha_ann, fund_te_vol, fund_missing_prob: product alpha (yearly), tracking noise
+        (daily), probability that a product misses a weekly NAV (never in Jan-Feb 2024).
+    index_bands: CSI-like cap-rank bands as fractions of N (CSI300 top 6%, CSI500 next 10%, CSI1000
+        next 20%, CSI2000 next 40%); micro-cap 8841431.WI = the round(400 N / 5000) smallest (min 30),
+        equal weight, daily; SSE50 = the round(50 N / 5000) largest SSE main-board names.
+    gbk_every, extra_gbk_days: every n-th session (and a few random extra stock_daily/daily_basic days)
+        is written as a Wind/Choice-style GBK export; output_format: csv or parquet for the big feeds.
     basis_*: annualised basis process per product: mean, AR(1) coefficient and innovation vol, and the
         wave-1 shock depth (IM main below -30%, IC -20..-30% on 2024-01-22, study §9).
     etf_*: ETF AUM as a share of its index's free-float cap, normal daily flow vol, and wave-2 inflow
@@ -184,9 +194,6 @@ class SimulationParams:
 
     def replace(self, **changes) -> SimulationParams:
         return dataclasses.replace(self, **changes)
-
-    def get(self, table: tuple, key: str):
-        return dict(table)[key]
 
 
 DEFAULT = SimulationParams()

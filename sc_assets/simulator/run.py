@@ -109,7 +109,7 @@ def simulate(root: str | Path, params: SimulationParams | None = None, progress:
     truth_writer = None
     truth_batches: list[pa.Table] = []
     holding_days = sorted(eng.month_first)[-HOLDINGS_MONTHS:]
-    holdings: list[pd.DataFrame] = []
+    holdings: list[pa.Table] = []
     etf_rec = []
     big_fmt = "parquet" if p.output_format == "parquet" else "csv"
 
@@ -119,7 +119,9 @@ def simulate(root: str | Path, params: SimulationParams | None = None, progress:
             return
         tab = pa.concat_tables(truth_batches)
         if truth_writer is None:
-            truth_writer = pq.ParquetWriter(gt / "stock_days.parquet", tab.schema, compression="snappy")
+            truth_writer = pq.ParquetWriter(gt / "stock_days.parquet", tab.schema, compression="snappy",
+                                            use_dictionary=["ts_code", "trade_date"],
+                                            write_statistics=["trade_date", "ts_code"])
         truth_writer.write_table(tab)
         truth_batches = []
 
@@ -162,7 +164,7 @@ def simulate(root: str | Path, params: SimulationParams | None = None, progress:
                 "con_code": codes.take(pa.array(np.concatenate([pos for _c, pos, _w in iw]))),
                 "trade_date": _str_col(ymd, n_w), "weight": pa.array(np.concatenate([w for _c, _p, w in iw]))}))
         if t in holding_days:
-            holdings.append(_fund_holdings(eng, funds, u, d))
+            holdings.append(_fund_holdings(eng, funds, codes, d))
         tt = {"trade_date": pa.array(np.full(n_li, d.date()), pa.date32()), "ts_code": li_codes}
         for k, v in out.truth.items():
             arr = np.asarray(v)
@@ -231,7 +233,7 @@ def simulate(root: str | Path, params: SimulationParams | None = None, progress:
     fo["inception_date"] = days[fo["inception_idx"].to_numpy()].date
     fo.drop(columns=["inception_idx"]).to_parquet(gt / "funds.parquet", index=False)
     if holdings:
-        pd.concat(holdings, ignore_index=True).to_parquet(gt / "fund_holdings.parquet", index=False)
+        pq.write_table(pa.concat_tables(holdings), gt / "fund_holdings.parquet", compression="snappy")
     pd.DataFrame(etf_rec, columns=["trade_date", "ts_code", "index_code", "net_inflow_cny", "fd_share_units"]
                  ).assign(trade_date=lambda x: pd.DatetimeIndex(x["trade_date"]).date).to_parquet(
         gt / "etf_flows.parquet", index=False)
@@ -293,7 +295,7 @@ def _main_basis(fut: pd.DataFrame, fb: pd.DataFrame, days: pd.DatetimeIndex, spo
     return out
 
 
-def _fund_holdings(eng: Engine, funds: pd.DataFrame, u, d: pd.Timestamp) -> pd.DataFrame:
+def _fund_holdings(eng: Engine, funds: pd.DataFrame, codes: pa.Array, d: pd.Timestamp) -> pa.Table:
     """Per-fund long-book weights and value on ``d``: (1 - tau) bench book + tau off book of its strategy."""
     price = np.where(np.isfinite(eng.last_close), eng.last_close, 0.0)
     col = {bk: k for k, bk in enumerate(BOOKS)}
@@ -312,10 +314,11 @@ def _fund_holdings(eng: Engine, funds: pd.DataFrame, u, d: pd.Timestamp) -> pd.D
         share = f.aum_rel / aum_tot[(f.strategy, f.hedge_index)]
         out.append((f.fund_id, nz, w[nz], w[nz] * (vb.sum() + vo.sum()) * share))
     if not out:
-        return pd.DataFrame()
-    return pd.DataFrame({
-        "date": d.date(), "fund_id": np.concatenate([np.full(len(nz), fid, dtype=object) for fid, nz, _w, _v in out]),
-        "ts_code": u.code[np.concatenate([nz for _f, nz, _w, _v in out])].astype(str),
-        "weight": np.concatenate([w for _f, _n, w, _v in out]),
-        "value_cny": np.concatenate([v for _f, _n, _w, v in out])})
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+        return pa.table({"date": pa.array([], pa.date32())})
+    n_rows = sum(len(nz) for _f, nz, _w, _v in out)
+    return pa.table({
+        "date": pa.array(np.full(n_rows, d.date()), pa.date32()),
+        "fund_id": pa.array(np.concatenate([np.full(len(nz), fid, dtype=object) for fid, nz, _w, _v in out])),
+        "ts_code": codes.take(pa.array(np.concatenate([nz for _f, nz, _w, _v in out]))),
+        "weight": pa.array(np.concatenate([w for _f, _n, w, _v in out])),
+        "value_cny": pa.array(np.concatenate([v for _f, _n, _w, v in out]))})
