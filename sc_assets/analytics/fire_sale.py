@@ -384,6 +384,11 @@ def excess_volume_sales(panel: pd.DataFrame, start, end, lookback: int = 60) -> 
     Excess = observed − normal volume (may be negative: noise cancels in sums), in shares and in
     CNY at the close. panel: trade_date, ts_code, vol, ret, close (with the lookback).
     Returns trade_date, ts_code, excess_shares, excess_cny; ``attrs['a']``, ``attrs['c']``.
+
+    Precision: forced sales are a few percent of the window's volume, so the sum is fragile. On the
+    synthetic market (400 stocks, wave 1) it gave 1.23x the executed quant sales at the default
+    seed and 0.97x .. 4.9x (once negative) on other seeds; 1.11x with 600 stocks. Treat it as an
+    order of magnitude, and prefer product-holdings changes where a feed has them.
     """
     p = panel[["trade_date", "ts_code", "vol", "ret", "close"]].copy()
     p["trade_date"] = pd.to_datetime(p["trade_date"]).astype("datetime64[ns]")

@@ -200,7 +200,8 @@ def stock_state(
     kinds=KINDS,
     code_version="1",
     check_specs=[dg.AssetCheckSpec("sleeves_sum_to_aum", asset=HOLDINGS, blocking=True,
-                                   description="each sleeve's holdings sum to its AUM every day (CNY AUM mode)")],
+                                   description="each sleeve's holdings sum to its AUM every day (CNY AUM mode), or the micro-cap "
+                                               "bucket holds the target share of its free float (scaled mode)")],
 )
 def quant_holdings_estimate(
     context: dg.AssetExecutionContext, config: HoldingsConfig, warehouse: Warehouse
@@ -229,6 +230,11 @@ def quant_holdings_estimate(
         g = out.groupby("trade_date")
         for s in params.sleeves():
             worst = max(worst, float((g[f"hold_{s.name}"].sum() / s.gross_cny - 1).abs().max()))
+    elif len(out):  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
+        m = out.merge(as_dates(panel[["trade_date", "ts_code", "total_mv", "is_suspended"]]), on=["trade_date", "ts_code"])
+        m = m[cr.micro_mask(m, params.micro_fraction).to_numpy()]
+        hs = m.groupby("trade_date")["holdings"].sum() / m.groupby("trade_date")["free_float_mv"].sum()
+        worst = float((hs / params.scale_to_micro_hs - 1).abs().max()) if len(hs) else 0.0
     by_day = out.groupby("trade_date")["holdings"].sum() if len(out) else pd.Series(dtype=float)
     days_without_weights = sorted(set(keys) - {d.strftime("%Y-%m-%d") for d in cr.carry_forward_weights(
         iw, pd.to_datetime(keys)).trade_date.drop_duplicates()}) if len(keys) else []
