@@ -14,6 +14,8 @@ Landing (DESIGN §4, canonical raw names and Tushare units, see ``sc_assets.feed
 
 Ground truth (``<root>/ground_truth/``, Parquet; money in CNY, returns as fractions):
 
+- ``landing_manifest.json``: the landing files of this run (a re-run removes files of the previous run that
+  it does not rewrite, so changing the dates never leaves stale days behind).
 - ``params.json``: the :class:`SimulationParams` used (incl. ``impact_y``, the Y of the square-root law).
 - ``factor_returns.parquet``: trade_date, market, size, nlsize, ind_<SW L1 name> (31 columns): the
   factor returns that generated day t's returns (scripted episode parts included). The stock return is
@@ -101,6 +103,8 @@ def simulate(root: str | Path, params: SimulationParams | None = None, progress:
     eng.sleeve_tau = sleeve_tau(funds, p)
     gt = root / "ground_truth"
     gt.mkdir(parents=True, exist_ok=True)
+    manifest = gt / "landing_manifest.json"
+    previous = set(json.loads(manifest.read_text())) if manifest.exists() else set()
     writer = LandingWriter(root)
     codes = pa.array(u.code.astype(str))
     t_n = len(days)
@@ -209,6 +213,12 @@ def simulate(root: str | Path, params: SimulationParams | None = None, progress:
     navs["nav_date"] = pd.DatetimeIndex(navs["nav_date"]).strftime("%Y%m%d")
     _write_by_date(writer, "fund_nav", navs, "nav_date")
     writer.close()
+    # a re-simulation with other settings removes the landing files of the previous run it did not rewrite
+    # (only files listed in the previous manifest: a user's own landing files are never touched)
+    written = {str(p_.relative_to(root)) for p_ in writer.paths}
+    for rel in sorted(previous - written):
+        (root / rel).unlink(missing_ok=True)
+    manifest.write_text(json.dumps(sorted(written)))
 
     # ground truth tables
     (gt / "params.json").write_text(p.to_json())

@@ -85,6 +85,7 @@ class LandingWriter:
         self.sem = threading.BoundedSemaphore(max_pending)
         self.futures: list[Future] = []
         self.files = 0
+        self.paths: list[Path] = []
         for feed in FEEDS:
             (self.root / "landing" / feed).mkdir(parents=True, exist_ok=True)
 
@@ -122,6 +123,7 @@ class LandingWriter:
         else:
             path = folder / f"{day}.csv"
             self._submit(write_csv, path, table, None, "utf-8")
+        self.paths.append(path)
         return path
 
     def close(self) -> None:

@@ -180,3 +180,16 @@ def test_barra_size_matches_methods_definition():
 
     assert abs(wcorr(z, nl)) < 0.1
     assert abs(wcorr(z, z**3)) > 0.7  # while the raw cube is strongly size-correlated
+
+
+def test_resimulating_removes_own_stale_files_only(tmp_path):
+    p = SimulationParams(n_stocks=30, start="2024-01-02", end="2024-01-12", seed=3)
+    simulate(tmp_path, p)
+    user_file = tmp_path / "landing" / "stock_daily" / "20231229.csv"
+    user_file.write_text("ts_code,trade_date\n")
+    assert (tmp_path / "landing" / "stock_daily" / "20240112.csv").exists()
+    simulate(tmp_path, p.replace(end="2024-01-09"))
+    days = sorted(f.name for f in (tmp_path / "landing" / "stock_daily").iterdir())
+    assert days == ["20231229.csv", "20240102.csv", "20240103.csv", "20240104.csv", "20240105.csv",
+                    "20240108.csv", "20240109.csv"]
+    assert user_file.exists()
