@@ -4,7 +4,9 @@ All three are daily (trading-day partitions, single-run backfill) and handle eve
 in one vectorised pass. They read ``marts.stock_daily_panel`` and ``staging.stg_index_weight``
 from the lake: index weights from up to 400 calendar days before the first key (carried forward
 from the latest rebalance), and ``crowding_table`` / ``days_to_liquidate`` read a lookback of
-``adv_window + 5`` sessions of the panel for the 20-day ADV.
+``adv_window + 5`` sessions of the panel for the 20-day ADV. A long single-run backfill is
+computed in chunks of ``CHUNK_SESSIONS`` sessions (each a vectorised pass with its own lookback),
+so memory stays bounded on the full market.
 """
 
 # no `from __future__ import annotations`: Dagster resolves Config annotations at decoration time
@@ -42,6 +44,22 @@ PANEL_COLUMNS = [
 ]
 WEIGHT_LOOKBACK_DAYS = 400
 SIGMA_WINDOW = 60
+#: a long single-run backfill is computed in chunks of this many sessions (bounded memory; each
+#: chunk is one vectorised pass with its own lookback)
+CHUNK_SESSIONS = 120
+
+
+def chunks(keys: list[str], size: int | None = None) -> list[list[str]]:
+    size = size or CHUNK_SESSIONS
+    return [keys[i:i + size] for i in range(0, len(keys), size)] or [[]]
+
+
+def _run_meta(last: pd.DataFrame, rows: int, keys: list[str], **kw) -> dict:
+    meta = table_metadata(last, **kw)
+    meta["dagster/row_count"] = int(rows)
+    if keys:
+        meta["date_range"] = f"{keys[0]} .. {keys[-1]}"
+    return meta
 
 
 class HoldingsConfig(dg.Config):
@@ -218,12 +236,38 @@ def quant_holdings_estimate(
     """
     params = config.params()
     keys = sorted(context.partition_keys)
+    rows, worst_all, no_w = 0, 0.0, []
+    for part in chunks(keys):
+        out, panel, iw, worst = _holdings_chunk(warehouse, part, params)
+        rows += len(out)
+        worst_all = max(worst_all, worst)
+        no_w += sorted(set(part) - {d.strftime("%Y-%m-%d") for d in cr.carry_forward_weights(
+            iw, pd.to_datetime(part)).trade_date.drop_duplicates()}) if part else []
+    warehouse.refresh_catalog([(LAYER, "quant_holdings_estimate")])
+    by_day = out.groupby("trade_date")["holdings"].sum() if len(out) else pd.Series(dtype=float)
+    return dg.MaterializeResult(
+        metadata=_run_meta(
+            out, rows, keys,
+            parameters=params.as_metadata(),
+            n_days=len(keys),
+            total_holdings_bn_cny_last_day=float(by_day.iloc[-1] / 1e9) if len(by_day) else 0.0,
+            days_without_index_weights=no_w[:20],
+            n_days_without_index_weights=len(no_w),
+        ),
+        check_results=[
+            dg.AssetCheckResult(check_name="sleeves_sum_to_aum", passed=bool(worst_all < 1e-6),
+                                metadata={"max_rel_error": worst_all, "mode": "cny" if params.scale_to_micro_hs is None else "scaled"})
+        ],
+    )
+
+
+def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsParams):
+    """Estimate, write and check one chunk of days. Returns (frame, panel, weights, worst error)."""
     panel = read_panel(warehouse, keys, ["trade_date", "ts_code", "free_float_mv", "total_mv", "is_suspended"])
-    iw = read_index_weights(warehouse, keys[0], keys[-1])
+    iw = read_index_weights(warehouse, keys[0], keys[-1]) if keys else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
     out = cr.estimate_quant_holdings(panel, iw, params)
     out = as_dates(out)
     warehouse.write_partitions(LAYER, "quant_holdings_estimate", out, days=keys)
-    warehouse.refresh_catalog([(LAYER, "quant_holdings_estimate")])
 
     worst = 0.0
     if len(out) and params.scale_to_micro_hs is None:
@@ -235,23 +279,7 @@ def quant_holdings_estimate(
         m = m[cr.micro_mask(m, params.micro_fraction).to_numpy()]
         hs = m.groupby("trade_date")["holdings"].sum() / m.groupby("trade_date")["free_float_mv"].sum()
         worst = float((hs / params.scale_to_micro_hs - 1).abs().max()) if len(hs) else 0.0
-    by_day = out.groupby("trade_date")["holdings"].sum() if len(out) else pd.Series(dtype=float)
-    days_without_weights = sorted(set(keys) - {d.strftime("%Y-%m-%d") for d in cr.carry_forward_weights(
-        iw, pd.to_datetime(keys)).trade_date.drop_duplicates()}) if len(keys) else []
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            out,
-            parameters=params.as_metadata(),
-            n_days=len(keys),
-            total_holdings_bn_cny_last_day=float(by_day.iloc[-1] / 1e9) if len(by_day) else 0.0,
-            days_without_index_weights=days_without_weights[:20],
-            n_days_without_index_weights=len(days_without_weights),
-        ),
-        check_results=[
-            dg.AssetCheckResult(check_name="sleeves_sum_to_aum", passed=bool(worst < 1e-6),
-                                metadata={"max_rel_error": worst, "mode": "cny" if params.scale_to_micro_hs is None else "scaled"})
-        ],
-    )
+    return out, panel, iw, worst
 
 
 # ---- crowding_table ------------------------------------------------------------------------
@@ -280,11 +308,14 @@ def crowding_table(
     """
     params = config.params()
     keys = sorted(context.partition_keys)
-    stock, buckets, _ = stock_state(warehouse, keys, params)
-    out = cr.crowding_table(stock, buckets, params)
-    out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
-    out = as_dates(out)
-    warehouse.write_partitions(LAYER, "crowding_table", out, days=keys)
+    rows = 0
+    for part in chunks(keys):
+        stock, buckets, _ = stock_state(warehouse, part, params)
+        out = cr.crowding_table(stock, buckets, params)
+        out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
+        out = as_dates(out)
+        warehouse.write_partitions(LAYER, "crowding_table", out, days=part)
+        rows += len(out)
     warehouse.refresh_catalog([(LAYER, "crowding_table")])
     last = out[(out["level"] == "bucket") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out
     preview = last[last["bucket_type"].isin(["micro", "index", "all"])][
@@ -297,8 +328,8 @@ def crowding_table(
             redemption_share=100 * preview["redemption_share"],
         )
     return dg.MaterializeResult(
-        metadata=table_metadata(
-            out, preview=preview, parameters=params.as_metadata(), n_days=len(keys),
+        metadata=_run_meta(
+            out, rows, keys, preview=preview, parameters=params.as_metadata(), n_days=len(keys),
             preview_units="preview: amounts in 100m CNY, shares in percent (last day)",
             adv_lookback_sessions=params.adv_window + 5,
         )
@@ -328,13 +359,16 @@ def days_to_liquidate(
     """
     params = config.params()
     keys = sorted(context.partition_keys)
-    stock, buckets, _ = stock_state(warehouse, keys, params)
-    out = cr.days_to_liquidate(stock, buckets, params.participations, params.dtl_thresholds)
-    out = as_dates(out)
-    warehouse.write_partitions(LAYER, "days_to_liquidate", out, days=keys)
+    rows = 0
+    for part in chunks(keys):
+        stock, buckets, _ = stock_state(warehouse, part, params)
+        out = cr.days_to_liquidate(stock, buckets, params.participations, params.dtl_thresholds)
+        out = as_dates(out)
+        warehouse.write_partitions(LAYER, "days_to_liquidate", out, days=part)
+        rows += len(out)
     warehouse.refresh_catalog([(LAYER, "days_to_liquidate")])
     prev = out[(out["bucket_type"] != "stock") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out
     return dg.MaterializeResult(
-        metadata=table_metadata(out, preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
-                                parameters=params.as_metadata(), n_days=len(keys))
+        metadata=_run_meta(out, rows, keys, preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
+                           parameters=params.as_metadata(), n_days=len(keys))
     )

@@ -93,11 +93,13 @@ def built(tmp_path_factory):
     wh = Warehouse(data_dir=str(root))
     panel, iw = _build_lake(wh)
     first = trading_days_between("2023-12-01", END)
+    old_chunk, ca.CHUNK_SESSIONS = ca.CHUNK_SESSIONS, 17  # exercise chunked backfills (49 sessions -> 3 chunks)
     res = dg.materialize(
         CROWDING_ASSETS, resources={"warehouse": wh},
         tags={"dagster/asset_partition_range_start": first[0].strftime("%Y-%m-%d"),
               "dagster/asset_partition_range_end": END},
     )
+    ca.CHUNK_SESSIONS = old_chunk
     assert res.success
     checks = res.get_asset_check_evaluations()
     res2 = dg.materialize(STRESS_ASSETS, resources={"warehouse": wh},
@@ -126,13 +128,14 @@ def test_holdings_partitions_and_blocking_check(built):
 
 def test_crowding_table_matches_its_definition(built):
     wh, panel, _, _ = built
-    ct = wh.read("crowding", "crowding_table", days=["2024-01-19"])
-    h = wh.read("crowding", "quant_holdings_estimate", days=["2024-01-19"]).set_index("ts_code")
+    day = "2024-01-19"  # first day of the third chunk: its ADV needs the lookback across the chunk edge
+    ct = wh.read("crowding", "crowding_table", days=[day])
+    h = wh.read("crowding", "quant_holdings_estimate", days=[day]).set_index("ts_code")
     # ADV oracle: plain pandas mean of the last 20 sessions' amount, per stock
     p = panel.copy()
     p["trade_date"] = pd.to_datetime(p["trade_date"])
     last20 = sorted(p["trade_date"].unique())
-    last20 = [d for d in last20 if d <= pd.Timestamp("2024-01-19")][-20:]
+    last20 = [d for d in last20 if d <= pd.Timestamp(day)][-20:]
     adv = p[p["trade_date"].isin(last20)].groupby("ts_code")["amount"].mean()
     stocks = ct[ct["level"] == "stock"].set_index("bucket")
     assert stocks["adv_cny"].to_numpy() == pytest.approx(adv.loc[stocks.index].to_numpy(), rel=1e-9)
