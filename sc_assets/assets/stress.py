@@ -190,7 +190,7 @@ class FireSaleConfig(dg.Config):
     y_default: float = F_DEFAULTS.y
     kappa_default: float = F_DEFAULTS.kappa
     y_grid: list[float] = [round(0.1 * i, 2) for i in range(1, 31)]
-    kappa_grid: list[float] = [0.0, 0.5, 1.0, 2.0, 4.0]
+    kappa_grid: list[float] = [0.0, 1.0, 3.0]
     eta_default: float = F_DEFAULTS.eta
     sales_from_volume: bool = True
     size_control: bool = True
