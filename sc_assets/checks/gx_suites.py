@@ -46,12 +46,18 @@ class CheckParams:
 
     limit_tolerance: |ret| may exceed the board limit by this much plus one tick
         (0.01 CNY / pre_close) of limit-price rounding (METHODS.md §1: limit price rounded to 0.01).
-    price_tolerance: CNY slack for close vs. high/low and limit prices (half a tick).
+    price_tolerance: CNY slack for close vs. the limit prices: one tick (0.01) plus float noise.
+        Limit prices follow the exchange's half-up rounding (175.95 x 0.9 = 158.355 -> 158.36); a
+        source that rounds in binary floating point closes one tick beyond it (158.35), which is
+        a rounding convention, not bad data (seen in the simulator, 6 of 616k stock-days).
+    max_basis_rel: bound on |futures close / spot - 1|; far quarterly contracts in a crash reach
+        -24% in the simulator (-36% annualized over 242 days), so 50%.
     fund_ret_min: a weekly fund return below this is an error (NAV data break).
     """
 
     limit_tolerance: float = 0.001
-    price_tolerance: float = 0.005
+    price_tolerance: float = 0.010001
+    max_basis_rel: float = 0.5
     fund_ret_min: float = -0.5
     max_examples: int = 5
 
@@ -339,9 +345,8 @@ def _futures_build(df: pd.DataFrame) -> list:
         + between("days_to_expiry", 1, None)
         + ge("expiry_date", "trade_date")
         + between("_main_per_product", 1, 1)
-        # relative basis |F/S - 1| <= 20%; not the annualized basis, which is legitimately
-        # large a few days before expiry
-        + between("_basis_rel", -0.2, 0.2)
+        # relative basis |F/S - 1|, not the annualized basis (legitimately large near expiry)
+        + between("_basis_rel", -PARAMS.max_basis_rel, PARAMS.max_basis_rel)
     )
 
 
@@ -387,7 +392,7 @@ SUITES["marts.index_daily_panel"] = Suite(
 SUITES["marts.futures_basis_panel"] = Suite(
     "marts.futures_basis_panel", FUTURES_PANEL_COLUMNS, _futures_build, _prepare_futures,
     "keys, expiry on/after trade date, days_to_expiry >= 1, one main contract per product-day, spot > 0, "
-    "|close / spot - 1| <= 20%")
+    "|close / spot - 1| <= 50%")
 SUITES["marts.etf_flow_panel"] = Suite(
     "marts.etf_flow_panel", ETF_PANEL_COLUMNS, _etf_build, _prepare_with_days,
     "keys, shares and close > 0")

@@ -112,6 +112,9 @@ def test_stock_panel_suite_rules():
     ok, meta = validate("marts.stock_daily_panel", panel(ret=0.15, is_resumption=True))
     assert ok, meta["failed"]
     assert not validate("marts.stock_daily_panel", panel(close=12.0))[0]  # close > high and > up limit
+    # one tick beyond the half-up limit price (float-rounded source) is tolerated, two are not
+    assert validate("marts.stock_daily_panel", panel(close=11.01, high=11.01, up_limit=11.0, ret=0.1))[0]
+    assert not validate("marts.stock_daily_panel", panel(close=11.02, high=11.02, up_limit=11.0, ret=0.1))[0]
     assert not validate("marts.stock_daily_panel", panel(board="nasdaq"))[0]
     assert validate("marts.stock_daily_panel", panel(days_listed=None, list_date=None, name=None))[0]
     assert not validate("marts.stock_daily_panel", panel(days_listed=0))[0]  # a bar before listing
@@ -140,7 +143,8 @@ def test_futures_suite_rules():
     assert not validate("marts.futures_basis_panel", futures(is_main=True))[0]  # two main contracts
     assert not validate("marts.futures_basis_panel", futures(expiry_date=date(2023, 12, 15)))[0]
     assert not validate("marts.futures_basis_panel", futures(days_to_expiry=0))[0]
-    assert not validate("marts.futures_basis_panel", futures(close=7000.0))[0]  # 32% off spot
+    assert not validate("marts.futures_basis_panel", futures(close=9000.0))[0]  # 70% off spot
+    assert validate("marts.futures_basis_panel", futures(close=4100.0))[0]  # -23%: a far contract in a crash
     # a large annualized basis a day before expiry is legitimate
     assert validate("marts.futures_basis_panel", futures(days_to_expiry=1, basis_ann=-7.3))[0]
     assert not validate("marts.futures_basis_panel", futures(spot_close=None, basis=None) .assign(spot_close=-1.0))[0]
