@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# single-run backfills: one planned event per asset for the whole range, not one per partition
+# (thousands of SQLite writes before the first step of a multi-year run otherwise)
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
 PORT ?= 3000
 
 .PHONY: venv demo dev test test-fast bench lint clean-data cluster-up cluster-down cluster-dev bench-cluster
