@@ -216,3 +216,33 @@ def test_scan_forgets_deleted_files(data_dir):
     p.unlink()
     changes, state = scan_landing(data_dir, state)
     assert changes == [] and state == {}
+
+
+def test_sensor_against_the_real_code_location(data_dir):
+    """The hand-made landing fixtures, seen by the sensor of the real Definitions."""
+    import shutil
+
+    from sc_assets.definitions import defs
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "landing", data_dir / "landing")
+    for p in (data_dir / "landing").rglob("*"):
+        if p.is_file():
+            t = time.time() - 60
+            os.utime(p, (t, t))
+    ctx = dg.build_sensor_context(definitions=defs)
+    requests = list(landing_sensor(ctx))
+    graph = defs.resolve_asset_graph()
+    by_day = {r.partition_key: r for r in requests}
+    # fixture days 2024-01-19 (fund_nav), 22, 23, 24, 26 -> one run each (<= 5 days)
+    assert set(by_day) == {"2024-01-19", "2024-01-22", "2024-01-23", "2024-01-24", "2024-01-26"}
+    day22 = {k.to_user_string() for k in by_day["2024-01-22"].asset_selection}
+    assert {"raw/stock_daily", "staging/stg_stock_daily", "marts/stock_daily_panel"} <= day22
+    # the reference snapshots changed in the same tick: included in the day runs
+    assert {"raw/stock_basic", "raw/fut_basic"} <= day22
+    for r in requests:
+        assert set(r.asset_selection) <= set(graph.get_all_asset_keys())
+        # the daily_update job can run every requested selection
+        defs.resolve_job_def("daily_update").get_subset(asset_selection=set(r.asset_selection))
+    # a second tick with the cursor sees nothing new
+    ctx2 = dg.build_sensor_context(definitions=defs, cursor=ctx.cursor)
+    assert isinstance(landing_sensor(ctx2), dg.SkipReason)
