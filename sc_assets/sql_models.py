@@ -470,6 +470,24 @@ class SqlModelConfig(dg.Config):
     """A backfill over more partition days than this runs the SQL per chunk (bounds memory)."""
 
 
+def contiguous_chunks(days: Sequence[str], size: int) -> list[list[str]]:
+    """Split partition keys into runs of consecutive sessions of at most ``size`` days, so each
+    SQL run's [$start, $end] covers exactly its days (a run may get non-adjacent keys)."""
+    idx = sessions().get_indexer(pd.DatetimeIndex(sorted(days)))
+    if (idx < 0).any():
+        bad = [d for d, i in zip(sorted(days), idx, strict=True) if i < 0]
+        raise ValueError(f"not SSE trading days: {bad[:5]}")
+    out: list[list[str]] = []
+    prev = -2
+    for d, i in zip(sorted(days), idx, strict=True):
+        if out and i == prev + 1 and len(out[-1]) < max(1, size):
+            out[-1].append(d)
+        else:
+            out.append([d])
+        prev = i
+    return out
+
+
 def _unique_key_failures(df: pd.DataFrame, key: Sequence[str]) -> tuple[int, int]:
     if not key or not len(df):
         return 0, 0
@@ -546,7 +564,7 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         frames: list[pd.DataFrame] = []
         tables: list[pa.Table] = []
         params: dict[str, Any] = {}
-        chunks = [days[i:i + config.chunk_sessions] for i in range(0, len(days), max(1, config.chunk_sessions))] if days else [None]
+        chunks = contiguous_chunks(days, config.chunk_sessions) if days else [None]
         rows = 0
         schemas: dict[tuple[str, str], dict[str, str]] = {}
         for chunk in chunks:

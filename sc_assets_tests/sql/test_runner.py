@@ -230,3 +230,15 @@ def test_chunked_backfill_equals_one_pass_and_schema_has_descriptions(built, war
     cols = {c.name: c.description for c in md.materialization.metadata["dagster/column_schema"].value.columns}
     assert "units" in cols["fd_share"] and cols["ts_code"].startswith("security code")
     assert md.materialization.metadata["parameters"].value["chunk_sessions"] == 1
+
+
+def test_contiguous_chunks_split_gaps_and_size():
+    from sc_assets.sql_models import contiguous_chunks
+
+    days = ["2024-01-02", "2024-01-03", "2024-01-05", "2024-02-08", "2024-02-19", "2024-02-20"]
+    # 01-04 missing -> a gap; 02-08 -> 02-19 are adjacent sessions (Spring Festival)
+    assert contiguous_chunks(days, 2) == [["2024-01-02", "2024-01-03"], ["2024-01-05"],
+                                          ["2024-02-08", "2024-02-19"], ["2024-02-20"]]
+    assert contiguous_chunks(days[::-1], 250) == [days[:2], days[2:3], days[3:]]
+    with pytest.raises(ValueError, match="not SSE trading days"):
+        contiguous_chunks(["2024-02-12"], 5)
