@@ -290,8 +290,8 @@ class Engine:
         st = listed & ((self.st_until > t) | ((u.delist_idx < self.t_n) & (u.delist_idx - 120 <= t)))
         # suspensions
         start_s = listed & ~new & (self.days_listed > 5) & (rng.random(n) < p.suspend_prob) & (self.susp_until <= t)
-        length = rng.geometric(1.0 / p.suspend_days, n)
-        self.susp_until = np.where(start_s, t + length, self.susp_until)
+        if start_s.any():
+            self.susp_until[start_s] = t + rng.geometric(1.0 / p.suspend_days, int(start_s.sum()))
         suspended = listed & (self.susp_until > t)
         trading = listed & ~suspended
         # index membership and quant rebalances use the previous close
@@ -305,8 +305,10 @@ class Engine:
         in_season = d.month in (5, 6, 7)
         div_ev = trading & ~new & (self.days_listed > 5) & in_season & (rng.random(n) < p.div_prob_ann / 63.0)
         split_ev = trading & ~new & (self.days_listed > 5) & (rng.random(n) < p.split_prob_ann / D_PER_YEAR)
-        yld = rng.uniform(*p.div_yield_range, n)
-        ratio = np.where(split_ev, np.asarray(p.split_ratios)[rng.integers(0, len(p.split_ratios), n)], 1.0)
+        yld = np.zeros(n)
+        yld[div_ev] = rng.uniform(*p.div_yield_range, int(div_ev.sum()))
+        ratio = np.ones(n)
+        ratio[split_ev] = np.asarray(p.split_ratios)[rng.integers(0, len(p.split_ratios), int(split_ev.sum()))]
         base = self.last_close.copy()
         issue = round2(u.price0 / (1 + u.ipo_pop))
         base[new] = issue[new]
@@ -315,9 +317,10 @@ class Engine:
         ev = (div_ev | split_ev) & trading
         adj_prev = self.adj.copy()
         self.adj = np.where(ev, np.round(self.adj * base / pre, 6), self.adj)
-        for arr in (self.total_sh, self.float_sh, self.free_sh, *self.books):
-            arr[:] = np.where(split_ev, np.round(arr * ratio / 100) * 100, arr)
-        self.carry = np.where(split_ev, np.round(self.carry * ratio), self.carry)
+        if split_ev.any():
+            for arr in (self.total_sh, self.float_sh, self.free_sh, *self.books):
+                arr[:] = np.where(split_ev, np.round(arr * ratio / 100) * 100, arr)
+            self.carry = np.where(split_ev, np.round(self.carry * ratio), self.carry)
         # factor returns
         draws = rng.standard_t(p.tail_df, size=n + 3) * np.sqrt((p.tail_df - 2) / p.tail_df)
         fscale = p.episode_factor_vol_scale if self.e0 <= t < self.ee else 1.0
@@ -343,7 +346,8 @@ class Engine:
         # IPO day
         r_f = np.where(new, u.ipo_pop, r_f)
         early = trading & (self.days_listed > 1) & (self.days_listed <= 5) & u.no_limit_ipo
-        r_f = np.where(early, r_f + 0.02 * rng.standard_normal(n), r_f)
+        if early.any():
+            r_f[early] += 0.02 * rng.standard_normal(int(early.sum()))
         # rebound: part of the episode's cumulative impact reverts
         if t == self.rb:
             self.rebound_left = p.rebound_frac * np.maximum(-self.cum_impact, 0.0)
@@ -365,11 +369,14 @@ class Engine:
             elif in_crash:
                 sell_frac[k] = p.ie_redemption
         sell_frac = np.minimum(sell_frac, 0.6)
-        orders = self.books * sell_frac[:, None] * trading[None, :]
-        orders = np.floor(orders / 100) * 100
-        self.books -= orders
-        self.book_sold[t] = (orders * price_prev).sum(axis=1)
-        q_sell = orders.sum(axis=0) + np.where(trading, self.carry, 0.0)
+        if sell_frac.any():
+            orders = np.floor(self.books * sell_frac[:, None] * trading[None, :] / 100) * 100
+            self.books -= orders
+            self.book_sold[t] = orders @ price_prev
+            q_sell = orders.sum(axis=0)
+        else:
+            q_sell = np.zeros(n)
+        q_sell = q_sell + np.where(trading, self.carry, 0.0)
         carry_susp = np.where(trading, 0.0, self.carry)
         # ETF creations/redemptions buy/sell the tracked index pro rata to free-float cap
         ff_prev = self.free_sh * np.nan_to_num(self.last_close)
@@ -381,8 +388,9 @@ class Engine:
                 ffi = ff_prev[self.members[idx_code]].sum()
                 self.etf_units[j] = p.etf_aum_frac * ffi * shr / self.etf_close[j]
         inflow = np.zeros(len(ETFS))
+        ff_index = {code: ff_prev[self.members[code]].sum() for code in {e[1] for e in ETFS}}
         for j, (_c, idx_code, _div, shr) in enumerate(ETFS):
-            ffi = ff_prev[self.members[idx_code]].sum()
+            ffi = ff_index[idx_code]
             aum = self.etf_units[j] * self.etf_close[j]
             x = aum * p.etf_flow_vol * rng.standard_normal()
             if idx_code != "000300.SH" and self.w2s <= t < self.w2e:
@@ -390,9 +398,12 @@ class Engine:
             if idx_code == "000300.SH" and self.w2s <= t < self.w2e:
                 x += p.etf_support_inflow * ffi * shr
             inflow[j] = x
-            m = self.members[idx_code] & trading
-            if m.any() and ffi > 0:
-                q_buy += np.where(m, x * ff_prev / ffi / np.maximum(price_prev, 0.01), 0.0)
+        pp_buy = ff_prev / np.maximum(price_prev, 0.01)
+        for code, ffi in sorted(ff_index.items()):
+            x = sum(inflow[j] for j, e in enumerate(ETFS) if e[1] == code)
+            m = self.members[code] & trading
+            if ffi > 0:
+                q_buy[m] += x * pp_buy[m] / ffi
         self.etf_flow_cny[t] = inflow
         q = np.where(trading, q_buy - q_sell, 0.0)
         # baseline daily volume (shares): turnover rises as cap falls
@@ -466,10 +477,9 @@ class Engine:
         r_tr = np.where(np.isfinite(r_tr), r_tr, 0.0)
         price_before = np.where(np.isfinite(self.last_close), self.last_close, 0.0)
         # book returns (total return, weights = value at the previous close after the day's sales)
-        val_prev = (self.books + 0.0) * price_before[None, :]
-        tot_prev = val_prev.sum(axis=1)
-        self.book_ret[t] = np.where(tot_prev > 0, (val_prev * r_tr[None, :]).sum(axis=1) / np.where(
-            tot_prev > 0, tot_prev, 1), 0.0)
+        tot_prev = self.books @ price_before
+        pnl = self.books @ (price_before * r_tr)
+        self.book_ret[t] = np.where(tot_prev > 0, pnl / np.where(tot_prev > 0, tot_prev, 1), 0.0)
         self.last_close = np.where(trading, close, self.last_close)
         self.last_close[u.delist_idx <= t] = np.nan
         cap = self.last_close * self.total_sh
@@ -521,23 +531,24 @@ class Engine:
         # DMA: hedged P&L, margin call when leverage exceeds the band
         dma_k = [k for k, bk in enumerate(BOOKS) if bk[0] == "DMA"]
         price_now = np.where(np.isfinite(self.last_close), self.last_close, 0.0)
-        g_prev = float(val_prev[dma_k].sum())
-        g_now = float((self.books[dma_k] * price_now).sum())
+        book_now = self.books @ price_now
+        g_prev = float(tot_prev[dma_k].sum())
+        g_now = float(book_now[dma_k].sum())
         hedge = 0.0
         for k in dma_k:
             b = BOOKS[k][1]
             lv = self.index_levels[b][t]
             prev_lv = self.index_levels[b][t - 1] if t > 0 else INDEX_BASE[b]
-            hedge += float(val_prev[k].sum()) * (lv / prev_lv - 1)
+            hedge += float(tot_prev[k]) * (lv / prev_lv - 1)
         if g_prev > 0:
             self.dma_equity += (g_now - g_prev) - hedge
         lev = g_now / self.dma_equity if self.dma_equity > 0 else np.inf
         band = p.dma_leverage * p.dma_margin_call
         self.dma_sell_next = (min(p.dma_max_sell, 1 - p.dma_leverage / lev) if lev > band else 0.0) if g_now > 0 else 0.0
         self.dma_path[t] = (g_now, self.dma_equity, self.dma_sell_next)
-        self.book_val[t] = (self.books * price_now[None, :]).sum(axis=1)
+        self.book_val[t] = book_now
         hold_sh = self.books.sum(axis=0) + self.carry
-        self.quant_total[t] = float((hold_sh * price_now).sum())
+        self.quant_total[t] = float(hold_sh @ price_now)
         # end-of-day exposures for tomorrow (and the ground truth of today)
         elig = listed & np.isfinite(cap) & (self.days_listed >= 60)
         self.size_z, self.nls_z = barra_size(cap, elig)
