@@ -299,7 +299,16 @@ def _excess_table(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     if bucket:
         by_bucket = stats(per.groupby([bench, bucket], dropna=False)[mdd]).rename(columns={bucket: "manager AUM"})
         tab = pd.concat([tab, by_bucket], ignore_index=True).sort_values([bench], kind="stable")
-    s.table = tab if summary is None or summary.empty else summary
+    if summary is not None and not summary.empty:
+        summary = summary.copy()
+        for c in summary.columns:
+            if pd.api.types.is_float_dtype(summary[c]) and any(
+                    k in c.lower() for k in ("median", "q25", "q75", "worst", "best", "mean", "drawdown", "mdd")):
+                summary[c] = summary[c].map(_pct)
+        s.table = summary
+        s.inputs.append("drawdowns.excess_drawdown_summary")
+    else:
+        s.table = tab
     fig, ax = plt.subplots(figsize=(8, 4))
     labels, data = [], []
     for key, grp in per.groupby(bench):
@@ -333,6 +342,10 @@ def _correlations(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
             ax.fill_between(q.index, q[0.25], q[0.75], alpha=0.15)
         if len(med):
             s.facts[f"latest median {c}"] = f"{med.iloc[-1]:.2f} (study: > 0.85)"
+    if not any(np.isfinite(df[c].astype(float)).any() for c in corr_cols[:2]):
+        plt.close(fig)
+        raise MissingInput("drawdowns.excess_correlation has no finite correlation yet (history shorter "
+                           "than the rolling window's minimum number of weeks)")
     ax.axhline(0.85, color="tab:red", ls=":", lw=1, label="0.85 (study)")
     _shade(ax, p)
     _date_axis(ax)
@@ -467,6 +480,41 @@ def _etf_nlsize(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
 def _stress(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     df = t.get("stress", "stress_summary")
     s.table = df.reset_index(drop=True)
+    item = _pick(df, "item", "metric", "name", required=False)
+    value = _pick(df, "value", required=False)
+    unit = _pick(df, "unit", required=False)
+    section = _pick(df, "section", "kind", required=False)
+    if item and value and unit:
+        # price impacts (fractions) of the stress scenarios, bucket by bucket, one bar per scenario
+        impacts = df[df[unit].astype(str).str.startswith("cumulative return")
+                     & df[item].astype(str).str.contains("impact")].copy()
+        if not impacts.empty:
+            impacts["bucket"] = impacts[item].astype(str).str.split().str[-1]
+            impacts["scenario"] = impacts[section].astype(str) if section else \
+                impacts[item].astype(str).str.split().str[0]
+            wide = impacts.pivot_table(index="bucket", columns="scenario", values=value, aggfunc="first")
+            fig, ax = plt.subplots(figsize=(9, 4))
+            x = np.arange(len(wide))
+            w = 0.8 / max(len(wide.columns), 1)
+            for i, c in enumerate(wide.columns):
+                ax.bar(x + i * w, 100 * wide[c].astype(float), width=w, label=str(c))
+            ax.set_xticks(x + w * (len(wide.columns) - 1) / 2, wide.index, rotation=15)
+            ax.set_ylabel("simulated price impact (%)")
+            ax.axhline(0, color="k", lw=0.8)
+            ax.grid(axis="y", alpha=0.3)
+            ax.legend(fontsize=8)
+            ax.set_title("Stress scenarios: cumulative price impact by bucket")
+            s.figure = _save(fig, out, s.key)
+        for _, row in df.iterrows():
+            u = str(row[unit])
+            v = row[value]
+            if "fraction" in u or "return" in u:
+                s.facts[str(row[item])] = _pct(v)
+            elif pd.notna(v):
+                s.facts[str(row[item])] = f"{float(v):.4g} ({u})"
+            if len(s.facts) >= 12:
+                break
+        return
     num = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])]
     label = next((c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])), None)
     if num and label and len(df) <= 40:

@@ -57,8 +57,12 @@ def _tables() -> dict[tuple[str, str], pd.DataFrame]:
     t["stress", "basis_stress_events"] = pd.DataFrame({"fut_code": ["IM"], "start": [pd.Timestamp("2024-01-22")],
                                                        "end": [pd.Timestamp("2024-01-22")], "depth": [-0.35],
                                                        "duration": [1]})
-    t["stress", "stress_summary"] = pd.DataFrame({"metric": ["impact micro", "impact CSI1000"],
-                                                  "value": [-0.12, -0.04]})
+    t["stress", "stress_summary"] = pd.DataFrame({
+        "item": ["redemption impact micro_cap", "redemption impact 000852.SH", "scenario impact micro_cap",
+                 "scenario impact 000852.SH", "calibrated Y (wave 1)"],
+        "value": [-0.062, -0.051, -0.113, -0.103, 0.8],
+        "unit": ["cumulative return (FF-weighted)"] * 4 + ["coefficient"],
+        "section": ["redemption", "redemption", "fire_sale", "fire_sale", "fire_sale"]})
     return t
 
 
@@ -88,6 +92,8 @@ def test_all_sections_render_from_complete_inputs(tmp_path):
     for bench, value in med.items():
         assert f"{100 * value:.2f}%" in set(tab.loc[tab["benchmark"] == bench, "median excess MDD"])
     assert "Table 1" in res.markdown and "16.07%" in res.markdown
+    stress = by_key["stress_summary"].facts
+    assert stress["scenario impact micro_cap"] == "-11.30%" and stress["calibrated Y (wave 1)"] == "0.8 (coefficient)"
 
 
 def test_missing_tables_degrade_to_notes(tmp_path):
