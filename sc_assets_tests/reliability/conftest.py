@@ -10,8 +10,10 @@ import pytest
 
 from sc_assets_tests.reliability.lake import copy_landing, lake_snapshot, materialize_range, tiny_market
 
-#: the crash/idempotency backfill: raw -> staging for the bar and cap feeds
-CRASH_START, CRASH_END = "2023-07-03", "2023-08-11"
+#: the reference backfill (crash, concurrency, idempotency tests): raw -> staging for the bar and
+#: cap feeds over every session of the tiny market (>= 100 partitions), in ONE single-run backfill
+CRASH_START, CRASH_END = "2023-07-03", "2023-12-29"
+CHUNK_DAYS = 32
 
 
 def crash_selection():
@@ -32,6 +34,6 @@ def reference(tiny_landing: Path, tmp_path_factory: pytest.TempPathFactory):
     """(root, lake snapshot, seconds) of one uninterrupted in-process backfill CRASH_START..END."""
     root = copy_landing(tiny_landing, tmp_path_factory.mktemp("reference"))
     t0 = time.perf_counter()
-    materialize_range(root, CRASH_START, CRASH_END, selection=crash_selection(), chunk_days=8)
+    materialize_range(root, CRASH_START, CRASH_END, selection=crash_selection(), chunk_days=CHUNK_DAYS)
     seconds = time.perf_counter() - t0
     return root, lake_snapshot(root), seconds

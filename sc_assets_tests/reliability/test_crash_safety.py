@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from sc_assets_tests.reliability.conftest import CRASH_END, CRASH_START, crash_selection
+from sc_assets_tests.reliability.conftest import CHUNK_DAYS, CRASH_END, CRASH_START, crash_selection
 from sc_assets_tests.reliability.lake import (
     assert_lakes_equal,
     copy_landing,
@@ -32,7 +32,7 @@ SEED = int(os.environ.get("SC_ASSETS_CRASH_SEED", "12"))
 
 def _child(root: str) -> None:
     os.environ["SC_ASSETS_DATA_DIR"] = root
-    materialize_range(Path(root), CRASH_START, CRASH_END, selection=crash_selection(), chunk_days=8)
+    materialize_range(Path(root), CRASH_START, CRASH_END, selection=crash_selection(), chunk_days=CHUNK_DAYS)
     os._exit(0)
 
 
@@ -71,7 +71,7 @@ def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(reference, tin
         leftovers = len(list((root / "lake").rglob(".tmp*"))) if (root / "lake").exists() else 0
         log.append((round(at, 2), p.exitcode, leftovers))
     assert killed >= max(1, CASES // 2), log  # most kill points fall inside the run
-    materialize_range(root, CRASH_START, CRASH_END, selection=crash_selection(), chunk_days=8)
+    materialize_range(root, CRASH_START, CRASH_END, selection=crash_selection(), chunk_days=CHUNK_DAYS)
     _assert_readers_see_only_complete_files(root)
     assert_lakes_equal(lake_snapshot(root), want)
     print(f"crash cases={CASES} killed={killed} finished={finished} reference={seconds:.1f}s "
