@@ -272,12 +272,15 @@ def load_models(sql_dir: str | os.PathLike | None = None) -> dict[str, SqlModel]
     try:
         order = list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
-        cycle = exc.args[1]
-        first = models[cycle[0]]
-        dep = next(d for d in first.deps if d.name == cycle[1]) if len(cycle) > 1 else None
-        raise SqlModelError(
-            f"{first.where(dep.line if dep else None)}: dependency cycle {' -> '.join(cycle)}"
-        ) from exc
+        cycle = list(exc.args[1])  # each node is a dependency of the next one
+        where = models[cycle[-1]].where()
+        for upstream, model in zip(cycle, cycle[1:], strict=False):
+            ref = next((d for d in models[model].deps if d.kind == "ref" and d.name == upstream), None)
+            if ref is not None:
+                where = models[model].where(ref.line)
+                break
+        chain = ", ".join(f"{m} refs {u}" for u, m in zip(cycle, cycle[1:], strict=False))
+        raise SqlModelError(f"{where}: dependency cycle: {chain}") from exc
     return {name: models[name] for name in order}
 
 

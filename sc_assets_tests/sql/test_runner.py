@@ -68,13 +68,16 @@ HEADER = "-- description: test model\n-- materialized: table\n"
         ({"staging/a.sql": HEADER + "SELECT 1 AS x\nFROM {{ ref('nope') }}\n"}, "a.sql:4", "ref('nope')"),
         ({"staging/a.sql": HEADER + "\nSELECT x FROM {{ ref('b') }}\n",
           "staging/b.sql": HEADER + "\n\nSELECT x FROM {{ ref('a') }}\n"}, ".sql:", "cycle"),
+        ({"staging/a.sql": HEADER + "\nSELECT x FROM {{ ref('b') }}\n",
+          "staging/b.sql": HEADER + "\n\nSELECT x FROM {{ ref('c') }}\n",
+          "staging/c.sql": HEADER + "SELECT x FROM {{ ref('a') }}\n"}, ".sql:", "cycle"),
         ({"staging/a.sql": HEADER + "SELECT 1 AS x,\n  2 AS y\n  FORM t WHERE\n"}, "a.sql:5", "syntax"),
         ({"staging/a.sql": HEADER + "SELECT 1 FROM {{ source('raw', 'no_such_feed') }}\n"}, "a.sql:3", "no_such_feed"),
         ({"staging/a.sql": HEADER + "SELECT 1 FROM {{ evil() }}\n"}, "a.sql:3", "cannot read"),
         ({"staging/a.sql": "-- description: x\n-- materialized: partitioned\nSELECT $oops AS x\n"}, "a.sql:3", "$oops"),
         ({"staging/a.sql": "-- description: x\nSELECT 1\n"}, "a.sql:1", "materialized"),
     ],
-    ids=["bad_ref", "cycle", "syntax", "bad_source", "bad_template", "bad_param", "no_header"],
+    ids=["bad_ref", "cycle", "cycle3", "syntax", "bad_source", "bad_template", "bad_param", "no_header"],
 )
 def test_load_errors_name_file_and_line(tmp_path, files, where, message):
     root = _write(tmp_path, files)
