@@ -144,7 +144,10 @@ class Engine:
         self.total_sh = u.total_sh.copy()
         self.float_sh = np.round(u.total_sh * u.float_frac / 100) * 100
         self.free_sh = np.round(self.float_sh * u.free_frac / 100) * 100
-        self.days_listed = np.where(u.list_idx < 0, 10_000, 0)
+        # sessions since listing (1 on the listing day); before the window: business days since listing
+        pre = u.list_idx < 0
+        self.days_listed = np.zeros(n, dtype=np.int64)
+        self.days_listed[pre] = np.busday_count(u.list_date[pre], np.datetime64(days[0].date(), "D"))
         self.st_until = np.where(u.st0, p.st_length_days // 2 + rng.integers(0, p.st_length_days, n), -1)
         self.susp_until = np.full(n, -1)
         self.pending_r = np.zeros(n)
@@ -439,8 +442,9 @@ class Engine:
         # plain limit moves (no flow) lock too when the fundamental move is far beyond the limit
         lock_dn |= trading & has_lim & (q >= 0) & (r_total < dn_ret - 0.04)
         lock_up |= trading & has_lim & (q <= 0) & (r_total > up_ret + 0.04)
-        sold = np.where(q < 0, fill, 0.0)
-        self.carry = np.where(trading, np.where(q < 0, np.abs(q) - fill, 0.0), carry_susp)
+        net_filled = np.sign(q) * fill  # signed shares traded by the flows (negative = sold)
+        # unfilled net sales carry as quant sales (ETF redemptions are never carried)
+        self.carry = np.where(trading, np.where(q < 0, np.minimum(np.abs(q) - fill, q_sell), 0.0), carry_susp)
         # realised impact (log), accumulated over the episode for the rebound
         r_close = np.where(trading, close / np.maximum(price_prev, 0.01) - 1, 0.0)
         r_nf_clip = np.where(trading, np.clip(r_nf, dn_ret, np.where(np.isfinite(up_ret), up_ret, np.inf)), 0.0)
@@ -567,8 +571,8 @@ class Engine:
         truth = dict(
             lncap=np.log(cap[li]), size_z=self.size_z[li], nlsize_z=self.nls_z[li], eligible=elig[li],
             sigma_d=self.sigma[li], adv_shares=vol_base[li], quant_shares=hold_sh[li],
-            quant_cny=hold_sh[li] * price_now[li], quant_sell_shares=q_sell[li], quant_filled_shares=sold[li],
-            carry_shares=self.carry[li], etf_buy_shares=q_buy[li], impact_ret=imp_real[li], fundamental_ret=r_f[li],
+            quant_cny=hold_sh[li] * price_now[li], quant_sell_shares=q_sell[li], net_filled_shares=net_filled[li],
+            carry_shares=self.carry[li], etf_order_shares=q_buy[li], impact_ret=imp_real[li], fundamental_ret=r_f[li],
             limit_pct=lim[li], locked=locked[li], suspended=suspended[li],
         )
         weights = []
