@@ -50,6 +50,7 @@ class CheckParams:
         Limit prices follow the exchange's half-up rounding (175.95 x 0.9 = 158.355 -> 158.36); a
         source that rounds in binary floating point closes one tick beyond it (158.35), which is
         a rounding convention, not bad data (seen in the simulator, 6 of 616k stock-days).
+    weight_sum_tolerance: index weights of one index and date sum to 1 (100%) within this.
     max_basis_rel: bound on |futures close / spot - 1|; far quarterly contracts in a crash reach
         -24% in the simulator (-36% annualized over 242 days), so 50%.
     fund_ret_min: a weekly fund return below this is an error (NAV data break).
@@ -58,6 +59,7 @@ class CheckParams:
     limit_tolerance: float = 0.001
     price_tolerance: float = 0.010001
     max_basis_rel: float = 0.5
+    weight_sum_tolerance: float = 0.02
     fund_ret_min: float = -0.5
     max_examples: int = 5
 
@@ -227,12 +229,24 @@ def _feed_suite(spec: FeedSpec, staging: bool) -> Suite:
             out += ge(r("delist_date"), "list_date")
         if spec.name == "fund_nav" and "strategy" in df.columns:
             out += in_set("strategy", STRATEGIES)
+        if "_weight_sum" in df.columns:
+            scale = 1.0 if staging else 100.0
+            tol = PARAMS.weight_sum_tolerance * scale
+            out += between("_weight_sum", scale - tol, scale + tol)
+        return out
+
+    def prepare(df: pd.DataFrame) -> pd.DataFrame:
+        if spec.name != "index_weight" or not len(df):
+            return df
+        out = df.copy()
+        out["_weight_sum"] = df.groupby(["index_code", "trade_date"])["weight"].transform("sum").astype("float64")
         return out
 
     cols = tuple(r(c) for c in spec.column_names) + (("board",) if staging and spec.name == "stock_basic" else ())
-    return Suite(f"{layer}.{table}", cols, build,
+    return Suite(f"{layer}.{table}", cols, build, prepare,
                  description=f"{layer} {spec.name}: key ({', '.join(spec_key)}) unique and not null, "
-                 "required columns not null, prices > 0" + (", OHLC consistent" if ohlc_feed else ""))
+                 "required columns not null, prices > 0" + (", OHLC consistent" if ohlc_feed else "")
+                 + (", weights sum to 1 (100%) per index and date" if spec.name == "index_weight" else ""))
 
 
 # ---------------------------------------------------------------------------------------

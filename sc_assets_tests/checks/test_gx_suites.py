@@ -58,6 +58,7 @@ RAW_BREAKS = [
     ("stock_daily", lambda d: _set(d, "amount", -1.0), "expect_column_values_to_be_between", "amount"),
     ("stock_daily", lambda d: _set(d, "ts_code", None), "expect_column_values_to_not_be_null", "ts_code"),
     ("index_weight", lambda d: _set(d, "weight", 140.0), "expect_column_values_to_be_between", "weight"),
+    ("index_weight", lambda d: _set(d, "weight", 50.0), "expect_column_values_to_be_between", "_weight_sum"),
     ("fut_basic", lambda d: _set(d, "fut_code", "XX"), "expect_column_values_to_be_in_set", "fut_code"),
     ("fut_basic", lambda d: _set(d, "delist_date", date(2000, 1, 1)),
      "expect_column_pair_values_a_to_be_greater_than_b", "delist_date"),
