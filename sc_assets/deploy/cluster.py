@@ -58,6 +58,12 @@ broker_url = os.environ["SC_ASSETS_CELERY_BROKER"]
 result_backend = os.environ["SC_ASSETS_CELERY_BACKEND"]
 broker_connection_retry_on_startup = True
 worker_prefetch_multiplier = 1
+# A worker process that dies mid-step (OOM, SIGKILL, node loss) puts its task back on the queue
+# and another worker reruns the step; without this dagster-celery waits forever for the rest.
+task_acks_late = True
+task_reject_on_worker_lost = True
+broker_transport_options = {"visibility_timeout": 43200, "max_retries": 3, "interval_start": 0,
+                            "interval_step": 0.2, "interval_max": 0.5}
 '''
 
 

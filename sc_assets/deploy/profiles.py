@@ -69,8 +69,17 @@ def celery_executor_def():
         {
             "broker": {"env": BROKER_ENV},
             "backend": {"env": BACKEND_ENV},
-            "config_source": {"worker_prefetch_multiplier": 1, "task_acks_late": False,
-                              "broker_connection_retry_on_startup": True},
+            # acks_late + reject_on_worker_lost: a step whose worker process dies is redelivered
+            # to another worker (dagster-celery would otherwise wait forever for its result);
+            # steps are idempotent (partitions are replaced), so running one twice is safe.
+            "config_source": {
+                "worker_prefetch_multiplier": 1,
+                "task_acks_late": True,
+                "task_reject_on_worker_lost": True,
+                "broker_connection_retry_on_startup": True,
+                "broker_transport_options": {"visibility_timeout": 43200, "max_retries": 3, "interval_start": 0,
+                                             "interval_step": 0.2, "interval_max": 0.5},
+            },
         },
         name="celery_executor",
     )
