@@ -132,7 +132,7 @@ class SimulationParams:
     sleeve_shares: tuple[float, float, float, float] = (0.34, 0.33, 0.18, 0.15)  # IE500, IE1000, MN, DMA
     dma_tau: float = 0.8  # off-benchmark share of DMA books (small-cap heavy)
     mn_hedge_im_share: float = 0.6  # share of market-neutral/DMA books hedged on CSI1000 (IM) vs CSI500 (IC)
-    tau_range: tuple[float, float] = (0.35, 0.85)
+    tau_range: tuple[float, float] = (0.30, 0.75)
     tilt_beta: float = 0.2
     quant_pref_sd: float = 0.4
     n_managers: int = 40
