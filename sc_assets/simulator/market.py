@@ -571,8 +571,8 @@ class Engine:
         truth = dict(
             lncap=np.log(cap[li]), size_z=self.size_z[li], nlsize_z=self.nls_z[li], eligible=elig[li],
             sigma_d=self.sigma[li], adv_shares=vol_base[li], quant_shares=hold_sh[li],
-            quant_cny=hold_sh[li] * price_now[li], quant_sell_shares=q_sell[li], net_filled_shares=net_filled[li],
-            carry_shares=self.carry[li], etf_order_shares=q_buy[li], impact_ret=imp_real[li], fundamental_ret=r_f[li],
+            quant_cny=hold_sh[li] * price_now[li], quant_sell_shares=q_sell[li], quant_filled_shares=np.maximum(-net_filled, 0.0)[li],
+            carry_shares=self.carry[li], etf_buy_shares=q_buy[li], impact_ret=imp_real[li], fundamental_ret=r_f[li],
             limit_pct=lim[li], locked=locked[li], suspended=suspended[li],
         )
         weights = []

@@ -25,10 +25,10 @@ Ground truth (``<root>/ground_truth/``, Parquet; money in CNY, returns as fracti
   the NEXT day's return), eligible (listed >= 60 sessions with a close: the standardisation set),
   sigma_d (true daily vol used in the impact law), adv_shares (baseline daily volume V, shares),
   quant_shares / quant_cny (aggregate quant holdings at the close incl. unfilled sales),
-  quant_sell_shares (quant sale orders incl. the carried ones), etf_order_shares (ETF creations +,
-  redemptions -), net_filled_shares (signed shares the flows traded: etf - quant orders, capped by the
-  limit; negative = sold), carry_shares (unfilled quant sales carried to the next day; the net order is
-  ``etf_order_shares - quant_sell_shares``), impact_ret (realised log impact of the flows),
+  quant_sell_shares (quant sale orders incl. the carried ones), etf_buy_shares (ETF orders, signed:
+  creations +, redemptions -), quant_filled_shares (shares the net sale ``quant_sell - etf_buy`` actually
+  sold that day, >= 0, capped by the limit; 0 on net-buy days), carry_shares (unfilled quant sales
+  carried to the next day), impact_ret (realised log impact of the flows),
   fundamental_ret (factor + idiosyncratic return before flows), limit_pct, locked, suspended.
 - ``stocks.parquet``: static per stock: ts_code, name, industry, board, list_date, delist_date, beta,
   idio_vol, quant_pref.

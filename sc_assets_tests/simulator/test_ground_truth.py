@@ -73,8 +73,8 @@ def test_limit_down_carry_over_matches_locked_bars(small_market, truth):
     orders_next = nxt.reindex(pd.MultiIndex.from_arrays([rows["ts_code"], rows["trade_date"].map(following)]))
     assert (orders_next.to_numpy() >= rows["carry_shares"].to_numpy() - 1).all()
     # nothing trades beyond the orders: |net filled| <= |net order|; carry <= quant orders
-    net = t["etf_order_shares"] - t["quant_sell_shares"]
-    assert (t["net_filled_shares"].abs() <= net.abs() + 1).all()
+    net_sale = t["quant_sell_shares"] - t["etf_buy_shares"]
+    assert (t["quant_filled_shares"] <= net_sale.clip(lower=0) + 1).all()
     assert (t["carry_shares"] <= t["quant_sell_shares"] + 1).all()
 
 
@@ -86,8 +86,8 @@ def test_impact_coefficient_and_params_written(small_market, truth):
     dma = pd.read_parquet(small_market / "ground_truth" / "dma.parquet")
     dma["trade_date"] = pd.to_datetime(dma["trade_date"])
     t = truth.merge(dma[["trade_date", "depth_factor"]], on="trade_date")
-    q = t["quant_sell_shares"] - t["etf_order_shares"]
-    ok = (q > 0) & ~t["locked"] & ~t["suspended"] & (-t["net_filled_shares"] >= q - 1) & (t["carry_shares"] == 0)
+    q = t["quant_sell_shares"] - t["etf_buy_shares"]
+    ok = (q > 0) & ~t["locked"] & ~t["suspended"] & (t["quant_filled_shares"] >= q - 1) & (t["carry_shares"] == 0)
     ok &= t["fundamental_ret"].abs() < 0.03
     s = t[ok]
     expected = -params["impact_y"] * s["sigma_d"] * np.sqrt((q[ok]) / (s["adv_shares"] * s["depth_factor"]))
