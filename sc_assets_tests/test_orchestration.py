@@ -246,3 +246,24 @@ def test_sensor_against_the_real_code_location(data_dir):
     # a second tick with the cursor sees nothing new
     ctx2 = dg.build_sensor_context(definitions=defs, cursor=ctx.cursor)
     assert isinstance(landing_sensor(ctx2), dg.SkipReason)
+
+
+# ---- demo helpers -----------------------------------------------------------------------------
+def test_demo_landing_range_snaps_to_sessions(data_dir):
+    from sc_assets.demo import landing_range
+
+    for name in ("20231230.csv", "20240102.csv", "20240210.csv.gz", "notes.txt"):  # Sat, session, holiday
+        _drop(data_dir, "stock_daily", name, "x\n")
+    assert landing_range(data_dir) == ("2024-01-02", "2024-02-08")
+
+
+def test_demo_instance_follows_dagster_home(tmp_path, monkeypatch):
+    from sc_assets.demo import get_instance
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert get_instance().is_ephemeral
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    inst = get_instance()
+    assert not inst.is_ephemeral and home.is_dir()
+    assert Path(inst.root_directory).resolve() == home.resolve()
