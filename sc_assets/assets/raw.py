@@ -85,6 +85,7 @@ class _Totals:
         self.reasons: Counter = Counter()
         self.files: list[str] = []
         self.missing: list[str] = []
+        self.empty_files: list[str] = []  # files that landed a header but no rows
         self.min_day: pd.Timestamp | None = None
         self.max_day: pd.Timestamp | None = None
         self.preview: pd.DataFrame | None = None
@@ -122,6 +123,7 @@ class _Totals:
 
 def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: list[str],
                    snapshot: bool, off_calendar: Sequence[str] = ()) -> list[dg.AssetCheckResult]:
+    empty = list(t.empty_files)
     accounted = t.landed == t.accepted + t.quarantined + t.superseded
     gx_md = "All expectations passed." if not t.gx_failed else pd.DataFrame(
         [{"expectation": f.get("expectation"), "columns": ", ".join(map(str, f.get("columns", []))),
@@ -131,11 +133,13 @@ def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: li
         present_desc = "no snapshot file in landing" if not t.files else f"{len(t.files)} snapshot file(s)"
         present_ok = bool(t.files)
     else:
-        present_ok = not expected_missing and not off_calendar
+        present_ok = not expected_missing and not off_calendar and not empty
         present_desc = (f"{len(expected_missing)} partition(s) without a landing file: an empty partition was written"
                         if expected_missing else "every expected partition had a landing file")
         if off_calendar:
             present_desc += f"; {len(off_calendar)} file(s) dated on non-trading days were not read"
+        if empty:
+            present_desc += f"; {len(empty)} file(s) had a header but no rows"
     return [
         dg.AssetCheckResult(
             asset_key=key, check_name="rows_accounted_for", passed=accounted,
@@ -149,6 +153,7 @@ def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: li
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"summary": present_desc, "days_without_file": dg.MetadataValue.json(expected_missing[:200]),
                       "files_on_non_trading_days": dg.MetadataValue.json(list(off_calendar)[:200]),
+                      "files_without_rows": dg.MetadataValue.json(empty[:200]),
                       "note": SPARSE_FEEDS.get(feed, "")},
         ),
         dg.AssetCheckResult(
@@ -246,6 +251,8 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
             _write_quarantine(warehouse, feed, batch.quarantined, chunk)
             t.add(batch, batch.rows)
             t.missing += batch.days_without_file
+            with_rows = set(batch.rows["source_file"]) | set(batch.quarantined["source_file"])
+            t.empty_files += [f.rel for f in batch.files if f.rel not in with_rows]
             if t.gx_rows + len(batch.rows) <= PARAMS.gx_max_rows:
                 t.gx(f"raw.{feed}", batch.rows, None)
             else:  # budget spent: validate the first day of this chunk only
@@ -259,6 +266,8 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
             context.log.warning(f"raw.{feed}: landing files dated on non-trading days are not read: {off[:5]}")
         if t.quarantined:
             context.log.warning(f"raw.{feed}: {t.quarantined} row(s) quarantined: {dict(t.reasons)}")
+        if t.empty_files:
+            context.log.warning(f"raw.{feed}: landing files with a header but no rows: {t.empty_files[:5]}")
         if expected_missing:
             context.log.warning(f"raw.{feed}: no landing file for {len(expected_missing)} partition(s), "
                                 f"e.g. {expected_missing[:5]}; empty partitions written")
