@@ -267,7 +267,7 @@ CASES: list[Case] = [
     Case("empty_file", SD, raw(SD, lambda b: b""), Err("empty file", line=1)),
     Case("whitespace_only_file", SD, raw(SD, lambda b: b"\n\n  \n"), Err("empty file", line=1)),
     Case("header_only", SD, raw(SD, lambda b: b.split(b"\n")[0] + b"\n"), Ok(0, same_as_good=False),
-         note="0 rows landed: raw WARNs (landing_file_present) instead of an empty day passing silently"),
+         note="0 rows landed: the raw asset WARNs (landing_file_present, files_without_rows)"),
     Case("partial_parquet", "adj_factor",
          raw("adj_factor", lambda b: b[: len(b) // 2], ext="parquet", base=lambda: parquet_bytes(good("adj_factor"))),
          Err("Parquet")),

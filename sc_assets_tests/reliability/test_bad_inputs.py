@@ -136,3 +136,38 @@ def test_symlinked_feed_folder_out_of_the_root_is_refused(data_dir: Path, tmp_pa
 def test_unknown_feed_name_cannot_become_a_path(data_dir: Path) -> None:
     with pytest.raises(KeyError):
         LandingFeedSource(data_dir=str(data_dir)).landing_dir("../../etc")
+
+
+def test_raw_assets_end_to_end_warn_on_header_only_and_missing_day_and_quarantine(data_dir: Path) -> None:
+    """Through the real raw assets: a header-only file and a day without an index file are WARN
+    checks (not silent), negative ETF shares land in quarantine.etf_share with their reason."""
+    import warnings
+
+    import dagster as dg
+
+    from sc_assets.assets.raw import RAW_ASSETS
+    from sc_assets.resources import Warehouse
+
+    day = "20240122"
+    land = data_dir / "landing"
+    (land / "stock_daily").mkdir(parents=True)
+    (land / "stock_daily" / f"{day}.csv").write_bytes(good_bytes("stock_daily").split(b"\n")[0] + b"\n")
+    (land / "etf_share").mkdir()
+    etf = good("etf_share")
+    etf.loc[1, "fd_share"] = -5.0
+    (land / "etf_share" / f"{day}.csv").write_bytes(etf.to_csv(index=False).encode())
+    wh = Warehouse(data_dir=str(data_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize([RAW_ASSETS[f] for f in ("stock_daily", "index_daily", "etf_share")],
+                             partition_key="2024-01-22",
+                             resources={"warehouse": wh, "feed_source": LandingFeedSource(data_dir=str(data_dir))})
+    checks = {(e.asset_key.path[-1], e.check_name): e for e in res.get_asset_check_evaluations()}
+    present = checks[("stock_daily", "landing_file_present")]
+    assert not present.passed and present.metadata["files_without_rows"].value == [f"landing/stock_daily/{day}.csv"]
+    missing = checks[("index_daily", "landing_file_present")]
+    assert not missing.passed and missing.metadata["days_without_file"].value == ["2024-01-22"]
+    assert checks[("etf_share", "rows_accounted_for")].passed and checks[("etf_share", "landing_file_present")].passed
+    q = wh.read("quarantine", "etf_share")
+    assert q["reason"].tolist() == ["negative fd_share"] and q["source_line"].tolist() == [3]
+    assert len(wh.read("raw", "etf_share")) == len(etf) - 1
