@@ -130,6 +130,17 @@ class Browser:
             self.cmd("Input.dispatchKeyEvent", type=typ, key=key, code=code, modifiers=1 if alt else 0,
                      windowsVirtualKeyCode=ord(key.upper()))
 
+    def wheel(self, x: int, y: int, delta_y: float, times: int = 1, ctrl: bool = False) -> None:
+        """Mouse-wheel at (x, y): positive delta scrolls down; with Ctrl, zooms a graph out."""
+        for _ in range(times):
+            self.cmd("Input.dispatchMouseEvent", type="mouseWheel", x=x, y=y, deltaX=0, deltaY=delta_y,
+                     modifiers=2 if ctrl else 0)
+            time.sleep(0.15)
+
+    def click(self, x: int, y: int) -> None:
+        for typ in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.cmd("Input.dispatchMouseEvent", type=typ, x=x, y=y, button="left", clickCount=1)
+
     def screenshot(self, path: Path) -> Path:
         data = self.cmd("Page.captureScreenshot", format="png")["data"]
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -167,6 +167,8 @@ def test_browser_shows_the_asset_graph(server, tmp_path):
                 break
             time.sleep(0.5)
         assert len(shown) >= 10, f"expanded graph shows only {sorted(shown)}"
+        b.wheel(1200, 600, 120, times=2, ctrl=True)  # zoom out a little to show more of the chain
+        time.sleep(1.0)
         b.screenshot(ARTIFACTS / "ui-asset-graph-expanded.png")
     with Browser(tmp_path / "profile-catalog", width=1600, height=6000) as b:
         b.goto(f"{server.url}/assets")
