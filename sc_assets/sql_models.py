@@ -33,8 +33,10 @@ preview, the parameters used, and ``dagster/column_lineage`` from sqlglot.
 """
 
 
+import contextlib
 import graphlib
 import hashlib
+import json
 import os
 import re
 import time
@@ -450,10 +452,30 @@ def _cached_lineage(model: SqlModel, schema_items: tuple, columns: tuple) -> dic
 
 
 def lineage_metadata(
-    model: SqlModel, upstream_schemas: dict[tuple[str, str], dict[str, str]], columns: Sequence[str]
+    model: SqlModel,
+    upstream_schemas: dict[tuple[str, str], dict[str, str]],
+    columns: Sequence[str],
+    cache_dir: Path | None = None,
 ) -> dg.TableColumnLineage:
+    """Dagster column lineage of ``model``. Parsing costs up to ~1 s per model (sqlglot), so the
+    result is cached in memory and, if ``cache_dir`` is given, on disk keyed by a hash of the
+    SQL, the upstream schemas and the output columns (a step process starts cold)."""
     items = tuple(sorted((k, tuple(v.items())) for k, v in upstream_schemas.items()))
-    mapping = _cached_lineage(model, items, tuple(columns))
+    mapping = None
+    path = None
+    if cache_dir is not None:
+        digest = hashlib.sha256(json.dumps([model.sql, items, list(columns)], default=str).encode()).hexdigest()
+        path = Path(cache_dir) / f"{model.layer}.{model.name}.{digest[:24]}.json"
+        with contextlib.suppress(OSError, ValueError):
+            mapping = {c: [((d[0][0], d[0][1]), d[1]) for d in deps] for c, deps in json.loads(path.read_text()).items()}
+    if mapping is None:
+        mapping = _cached_lineage(model, items, tuple(columns))
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps(mapping))
+                os.replace(tmp, path)
     return dg.TableColumnLineage(
         deps_by_column={
             col: [dg.TableColumnDep(asset_key=dg.AssetKey(list(src)), column_name=c) for src, c in deps]
@@ -606,7 +628,8 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         meta["sql_seconds"] = round(t_sql, 3)
         meta["gx_seconds"] = round(t_gx, 3)
         try:
-            meta["dagster/column_lineage"] = lineage_metadata(model, schemas, list(full.columns))
+            meta["dagster/column_lineage"] = lineage_metadata(
+                model, schemas, list(full.columns), cache_dir=warehouse.root / ".cache" / "lineage")
         except Exception as exc:  # lineage is documentation: never fail the data on it
             context.log.warning(f"column lineage for {model.name} not computed: {exc}")
         context.log.info(

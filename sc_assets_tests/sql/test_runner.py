@@ -245,3 +245,25 @@ def test_contiguous_chunks_split_gaps_and_size():
     assert contiguous_chunks(days[::-1], 250) == [days[:2], days[2:3], days[3:]]
     with pytest.raises(ValueError, match="not SSE trading days"):
         contiguous_chunks(["2024-02-12"], 5)
+
+
+def test_column_lineage_is_cached_on_disk(tmp_path, monkeypatch):
+    import sc_assets.sql_models as sm
+
+    model = load_models()["stg_adj_factor"]
+    schemas = {("raw", "adj_factor"): {"ts_code": "VARCHAR", "trade_date": "DATE", "adj_factor": "DOUBLE",
+                                       "source_file": "VARCHAR", "source_line": "BIGINT", "source_mtime_ns": "BIGINT"}}
+    cols = ["ts_code", "trade_date", "adj_factor", "source_file"]
+    first = sm.lineage_metadata(model, schemas, cols, cache_dir=tmp_path)
+    assert [(d.asset_key.path, d.column_name) for d in first.deps_by_column["adj_factor"]] == [
+        (["raw", "adj_factor"], "adj_factor")]
+    assert len(list(tmp_path.glob("staging.stg_adj_factor.*.json"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(sm, "_cached_lineage", boom)
+    assert sm.lineage_metadata(model, schemas, cols, cache_dir=tmp_path) == first
+    with pytest.raises(AssertionError, match="parsed again"):  # a new schema is a new key
+        sm.lineage_metadata(model, {("raw", "adj_factor"): {**schemas[("raw", "adj_factor")], "x": "INT"}},
+                            cols, cache_dir=tmp_path)
