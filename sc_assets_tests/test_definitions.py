@@ -85,6 +85,7 @@ def test_every_asset_follows_conventions(specs):
 
 def test_panels_have_freshness_policy(specs):
     panels = [k for k in specs if k.path[0] == "marts" and k.path[-1] in PANELS]
+    assert sorted(k.path[-1] for k in panels) == sorted(PANELS)  # the marts contract's five panels
     for key in panels:
         assert specs[key][1].freshness_policy == PANEL_FRESHNESS, key
 
