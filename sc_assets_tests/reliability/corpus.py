@@ -20,7 +20,7 @@ import gzip
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -48,7 +48,7 @@ GOOD_SOURCES = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _good_frame(feed: str) -> pd.DataFrame:
     rel, _ = GOOD_SOURCES[feed]
     t = read_landing_file(FIXTURES / rel, feed).drop_columns(["source_line"])

@@ -8,9 +8,9 @@ from __future__ import annotations
 import dagster as dg
 
 from sc_assets.resources import LandingFeedSource, Warehouse
+from sc_assets_tests.reliability.conftest import CHUNK_DAYS
+from sc_assets_tests.reliability.conftest import crash_selection as concurrency_selection
 from sc_assets_tests.reliability.lake import all_assets
-
-from sc_assets_tests.reliability.conftest import CHUNK_DAYS, crash_selection as concurrency_selection
 
 
 def multiprocess_job() -> dg.JobDefinition:
