@@ -10,9 +10,9 @@ import warnings
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.errors import DagsterUnknownPartitionError
 import pandas as pd
 import pytest
+from dagster._core.errors import DagsterUnknownPartitionError
 
 from sc_assets.partitions import trading_days
 from sc_assets.resources import LandingFeedSource, Warehouse
