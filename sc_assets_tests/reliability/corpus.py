@@ -185,6 +185,11 @@ def _truncate_mid_last_row(body: bytes) -> bytes:
     return body[: last + 14]  # the last row cut after its first fields (no newline)
 
 
+def _truncate_in_last_field(body: bytes) -> bytes:
+    body = body.rstrip(b"\n")
+    return body[: body.rfind(b",") + 3]  # the writer died inside the last number: no newline, digits lost
+
+
 def _two_files_conflicting() -> dict[str, bytes]:
     d = good("stock_daily")
     later = d.copy()
@@ -262,6 +267,8 @@ CASES: list[Case] = [
     Case("chinese_headers_utf8_bom_ok", SD, one(SD, _chinese_headers, encoding="utf-8-sig"), Ok(5)),
     # --- truncation / emptiness ----------------------------------------------------------
     Case("truncated_mid_row", SD, raw(SD, _truncate_mid_last_row), Err("wrong number of fields", line=6)),
+    Case("truncated_in_last_field", SD, raw(SD, _truncate_in_last_field),
+         Quar({"amount inconsistent with vol x price": 1}), note="field count intact: caught by the VWAP rule"),
     Case("truncated_gzip", SD, raw(SD, lambda b: gzip.compress(b * 50, mtime=0)[:200], ext="csv.gz"),
          Err("truncated gzip")),
     Case("empty_file", SD, raw(SD, lambda b: b""), Err("empty file", line=1)),
