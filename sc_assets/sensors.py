@@ -23,7 +23,9 @@ downstream of it, or, when daily files changed in the same tick, is added to tho
 
 Files still being written (modified less than ``min_age_s`` ago), names that are not
 ``YYYYMMDD.<ext>``, hidden files, days that are not SSE sessions, and paths that resolve
-outside the data root (a symlink out) are skipped with a log line.
+outside the data root (a symlink out) are skipped with a log line. A file dated after the
+last existing partition (a future day) is skipped without being remembered, so it becomes a
+change once its partition exists (a request for an unknown partition would fail the tick).
 
 The cursor is JSON ``{"v": 1, "files": {"<feed>/<name>": [mtime_ns, size, sha16]}}``
 compressed with zlib + base64 (about 20 bytes per file), so a 10-year landing folder of
@@ -46,7 +48,7 @@ import dagster as dg
 
 from sc_assets.feeds.schemas import FEEDS
 from sc_assets.jobs import daily_update, range_tags
-from sc_assets.partitions import CalendarRangeError, is_trading_day
+from sc_assets.partitions import CalendarRangeError, is_trading_day, trading_days
 from sc_assets.settings import UnsafePathError, data_root, inside_root
 
 FILE_RE = re.compile(r"^(?P<day>\d{8})\.(?P<ext>csv|csv\.gz|parquet)$")
@@ -119,6 +121,7 @@ def scan_landing(
     state: dict[str, list] = {}
     if not landing.is_dir():
         return changes, state
+    last_key = trading_days.get_last_partition_key()
     for feed_dir in sorted(p for p in landing.iterdir() if p.is_dir() and not p.name.startswith(".")):
         feed = feed_dir.name
         spec = FEEDS.get(feed)
@@ -152,6 +155,9 @@ def scan_landing(
                     ok = False
                 if not ok:
                     _log(log, f"landing/{rel}: {day} is not an SSE trading day; ignored")
+                    continue
+                if last_key is None or day > last_key:
+                    _log(log, f"landing/{rel}: {day} is after the last partition ({last_key}); looked at again later")
                     continue
             old = seen.get(rel)
             if old is not None and old[0] == st.st_mtime_ns and old[1] == st.st_size:
