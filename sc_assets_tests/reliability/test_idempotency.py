@@ -114,3 +114,25 @@ def test_sensor_identical_redrop_no_run_changed_file_exactly_its_partition(
     assert f"raw/stock_daily/trade_date={DAY}/part.parquet" in diff
     assert diff <= {f"raw/stock_daily/trade_date={DAY}/part.parquet",
                     f"staging/stg_stock_daily/trade_date={DAY}/part.parquet"}, diff
+
+
+def test_sensor_ignores_a_file_dated_after_the_last_partition_until_that_day_exists(
+    tiny_landing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A landing file named for a session whose partition does not exist yet (a future date)
+    must not become a run request for an unknown partition (that fails the whole tick)."""
+    from sc_assets.partitions import sessions, trading_days
+    from sc_assets.sensors import scan_landing
+
+    last = pd.Timestamp(trading_days.get_last_partition_key())
+    future = [d for d in sessions() if d > last]
+    if not future:
+        pytest.skip("the calendar has no session after the last partition")
+    name = future[0].strftime("%Y%m%d") + ".csv"
+    root = tmp_path / "watched"
+    body = (tiny_landing / "landing" / "stock_daily" / NAME).read_bytes()
+    _drop(root / "landing" / "stock_daily" / name, body, 600)
+    _drop(root / "landing" / "stock_daily" / NAME, body, 600)
+    changes, state = scan_landing(root, {})
+    assert [c.day for c in changes] == [DAY]
+    assert f"stock_daily/{name}" not in state  # looked at again once its partition exists
