@@ -5,27 +5,34 @@ One command, one temporary data root, in this order:
 1. **simulate** ``--stocks`` stocks over ``--start .. --end`` (Parquet landing format for the big
    daily feeds by default, ``--format csv`` for the vendor CSV path) in a forked child process,
    so its memory never counts against the chain; the simulator's own wall time is the measure.
-   The last session's daily landing files are then held back (moved aside) for step 5.
-2. **chain**: every asset (``AssetSelection.all()``, i.e. whatever groups exist) materialized as
-   ONE in-process run of the ``full_backfill`` job over all sessions but the last (single-run
-   backfill policy: each step receives the whole key range). Per-stage times are the summed
-   step durations (STEP_START -> STEP_SUCCESS/FAILURE in the run's event log) of the steps whose
-   assets belong to each layer group; ``overhead`` is the rest of the run's wall time.
-3. **peak RSS**: a sampling thread (every 50 ms) sums the RSS of this process and its children;
-   the chain's peak also comes from the kernel's high-water mark (``ru_maxrss``, the simulator
-   ran in a child so the bench process' high-water mark is the chain's).
-4. **I/O floor**: DuckDB reads every landed file once (Parquet natively, UTF-8 CSV natively with
-   the feed's column types, vendor GBK CSV transcoded in memory) and writes each feed once to
-   Parquet (zstd). The chain must stay within 10x of it.
+2. **I/O floor** (child process): DuckDB reads every landed file once (Parquet natively, UTF-8
+   CSV natively with the feed's column types, vendor GBK CSV transcoded in memory) and writes
+   each feed once to Parquet (zstd). The chain must stay within 10x of it.
+3. **drawdown/correlation baseline** (child process):
+   :func:`sc_assets.analytics.drawdowns.benchmark_vs_loop` — vectorised tables vs per-series
+   empyrical/pandas loops on ``--dd-series`` series x all sessions (at least one year).
+4. **chain**: the last session's daily landing files are held back (moved aside); every asset
+   (``AssetSelection.all()``: whatever groups exist; ``--layers`` for a subset via
+   ``AssetSelection.groups``) is materialized as ONE in-process run of the ``full_backfill``
+   job over all other sessions (single-run backfill policy: each step receives the whole key
+   range). Per-stage times are the summed step durations (STEP_START -> STEP_SUCCESS/FAILURE in
+   the run's event log) of the steps whose assets belong to each layer group; ``overhead`` is
+   the rest of the run's wall time. Partial stage times are written every 30 s.
+   **Peak RSS**: a sampling thread (every 100 ms) reads this process' RSS (and the simulator
+   child's); the chain's peak is also the kernel's high-water mark (``ru_maxrss``): everything
+   heavy before it ran in children, so the bench process' high-water mark is the chain's.
 5. **daily incremental update**: the held-back session lands; the ``daily_update`` job runs for
-   that partition (every partitioned asset for the day, then every unpartitioned asset refreshed),
-   in-process (warm imports: a scheduled run adds the code location's start-up).
-6. **baselines**: (a) factor returns: a per-day statsmodels WLS loop (restricted design ``X R``,
-   the loop a user would write) on ``--wls-days`` evenly spaced sessions, scaled to all sessions,
-   against the product's batched :func:`sc_assets.analytics.size.factor_returns` on all sessions,
-   on the chain's own inputs (marts panel + size exposures of t-1), with the agreement of the two;
-   (b) drawdown/correlation tables vs per-series empyrical/pandas loops:
-   :func:`sc_assets.analytics.drawdowns.benchmark_vs_loop` (``--dd-series`` series x all sessions).
+   that partition (every partitioned asset for the day, then every unpartitioned asset
+   refreshed), in-process (warm imports: a scheduled run adds the code location's start-up).
+6. **orchestration floor** (diagnostic, child process): a no-op single-run partitioned asset over
+   the same range: Dagster records one materialization event per partition even in a single
+   run; ms per partition x partitions x partitioned steps of the chain = the chain's share
+   no asset code can remove.
+7. **factor-returns baseline**: a per-day statsmodels WLS loop (restricted design ``X R``, the
+   loop a user would write) on ``--wls-days`` evenly spaced sessions, scaled to all sessions,
+   against the product's batched :func:`sc_assets.analytics.size.factor_returns` on all
+   sessions, on the chain's own inputs (marts panel + size exposures of t-1), with the
+   agreement of the two.
 
 Writes ``<out>/results.json`` (default ``bench/results.json``) and a copy under the data root
 (``<root>/bench/results.json``), and prints the table (measure, value, target, pass). Targets:
@@ -105,6 +112,7 @@ MEASURES = tuple(t.measure for t in TARGETS) + (
     "simulate_peak_rss_gib",
     "incremental_peak_rss_gib",
     "baselines_peak_rss_gib",
+    "orchestration_floor_s",
 ) + tuple(f"stage_{layer}_s" for layer in LAYERS)
 
 
@@ -112,22 +120,26 @@ MEASURES = tuple(t.measure for t in TARGETS) + (
 
 
 class RssSampler(threading.Thread):
-    """Samples the RSS of this process + its children (bytes) every ``interval`` seconds."""
+    """Samples the RSS of this process (+ its children while ``children`` is set) every ``interval`` s.
 
-    def __init__(self, interval: float = 0.05):
+    Listing children scans /proc (costly on a busy machine), so it is only done while a child
+    is expected (the simulator); the chain runs in this process."""
+
+    def __init__(self, interval: float = 0.1):
         super().__init__(daemon=True, name="rss-sampler")
         import psutil
 
         self.proc = psutil.Process(os.getpid())
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
+        self.children = False
         self._halt = threading.Event()
 
     def rss(self) -> int:
         import psutil
 
         total = self.proc.memory_info().rss
-        for child in self.proc.children(recursive=True):
+        for child in self.proc.children(recursive=True) if self.children else ():
             try:
                 total += child.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -272,14 +284,14 @@ def selected_keys(layers: tuple[str, ...] | None) -> list | None:
 
 
 def run_job(job_name: str, instance, tags: dict | None = None, partition_key: str | None = None,
-            profile_to: Path | None = None, asset_keys: list | None = None) -> dict:
+            profile_to: Path | None = None, asset_keys: list | None = None, run_id: str | None = None) -> dict:
     """Execute a job of the code location in-process (optionally a subset of its assets).
 
     Returns wall time, success, per-step times, failed steps and their last error line."""
     from sc_assets.definitions import defs
 
     job = defs.resolve_job_def(job_name)
-    run_id = str(uuid.uuid4())
+    run_id = run_id or str(uuid.uuid4())
     prof = None
     if profile_to is not None:
         import cProfile
@@ -309,6 +321,84 @@ def run_job(job_name: str, instance, tags: dict | None = None, partition_key: st
     return {"run_id": run_id, "success": bool(result.success), "wall_s": wall, "t0": t0w, "t1": t1w,
             "steps": steps, "failed_steps": failed, "errors": errors,
             "materializations": len(result.get_asset_materialization_events())}
+
+
+class _ProgressWriter(threading.Thread):
+    """Every ``every`` seconds, hands the running chain's step times to ``callback`` (partial results)."""
+
+    def __init__(self, instance, run_id: str, callback, every: float = 30.0):
+        super().__init__(daemon=True, name="bench-progress")
+        self.instance, self.run_id, self.callback, self.every = instance, run_id, callback, every
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every):
+            try:
+                self.callback(step_times(self.instance, self.run_id))
+            except Exception:  # the run may not exist yet; progress is best effort
+                pass
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+
+def _child_main(fn, args, kwargs, queue) -> None:
+    try:
+        queue.put({"ok": True, "value": fn(*args, **kwargs)})
+    except BaseException as exc:  # report, never hang the parent
+        queue.put({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def in_child(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a forked child process (its memory is released when it exits)."""
+    ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_main, args=(fn, args, kwargs, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    if not out["ok"]:
+        raise click.ClickException(f"{getattr(fn, '__name__', fn)} failed: {out['error']}")
+    return out["value"]
+
+
+def _partitioned_assets() -> set[str]:
+    from sc_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None}
+
+
+def orchestration_floor(first: str, last: str) -> dict:
+    """Dagster's own per-partition cost: a no-op single-run partitioned asset (trading days, minimal
+    metadata) materialized over ``first..last`` vs over one day, on an ephemeral instance.
+
+    A single-run backfill still records one ASSET_MATERIALIZATION per partition (plus its
+    metadata); this is the part of each partitioned step that no asset code can remove.
+    """
+    import dagster as dg
+
+    from sc_assets.jobs import range_tags
+    from sc_assets.partitions import trading_days, trading_days_between
+
+    @dg.asset(partitions_def=trading_days, backfill_policy=dg.BackfillPolicy.single_run())
+    def bench_noop(context):  # no annotations: this module uses postponed (string) annotations
+        return dg.MaterializeResult(metadata={"rows": 0})
+
+    def timed(a: str, b: str) -> float:
+        t0 = time.perf_counter()
+        dg.materialize([bench_noop], instance=dg.DagsterInstance.ephemeral(), tags=range_tags(a, b),
+                       run_config=_quiet_run_config())
+        return time.perf_counter() - t0
+
+    n = len(trading_days_between(first, last))
+    timed(first, first)  # warm-up
+    t1 = timed(first, first)
+    tn = timed(first, last)
+    per = (tn - t1) / max(n - 1, 1)
+    return {"partitions": n, "one_partition_s": round(t1, 3), "all_partitions_s": round(tn, 3),
+            "per_partition_ms": round(per * 1e3, 3)}
 
 
 def _write_profile(prof, path: Path) -> None:
@@ -536,6 +626,8 @@ def results_table(results: dict) -> str:
         rows.append([f"  stage {layer}", _fmt(m.get(f"stage_{layer}_s"), "s"), "", ""])
     rows.append(["  orchestration overhead", _fmt(m.get("chain_overhead_s"), "s"), "", ""])
     rows.append(["I/O floor (DuckDB landing -> Parquet)", _fmt(m.get("io_floor_s"), "s"), "", ""])
+    rows.append(["Dagster per-partition events in the chain (no-op floor)", _fmt(m.get("orchestration_floor_s"), "s"),
+                 "", ""])
     rows.append(["per-day statsmodels WLS (scaled)", _fmt(m.get("wls_loop_s_scaled"), "s"), "", ""])
     rows.append(["batched factor_returns", _fmt(m.get("wls_batched_s"), "s"), "", ""])
     rows.append(["per-series drawdown/corr loop", _fmt(m.get("drawdown_loop_s"), "s"), "", ""])
@@ -581,28 +673,72 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     m: dict = {}
+
+    def finish(complete: bool) -> None:
+        results["machine"]["loadavg_end"] = os.getloadavg()
+        results["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        results["complete"] = complete
+        results["measures"] = {k: m.get(k) for k in MEASURES}
+        results["targets"] = [{"measure": t.measure, "label": t.label, "target": t.text, "value": m.get(t.measure),
+                               "pass": t.passes(m.get(t.measure))} for t in TARGETS]
+        results["all_pass"] = all(t["pass"] for t in results["targets"])
+        write_results(results, out_dir, root)
+
     try:
-        # 1. simulate
-        echo(f"[1/6] simulating {stocks} stocks {start} .. {end} ({fmt}) into {root} ...")
+        # 1. simulate (child process)
+        echo(f"[1/7] simulating {stocks} stocks {start} .. {end} ({fmt}) into {root} ...")
         ts = time.time()
-        sim = simulate_market(root, stocks, start, end, seed, fmt)
+        sampler.children = True
+        try:
+            sim = simulate_market(root, stocks, start, end, seed, fmt)
+        finally:
+            sampler.children = False
         m["simulate_s"] = round(sim["seconds"], 3)
         m["simulate_peak_rss_gib"] = round(max(sim.get("ru_maxrss", 0), sampler.peak(ts, time.time())) / GIB, 3)
         results["simulate"] = sim
         echo(f"      {sim['stocks']} stocks x {sim['days']} sessions, {sim['files']} files in {sim['seconds']:.1f} s")
         first, last = landing_range(root)
         before_last = to_key(previous_trading_day(last))
+
+        # 2. I/O floor over every landed file (child process: its memory is not the chain's)
+        echo("[2/7] I/O floor: DuckDB reads every landed file, writes each feed once to Parquet ...")
+        floor = in_child(io_floor, root, root / ".bench_floor")
+        shutil.rmtree(root / ".bench_floor", ignore_errors=True)
+        m["io_floor_s"] = round(floor["seconds"], 3)
+        results["io_floor"] = floor
+        echo(f"      {floor['rows']:,} rows from {floor['files']} files in {floor['seconds']:.1f} s")
+
+        # 3. drawdown/correlation baseline on a synthetic panel (child process)
+        n_sessions = max(int(sim["days"]), 260)  # >= one year: the 52-week correlation window needs 40 weeks
+        echo(f"[3/7] baseline: per-series empyrical/pandas loop vs vectorised tables ({dd_series} x {n_sessions}) ...")
+        dd = in_child(benchmark_vs_loop, n_series=dd_series, n_days=n_sessions, repeats=dd_repeats)
+        m["drawdown_corr_speedup"] = round(dd["speedup"], 2)
+        m["drawdown_loop_s"] = round(dd["loop_s"], 3)
+        m["drawdown_vectorised_s"] = round(dd["vectorised_s"], 3)
+        results["drawdown_baseline"] = dd
+        echo(f"      loop {dd['loop_s']:.2f} s, vectorised {dd['vectorised_s']:.3f} s: {dd['speedup']:.1f}x")
+        finish(False)
+
+        # 4. chain (this process), progress written every 30 s
         _side, moves = hold_back_day(root, last)
         results["range"] = {"backfill": [first, before_last], "incremental": last, "held_back_files": len(moves)}
-
-        # 2. chain
         instance = DagsterInstance.ephemeral()
-        echo(f"[2/6] whole chain as one single-run backfill {first} .. {before_last} ...")
-        chain = run_job(full_backfill.name, instance, tags={**range_tags(first, before_last), "sc_assets/trigger": "bench"},
-                        profile_to=(out_dir / "chain.prof") if profile else None, asset_keys=keys)
+        echo(f"[4/7] whole chain as one single-run backfill {first} .. {before_last} ...")
+        run_id = str(uuid.uuid4())
+        progress = _ProgressWriter(instance, run_id, lambda steps: (results.__setitem__(
+            "chain_progress", {"steps": steps, "stages": stage_table(steps, sampler)}), finish(False)))
+        progress.start()
+        try:
+            chain = run_job(full_backfill.name, instance,
+                            tags={**range_tags(first, before_last), "sc_assets/trigger": "bench"},
+                            profile_to=(out_dir / "chain.prof") if profile else None, asset_keys=keys, run_id=run_id)
+        finally:
+            progress.stop()
+        results.pop("chain_progress", None)
         chain_rss_kernel = _ru_maxrss_bytes()
         stages = stage_table(chain["steps"], sampler)
         m["chain_s"] = round(chain["wall_s"], 3)
+        m["chain_over_io_floor"] = round(chain["wall_s"] / floor["seconds"], 3) if floor["seconds"] > 0 else None
         m["chain_overhead_s"] = round(chain["wall_s"] - sum(s["seconds"] for s in chain["steps"]), 3)
         for layer in LAYERS:
             m[f"stage_{layer}_s"] = stages[layer]["seconds"]
@@ -614,9 +750,10 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
              f"{chain['materializations']} materializations, peak RSS {chain_peak / GIB:.2f} GiB")
         for step, err in chain["errors"].items():
             echo(f"      failed: {step}: {err}")
+        finish(False)
 
-        # 5. incremental update (before the floor/baselines so the process high-water mark is the product's)
-        echo(f"[3/6] daily incremental update: {last} lands, daily_update for that partition ...")
+        # 5. incremental update
+        echo(f"[5/7] daily incremental update: {last} lands, daily_update for that partition ...")
         land_held_back(moves)
         inc = run_job(daily_update.name, instance, tags={"sc_assets/trigger": "bench"}, partition_key=last,
                       asset_keys=keys)
@@ -630,19 +767,23 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
         echo(f"      {'SUCCESS' if inc['success'] else 'FAILED'} in {inc['wall_s']:.1f} s")
         for step, err in inc["errors"].items():
             echo(f"      failed: {step}: {err}")
+        finish(False)
 
-        # 4. I/O floor
-        echo("[4/6] I/O floor: DuckDB reads every landed file, writes each feed once to Parquet ...")
-        floor = io_floor(root, root / ".bench_floor")
-        shutil.rmtree(root / ".bench_floor", ignore_errors=True)
-        m["io_floor_s"] = round(floor["seconds"], 3)
-        m["chain_over_io_floor"] = round(chain["wall_s"] / floor["seconds"], 3) if floor["seconds"] > 0 else None
-        results["io_floor"] = floor
-        echo(f"      {floor['rows']:,} rows from {floor['files']} files in {floor['seconds']:.1f} s")
+        # 6. orchestration floor: Dagster's own cost of one partitioned no-op asset over the range
+        echo("[6/7] orchestration floor: a no-op single-run partitioned asset over the same range ...")
+        orch = in_child(orchestration_floor, first, before_last)
+        partitioned = _partitioned_assets()
+        n_part = sum(1 for st in chain["steps"] if any(a in partitioned for a in st["assets"]))
+        orch["partitioned_steps_in_chain"] = n_part
+        orch["extrapolated_chain_s"] = round(orch["per_partition_ms"] * orch["partitions"] * n_part / 1e3, 1)
+        m["orchestration_floor_s"] = orch["extrapolated_chain_s"]
+        results["orchestration_floor"] = orch
+        echo(f"      {orch['per_partition_ms']:.1f} ms per partition event; x {orch['partitions']} partitions x "
+             f"{n_part} partitioned steps = {orch['extrapolated_chain_s']:.0f} s of the chain")
 
-        # 6. baselines
+        # 7. factor-returns baseline on the chain's own inputs
         tb = time.time()
-        echo(f"[5/6] baseline: per-day statsmodels WLS on {wls_days} sessions vs batched factor returns ...")
+        echo(f"[7/7] baseline: per-day statsmodels WLS on {wls_days} sessions vs batched factor returns ...")
         try:
             wls = wls_baseline(root, wls_days, end=before_last)
             m["factor_returns_speedup"] = round(wls["speedup"], 2) if wls["speedup"] else None
@@ -655,23 +796,10 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
             results["wls_baseline"] = {"error": f"{type(exc).__name__}: {exc}"}
             m.update(factor_returns_speedup=None, wls_loop_s_scaled=None, wls_batched_s=None)
             echo(f"      skipped: {exc}")
-        n_sessions = max(int(sim["days"]), 260)  # >= one year: the 52-week correlation window needs 40 weeks
-        echo(f"[6/6] baseline: per-series empyrical/pandas loop vs vectorised tables ({dd_series} x {n_sessions}) ...")
-        dd = benchmark_vs_loop(n_series=dd_series, n_days=n_sessions, repeats=dd_repeats)
-        m["drawdown_corr_speedup"] = round(dd["speedup"], 2)
-        m["drawdown_loop_s"] = round(dd["loop_s"], 3)
-        m["drawdown_vectorised_s"] = round(dd["vectorised_s"], 3)
         m["baselines_peak_rss_gib"] = round(sampler.peak(tb, time.time()) / GIB, 3)
-        results["drawdown_baseline"] = dd
     finally:
         sampler.stop()
-    results["machine"]["loadavg_end"] = os.getloadavg()
-    results["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    results["measures"] = {k: m.get(k) for k in MEASURES}
-    results["targets"] = [{"measure": t.measure, "label": t.label, "target": t.text, "value": m.get(t.measure),
-                           "pass": t.passes(m.get(t.measure))} for t in TARGETS]
-    results["all_pass"] = all(t["pass"] for t in results["targets"])
-    write_results(results, out_dir, root)
+    finish(True)
     return results
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from sc_assets import bench
 from sc_assets.feeds.schemas import DAILY_FEEDS
+from sc_assets.partitions import trading_days_between
 from sc_assets.settings import DATA_DIR_ENV
 
 
@@ -58,6 +59,10 @@ def test_chain_stages_are_attributed_to_the_layers_that_ran(smoke):
     assert all(m[f"stage_{layer}_s"] == 0 for layer in bench.LAYERS if layer != "raw")
     assert m["chain_s"] >= m["stage_raw_s"] and m["chain_overhead_s"] >= 0
     assert m["simulate_s"] > 0 and m["peak_rss_gib"] > 0.05  # a Python process with dagster loaded
+    orch = results["orchestration_floor"]  # every raw daily feed is one partitioned step
+    first, last = results["range"]["backfill"]
+    assert orch["partitioned_steps_in_chain"] == len(DAILY_FEEDS)
+    assert orch["partitions"] == len(trading_days_between(first, last)) > 1
     # the factors layer did not run: the WLS baseline reports why instead of a number
     assert m["factor_returns_speedup"] is None and "error" in results["wls_baseline"]
 

@@ -94,6 +94,26 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
+#: Partition files written concurrently by one ``write_partitions`` call (``$SC_ASSETS_WRITE_THREADS``).
+#: A multi-year backfill writes thousands of small files, each fsynced (file + folder): on one
+#: thread the fsync waits dominate (measured ~12 ms/file serial vs ~3.4 ms/file on 8 threads on a
+#: loaded 2-core VM, issue 11). Each file stays individually atomic and durable.
+WRITE_THREADS = max(1, int(os.environ.get("SC_ASSETS_WRITE_THREADS", "8")))
+
+
+def _write_files(items: list[tuple[pa.Table, Path]]) -> None:
+    """``atomic_write_parquet`` for each (table, target); concurrently for local multi-file writes."""
+    if len(items) <= 1 or WRITE_THREADS == 1 or isinstance(items[0][1], S3Path):
+        for table, target in items:
+            atomic_write_parquet(table, target)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(items)), thread_name_prefix="lake-write") as pool:
+        for fut in [pool.submit(atomic_write_parquet, t, p) for t, p in items]:
+            fut.result()
+
+
 class Warehouse(dg.ConfigurableResource):
     """Parquet lake + DuckDB catalog under one data root.
 
@@ -181,6 +201,7 @@ class Warehouse(dg.ConfigurableResource):
         if extra:
             raise ValueError(f"{layer}.{asset}: rows for days outside the requested partitions: {extra[:5]}")
         counts: dict[str, int] = {}
+        items: list[tuple[pa.Table, Path]] = []
         if len(df):
             import numpy as np
 
@@ -192,12 +213,13 @@ class Warehouse(dg.ConfigurableResource):
             ends = np.r_[bounds, len(sorted_days)]
             for s, e in zip(starts, ends, strict=True):
                 key = str(sorted_days[s])
-                atomic_write_parquet(table.slice(s, e - s), self.partition_path(layer, asset, key))
+                items.append((table.slice(s, e - s), self.partition_path(layer, asset, key)))
                 counts[key] = int(e - s)
         for key in keys:
             if key not in counts:
-                atomic_write_parquet(table.slice(0, 0), self.partition_path(layer, asset, key))
+                items.append((table.slice(0, 0), self.partition_path(layer, asset, key)))
                 counts[key] = 0
+        _write_files(items)
         return counts
 
     def write_table(self, layer: str, asset: str, df: pd.DataFrame, schema: pa.Schema | None = None) -> int:
