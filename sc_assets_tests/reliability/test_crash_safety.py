@@ -15,6 +15,7 @@ import signal
 import time
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 
 from sc_assets_tests.reliability.conftest import CHUNK_DAYS, CRASH_END, CRASH_START, crash_selection
@@ -45,6 +46,12 @@ def _assert_readers_see_only_complete_files(root: Path) -> None:
         if not p.name.startswith(".tmp"):
             pq.read_metadata(p)  # a complete file: footer present
     lake_snapshot(root)  # every view answers
+    catalog = root / "warehouse.duckdb"
+    if catalog.exists():  # the catalog a user opens with the duckdb CLI survives the kill too
+        with duckdb.connect(str(catalog)) as con:
+            views = con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+            for schema, view in views:
+                con.execute(f'SELECT count(*) FROM "{schema}"."{view}"').fetchone()
 
 
 def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(reference, tiny_landing: Path, tmp_path: Path) -> None:
