@@ -375,9 +375,9 @@ def _crowding(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     q = _pick(df, "holdings", "quant_holdings", "q", required=False)
     tab = pd.DataFrame({"bucket": df[bucket].astype(str)})
     if ff:
-        tab["free-float cap (100m CNY)"] = (df[ff].astype(float) / 1e8).round(2)
+        tab["free-float cap (100m CNY)"] = (df[ff].astype(float) / 1e8).map("{:,.2f}".format)
     if q:
-        tab["quant holdings (100m CNY)"] = (df[q].astype(float) / 1e8).round(2)
+        tab["quant holdings (100m CNY)"] = (df[q].astype(float) / 1e8).map("{:,.2f}".format)
     tab["holdings share"] = df[hs].map(_pct)
     tab["quant share of turnover"] = df[ts].map(_pct)
     tab["redemption-stress share"] = df[rs].map(_pct)
