@@ -348,14 +348,22 @@ class Warehouse(dg.ConfigurableResource):
                     if (store := self.lake_store) is not None:
                         store.register(con)  # views bind (and later read) s3:// globs
                     targets = self.tables() if tables is None else [t for t in tables if self.exists(*t)]
+                    # A view over the same glob is kept: DuckDB re-binds a view at every query (new
+                    # partitions, columns and types show up), while re-creating one binds it now, reading
+                    # the footer of every partition file (~0.5 s per table at 2,430 partitions; issue 11).
+                    existing = {(r[0], r[1]): r[2] or "" for r in con.execute(
+                        "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
                     for layer, asset in targets:
                         schema = catalog_schema(layer)
+                        glob = _sql_string(self.glob(layer, asset))
+                        names.append(f"{schema}.{asset}")
+                        if glob in existing.get((schema, asset), "") and "union_by_name" in existing[(schema, asset)]:
+                            continue
                         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                         con.execute(
                             f'CREATE OR REPLACE VIEW "{schema}"."{asset}" AS SELECT * FROM '
-                            f"read_parquet({_sql_string(self.glob(layer, asset))}, union_by_name=true)"
+                            f"read_parquet({glob}, union_by_name=true)"
                         )
-                        names.append(f"{schema}.{asset}")
                 finally:
                     con.close()
             finally:

@@ -75,6 +75,32 @@ def test_catalog_views_answer_duckdb_queries(warehouse: Warehouse):
         assert con.execute('select count(*) from "raw"."stock_daily"').fetchone()[0] == 4
 
 
+def test_kept_catalog_view_shows_new_partitions_columns_and_a_layout_change(warehouse: Warehouse):
+    # refresh_catalog keeps a view over an unchanged glob (no re-bind): DuckDB re-binds views per
+    # query, so later partitions and new columns must still show; a layout change re-creates it
+    warehouse.write_partitions("raw", "stock_daily", _frame(["2024-01-02"]), ["2024-01-02"])
+    warehouse.refresh_catalog([("raw", "stock_daily")])
+    later = _frame(["2024-01-03"]).assign(vol=5.0)
+    warehouse.write_partitions("raw", "stock_daily", later, ["2024-01-03"])
+    assert warehouse.refresh_catalog([("raw", "stock_daily")]) == ["raw.stock_daily"]
+
+    def query(sql):
+        con = duckdb.connect(str(warehouse.catalog_path), read_only=True)
+        try:
+            return con.execute(sql).fetchone()
+        finally:
+            con.close()
+
+    assert query("select count(*), sum(vol) from raw.stock_daily") == (4, 10.0)
+    warehouse.write_table("factors", "summary", pd.DataFrame({"a": [1]}))
+    warehouse.refresh_catalog([("factors", "summary")])
+    for p in warehouse.table_dir("factors", "summary").iterdir():
+        p.unlink()  # the table becomes partitioned: another glob
+    warehouse.write_partitions("factors", "summary", _frame(["2024-01-02"]), ["2024-01-02"])
+    warehouse.refresh_catalog([("factors", "summary")])
+    assert query("select count(*) from analytics.summary") == (2,)
+
+
 def test_crash_during_write_leaves_old_partition_and_no_visible_temp(warehouse: Warehouse, monkeypatch):
     days = ["2024-01-02"]
     warehouse.write_partitions("raw", "z", _frame(days), days)
