@@ -54,7 +54,17 @@ def _fstring_sql_calls(tree: ast.AST):
                 yield node.args[0]
 
 
-def _unsafe_parts(arg: ast.expr) -> list[str]:
+def _literal_names(tree: ast.AST) -> set[str]:
+    """Names assigned from ``_sql_string(...)`` (already a quoted SQL literal) in the module."""
+    out = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", "") == "_sql_string"):
+            out |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return out
+
+
+def _unsafe_parts(arg: ast.expr, literal_names: set[str] = frozenset()) -> list[str]:
     """Interpolations in a SQL string that are neither quoted identifiers (``"{name}"``) nor
     ``_sql_string(...)`` literals; ``%`` / ``.format`` formatting is always reported."""
     if isinstance(arg, ast.BinOp) and isinstance(arg.op, ast.Mod):
@@ -70,6 +80,8 @@ def _unsafe_parts(arg: ast.expr) -> list[str]:
             continue
         if isinstance(v.value, ast.Call) and getattr(v.value.func, "id", "") in ("_sql_string",):
             continue
+        if isinstance(v.value, ast.Name) and v.value.id in literal_names:
+            continue
         before = vals[i - 1].value if i > 0 and isinstance(vals[i - 1], ast.Constant) else ""
         after = vals[i + 1].value if i + 1 < len(vals) and isinstance(vals[i + 1], ast.Constant) else ""
         if str(before).endswith('"') and str(after).startswith('"'):
@@ -84,12 +96,27 @@ REVIEWED = {
 }
 
 
+def test_the_sql_scan_flags_formatting_and_passes_literals_and_identifiers() -> None:
+    src = (
+        "q = _sql_string(p)\n"
+        "con.execute(f\"SELECT * FROM t WHERE d = '{day}'\")\n"
+        "con.execute(\"SELECT * FROM t WHERE c = '%s'\" % code)\n"
+        "con.sql(\"DELETE FROM t WHERE k = {}\".format(key))\n"
+        "con.execute(f'CREATE VIEW \"{layer}\".\"{asset}\" AS SELECT * FROM read_parquet({q})')\n"
+        "con.execute(f'SELECT * FROM read_parquet({_sql_string(path)})')\n"
+    )
+    tree = ast.parse(src)
+    found = [_unsafe_parts(a, _literal_names(tree)) for a in _fstring_sql_calls(tree)]
+    assert sorted(len(f) for f in found) == [0, 0, 1, 1, 1] and ["day"] in found
+
+
 def test_sql_text_never_interpolates_values() -> None:
     found = []
     for p in sorted((REPO / "sc_assets").rglob("*.py")):
         rel = p.relative_to(REPO).as_posix()
-        for arg in _fstring_sql_calls(ast.parse(p.read_text())):
-            for expr in _unsafe_parts(arg):
+        tree = ast.parse(p.read_text())
+        for arg in _fstring_sql_calls(tree):
+            for expr in _unsafe_parts(arg, _literal_names(tree)):
                 if (rel, expr) not in REVIEWED:
                     found.append(f"{rel}: {expr}")
     assert found == [], "SQL built by formatting (bind parameters instead): " + "; ".join(found)
