@@ -231,7 +231,7 @@ def _index_median_logcap(warehouse: Warehouse, codes: list[str], base: pd.Timest
     before ``base``); indices without weights are left out (NaN in the table)."""
     if not warehouse.exists("staging", "stg_index_weight"):
         return {}
-    with warehouse.connect() as con:
+    with warehouse.connect(tables=[("staging", "stg_index_weight")]) as con:
         w = con.execute(
             'SELECT index_code, con_code FROM staging.stg_index_weight w '
             'WHERE trade_date = (SELECT max(trade_date) FROM staging.stg_index_weight v '

@@ -277,16 +277,18 @@ class Warehouse(dg.ConfigurableResource):
         return dataset.read(columns=list(columns) if columns else None).to_pandas()
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, tables: Sequence[tuple[str, str]] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived in-memory DuckDB connection with views ``<layer>.<asset>`` on the lake.
 
-        Nothing is locked: the views read Parquet files directly.
+        Nothing is locked: the views read Parquet files directly. ``tables`` ((layer, asset)
+        pairs) limits the views to those tables: creating a view reads the footer of every
+        partition file, so on a multi-year lake pass the tables a query needs (issue 11).
         """
         con = duckdb.connect(":memory:")
         try:
             if (store := self.lake_store) is not None:
                 store.register(con)
-            for layer, asset in self.tables():
+            for layer, asset in (self.tables() if tables is None else [t for t in tables if self.exists(*t)]):
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
                 con.execute(
                     f'CREATE VIEW "{layer}"."{asset}" AS SELECT * FROM '

@@ -75,6 +75,16 @@ def test_catalog_views_answer_duckdb_queries(warehouse: Warehouse):
         assert con.execute('select count(*) from "raw"."stock_daily"').fetchone()[0] == 4
 
 
+def test_connect_can_limit_views_to_the_tables_a_query_needs(warehouse: Warehouse):
+    warehouse.write_partitions("raw", "stock_daily", _frame(["2024-01-02"]), ["2024-01-02"])
+    warehouse.write_table("factors", "summary", pd.DataFrame({"a": [1, 2]}))
+    with warehouse.connect(tables=[("factors", "summary"), ("marts", "not_there")]) as con:
+        views = {tuple(r) for r in con.execute(
+            "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert views == {("factors", "summary")}
+        assert con.execute('select sum(a) from "factors"."summary"').fetchone()[0] == 3
+
+
 def test_kept_catalog_view_shows_new_partitions_columns_and_a_layout_change(warehouse: Warehouse):
     # refresh_catalog keeps a view over an unchanged glob (no re-bind): DuckDB re-binds views per
     # query, so later partitions and new columns must still show; a layout change re-creates it
