@@ -553,7 +553,8 @@ def up_cmd(directory: str, workers: int, data_dir: str | None) -> None:
         click.echo(f"  {k:9s} 127.0.0.1:{c.ports[k]:<6d} {c.versions.get(k, '')}")
     click.echo(f"  celery    {len(c.worker_names())} workers (celery {c.versions.get('celery', '?')})")
     click.echo(f"  lake      s3://{BUCKET}/{LAKE_PREFIX}")
-    click.echo(f"next: source {c.env_file}  &&  make dev   (or: python -m sc_assets.deploy.cluster backfill ...)")
+    click.echo(f"next: make cluster-dev (dagster dev on this instance), or: source {c.env_file} && "
+               "python -m sc_assets.deploy.cluster backfill --start ... --end ...")
 
 
 @main.command("down")
