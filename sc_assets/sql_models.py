@@ -587,7 +587,6 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         t0 = time.perf_counter()
         days = list(context.partition_keys) if model.partitioned else None
         frames: list[pd.DataFrame] = []
-        tables: list[pa.Table] = []
         params: dict[str, Any] = {}
         chunks = contiguous_chunks(days, config.chunk_sessions) if days else [None]
         rows = 0
@@ -601,10 +600,11 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
                 warehouse.write_table(model.layer, model.name, df, schema=table.schema)
             rows += len(df)
             frames.append(df)
-            tables.append(table)
+            del table, df  # keep only the pandas frames (the checks need them): half the memory (issue 11)
         t_sql = time.perf_counter() - t0
         warehouse.refresh_catalog([(model.layer, model.name)])
         full = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        frames.clear()
 
         check_results = []
         t1 = time.perf_counter()
