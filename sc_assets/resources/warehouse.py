@@ -44,6 +44,8 @@ from sc_assets.resources.object_store import LAKE_URI_ENV, S3Lake, S3Path, is_s3
 from sc_assets.settings import data_root
 
 PARTITION_COLUMN = "trade_date"
+#: A temp file this old (seconds) belongs to a writer that was killed; it is removed on refresh.
+STALE_TEMP_S = 3600.0
 PART_FILE = "part.parquet"
 # lake layer -> catalog schema (issue "Foundation": schemas raw, staging, marts, analytics)
 CATALOG_SCHEMAS = {"raw": "raw", "staging": "staging", "marts": "marts", "quarantine": "quarantine"}
@@ -322,13 +324,16 @@ class Warehouse(dg.ConfigurableResource):
         self, tables: Sequence[tuple[str, str]] | None = None, timeout_s: float = 30.0
     ) -> list[str]:
         """(Re)create ``warehouse.duckdb`` views for ``tables`` ((layer, asset) pairs; default:
-        every lake table). Returns the view names. Assets call it once after their writes.
+        every lake table). Returns the view names. Assets call it once after their writes; it
+        also removes those tables' temp files older than ``STALE_TEMP_S`` (left by killed runs).
 
         Held briefly under an exclusive file lock so parallel steps never fight over the
         DuckDB write lock. If another process (a user's duckdb CLI) holds the file for longer
         than ``timeout_s``, raises with a message saying so; the lake itself is unaffected.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        if tables is not None:
+            self.clean_temp_files(tables, min_age_s=STALE_TEMP_S)
         lock_path = self.root / ".warehouse.lock"
         names = []
         with open(lock_path, "a+") as lock:
@@ -372,22 +377,29 @@ class Warehouse(dg.ConfigurableResource):
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return names
 
-    def clean_temp_files(self) -> int:
-        """Remove ``.tmp*`` files left by a killed writer. Returns how many were removed."""
-        n = 0
+    def clean_temp_files(self, tables: Sequence[tuple[str, str]] | None = None, min_age_s: float = 0.0) -> int:
+        """Remove ``.tmp*`` files left by a killed writer (readers never see them, but they take
+        space). Only under ``tables`` if given, and only files older than ``min_age_s`` seconds,
+        so a writer still working on its temp file is left alone. Returns how many were removed.
+        """
         if self.lake_store is not None:
             return 0  # single-PUT writes leave no temp objects
-        if not self.lake.exists():
-            return 0
-        for p in self.lake.rglob(".tmp*"):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
+        roots = [self.lake] if tables is None else [self.table_dir(*t) for t in tables]
+        cutoff = time.time() - min_age_s
+        n = 0
+        for root in roots:
+            if not root.exists():
+                continue
+            for p in root.rglob(".tmp*"):
                 with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-            n += 1
+                    if min_age_s and p.stat().st_mtime > cutoff:
+                        continue
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink()
+                    n += 1
         return n
-
 
     def _s3_files(self, store: S3Lake, layer: str, asset: str, start, end, days: set[str] | None = None) -> list[str]:
         """Local copies of a table's objects on S3 (one listing, downloads only new ETags)."""

@@ -159,3 +159,18 @@ def test_data_root_and_path_safety(tmp_path: Path, monkeypatch):
     (tmp_path / "landing" / "link.csv").symlink_to(outside)
     with pytest.raises(UnsafePathError, match="outside the data root"):
         inside_root(tmp_path, "landing/link.csv")
+
+
+def test_stale_temp_files_of_killed_writers_are_removed_on_refresh(warehouse: Warehouse):
+    days = ["2024-01-02"]
+    warehouse.write_partitions("raw", "s", _frame(days), days)
+    part_dir = warehouse.partition_path("raw", "s", "2024-01-02").parent
+    stale = part_dir / ".tmp-0001-part.parquet"
+    fresh = part_dir / ".tmp-0002-part.parquet"
+    stale.write_bytes(b"killed writer")
+    fresh.write_bytes(b"writer still working")
+    old = stale.stat().st_mtime - 2 * 3600
+    os.utime(stale, (old, old))
+    warehouse.refresh_catalog([("raw", "s")])
+    assert not stale.exists() and fresh.exists()
+    assert len(warehouse.read("raw", "s")) == 2
