@@ -16,7 +16,17 @@ column; the file stays in landing.
 
 Checks (computed on the rows just written, never a rescan): ``rows_accounted_for`` (blocking:
 landed = accepted + quarantined [+ superseded snapshot rows]), ``landing_file_present`` (WARN),
-and the Great Expectations suite ``raw.<feed>`` (``sc_assets.checks``, blocking).
+and the Great Expectations suite ``raw.<feed>`` (``sc_assets.checks``, blocking). WARN checks
+over the run's partition range (a backfill sees the whole range, a daily run its day):
+
+* ``no_conflicting_redeliveries`` (daily feeds): a key delivered by two files with different
+  values (``20240122.csv`` and a re-delivered ``20240122.csv.gz``). Both rows stay in raw and
+  staging keeps the latest landed file; the check names the keys, files and differing columns.
+* ``expected_indices_present`` (index_daily): an expected index code absent on a day that had
+  a landing file. Expected codes: ``IndexDailyConfig.expected_index_codes`` if set, else every
+  code seen in the run's range.
+* ``no_nav_gaps`` (fund_nav): a fund without a NAV in a week (``week_end_sessions``) between
+  its first and last NAV in the run's range.
 """
 
 import time
@@ -26,10 +36,12 @@ from dataclasses import asdict, dataclass
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from sc_assets.assets._metadata import table_metadata
 from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
+from sc_assets.feeds.validation import conflicting_redeliveries, missing_index_codes, nav_gaps
 from sc_assets.partitions import trading_days, week_end_sessions
 from sc_assets.resources.feed_source import LandingFeedSource, quarantine_schema, raw_schema
 from sc_assets.resources.warehouse import Warehouse
@@ -37,6 +49,8 @@ from sc_assets.resources.warehouse import Warehouse
 LAYER = "raw"
 CODE_VERSION = "1"
 MAX_LISTED_FILES = 50
+#: conflicting keys / gaps listed in check metadata (the counts are always complete)
+MAX_SAMPLE = 20
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,15 @@ SPARSE_FEEDS = {
     "index_weight": "constituent weights land monthly: a day without a file is normal",
     "fund_nav": "NAVs land weekly, on the week's last trading day: only those days are expected",
 }
+
+
+class IndexDailyConfig(dg.Config):
+    """Run config of ``raw.index_daily``."""
+
+    expected_index_codes: list[str] = Field(
+        default_factory=list,
+        description="Index codes every index_daily file must contain (check expected_indices_present); "
+        "empty = every code seen in the run's partition range")
 
 
 def _expected_days(feed: str, days: Sequence[str]) -> list[str]:
@@ -119,6 +142,94 @@ class _Totals:
         self.gx_rows += int(meta.get("rows", 0))
         self.gx_seconds += float(meta.get("seconds", 0.0))
         self.gx_suite = meta.get("suite", suite)
+
+
+class _CrossRow:
+    """What the cross-row WARN checks need, accumulated chunk by chunk (small frames only)."""
+
+    def __init__(self, spec: FeedSpec) -> None:
+        self.spec = spec
+        self.conflicts = 0
+        self.sample: list[dict] = []
+        self.keys: list[pd.DataFrame] = []  # index_daily: (trade_date, ts_code); fund_nav: (fund_id, trade_date)
+        self.days_with_file: list[str] = []
+
+    def add(self, batch) -> None:
+        c = conflicting_redeliveries(batch.rows, self.spec)
+        self.conflicts += len(c)
+        for r in c.head(max(0, MAX_SAMPLE - len(self.sample))).to_dict("records"):
+            k = " ".join(f"{pd.Timestamp(r[col]):%Y-%m-%d}" if col in (self.spec.date_column, "trade_date")
+                         else str(r[col]) for col in self.spec.key)
+            self.sample.append({"key": k, "files": list(r["files"]), "kept_file": r["kept_file"],
+                                "columns_differing": list(r["columns_differing"])})
+        have = {f"{f.day:%Y-%m-%d}" for f in batch.files}
+        self.days_with_file += [d for d in batch.days if d in have]
+        if self.spec.name == "index_daily":
+            self.keys.append(batch.rows[["trade_date", "ts_code"]].drop_duplicates())
+        elif self.spec.name == "fund_nav":
+            self.keys.append(batch.rows[["fund_id", "trade_date"]].drop_duplicates())
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self.keys, ignore_index=True) if self.keys else pd.DataFrame()
+
+
+def _cross_row_results(key: dg.AssetKey, x: _CrossRow, expected_codes: Sequence[str]) -> list[dg.AssetCheckResult]:
+    warn = dg.AssetCheckSeverity.WARN
+    feed = x.spec.name
+    if x.conflicts:
+        e = x.sample[0]
+        desc = (f"{x.conflicts} key(s) delivered by two or more landing files with different values; staging keeps "
+                f"the latest landed file. E.g. {e['key']} in {', '.join(e['files'])} "
+                f"({', '.join(e['columns_differing'])} differ; kept {e['kept_file']})")
+    else:
+        desc = "no key was delivered by two landing files with different values"
+    out = [dg.AssetCheckResult(
+        asset_key=key, check_name="no_conflicting_redeliveries", passed=x.conflicts == 0, severity=warn,
+        description=desc,
+        metadata={"conflicting_keys": x.conflicts, "key": list(x.spec.key),
+                  "sample": dg.MetadataValue.json(x.sample),
+                  "sample_table": dg.MetadataValue.md(pd.DataFrame(x.sample).assign(
+                      files=lambda d: d["files"].map(", ".join),
+                      columns_differing=lambda d: d["columns_differing"].map(", ".join)).to_markdown(index=False)
+                      if x.sample else "none"),
+                  "rule": "both rows stay in raw (source_file, source_mtime_ns); staging keeps the row of the latest "
+                          "landed file (source_mtime_ns, then file name): a re-delivery supersedes"},
+    )]
+    if feed == "index_daily":
+        present = x.frame()
+        configured = list(expected_codes)
+        expected = sorted(configured) if configured else sorted(set(present["ts_code"].astype(str))) if len(present) else []
+        missing = missing_index_codes(present, x.days_with_file, expected)
+        n_pairs = sum(len(v) for v in missing.values())
+        listing = "; ".join(f"{d}: {', '.join(c)}" for d, c in list(missing.items())[:5])
+        out.append(dg.AssetCheckResult(
+            asset_key=key, check_name="expected_indices_present", passed=not missing, severity=warn,
+            description=(f"{len(missing)} day(s) missing {n_pairs} expected index row(s): {listing}"
+                         + (" ..." if len(missing) > 5 else "")) if missing
+            else f"every day with a landing file has all {len(expected)} expected index codes",
+            metadata={"expected_codes": dg.MetadataValue.json(expected),
+                      "expected_codes_source": "configured (expected_index_codes)" if configured
+                      else "every index code seen in the run's partition range",
+                      "days_checked": len(x.days_with_file), "days_missing_codes": len(missing),
+                      "missing": dg.MetadataValue.json(dict(list(missing.items())[:200])),
+                      "note": "days without any landing file are reported by landing_file_present; "
+                              "a quarantined row does not count as present"},
+        ))
+    elif feed == "fund_nav":
+        gaps = nav_gaps(x.frame()) if x.keys else nav_gaps(pd.DataFrame())
+        by_fund = {f: g["missing_week_end"].tolist() for f, g in gaps.groupby("fund_id", sort=True)}
+        listing = "; ".join(f"{f}: {', '.join(w)}" for f, w in list(by_fund.items())[:5])
+        out.append(dg.AssetCheckResult(
+            asset_key=key, check_name="no_nav_gaps", passed=gaps.empty, severity=warn,
+            description=(f"{len(by_fund)} fund(s) without a NAV in {len(gaps)} week(s) between their first and last "
+                         f"NAV: {listing}" + (" ..." if len(by_fund) > 5 else "")) if len(gaps)
+            else "every fund has a NAV in every week between its first and last NAV",
+            metadata={"funds_with_gaps": len(by_fund), "missing_weeks": len(gaps),
+                      "gaps": dg.MetadataValue.json(dict(list(by_fund.items())[:200])),
+                      "scope": "NAVs in the run's partition range (a backfill sees the whole range); weeks are "
+                               "Monday-Sunday, named by their last session (partitions.week_end_sessions)"},
+        ))
+    return out
 
 
 def _check_results(key: dg.AssetKey, feed: str, t: _Totals, expected_missing: list[str],
@@ -209,7 +320,22 @@ def _write_quarantine(warehouse: Warehouse, feed: str, q: pd.DataFrame, days: Se
 
 
 def _check_specs(key: dg.AssetKey, snapshot: bool) -> list[dg.AssetCheckSpec]:
-    return [
+    feed = key.path[-1]
+    extra = [] if snapshot else [dg.AssetCheckSpec(
+        "no_conflicting_redeliveries", asset=key,
+        description="WARN when a key is delivered by two landing files with different values (staging keeps the "
+                    "latest landed file); names the keys, files and differing columns.")]
+    if feed == "index_daily":
+        extra.append(dg.AssetCheckSpec(
+            "expected_indices_present", asset=key,
+            description="WARN when an expected index code (configured, else seen in the run's range) has no row on a "
+                        "day that had a landing file; lists the days and codes."))
+    if feed == "fund_nav":
+        extra.append(dg.AssetCheckSpec(
+            "no_nav_gaps", asset=key,
+            description="WARN when a fund has no NAV in a week between its first and last NAV in the run's range; "
+                        "names the funds and the missing week-end sessions."))
+    return extra + [
         dg.AssetCheckSpec(
             "rows_accounted_for", asset=key, blocking=True,
             description="Every landed row is either accepted into raw or quarantined with a reason"
@@ -227,8 +353,9 @@ def _check_specs(key: dg.AssetKey, snapshot: bool) -> list[dg.AssetCheckSpec]:
 def _daily_asset(feed: str) -> dg.AssetsDefinition:
     spec = FEEDS[feed]
     key = dg.AssetKey([LAYER, feed])
+    _raw = _daily_body(feed)
 
-    @dg.asset(
+    asset = dg.asset(
         key=key,
         group_name=LAYER,
         description=f"Raw `{feed}` rows from landing files, validated (bad rows quarantined). {spec.description}",
@@ -239,10 +366,32 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
         check_specs=_check_specs(key, snapshot=False),
         metadata={"landing_pattern": f"landing/{feed}/<YYYYMMDD>.<csv|csv.gz|parquet>", "key": list(spec.key)},
     )
-    def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, feed_source: LandingFeedSource):
+    if feed == "index_daily":
+        @asset
+        def _raw_index(context: dg.AssetExecutionContext, config: IndexDailyConfig, warehouse: Warehouse,
+                       feed_source: LandingFeedSource):
+            return _raw(context, warehouse, feed_source, list(config.expected_index_codes))
+
+        return _raw_index
+
+    @asset
+    def _raw_feed(context: dg.AssetExecutionContext, warehouse: Warehouse, feed_source: LandingFeedSource):
+        return _raw(context, warehouse, feed_source, [])
+
+    return _raw_feed
+
+
+def _daily_body(feed: str):
+    """The compute of ``raw.<feed>`` (daily feeds); ``expected_codes`` only matters for index_daily."""
+    spec = FEEDS[feed]
+    key = dg.AssetKey([LAYER, feed])
+
+    def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, feed_source: LandingFeedSource,
+             expected_codes: Sequence[str]):
         t0 = time.perf_counter()
         days = list(context.partition_keys)
         t = _Totals()
+        x = _CrossRow(spec)
         step = max(1, int(feed_source.chunk_days))
         for i in range(0, len(days), step):
             chunk = days[i : i + step]
@@ -250,6 +399,7 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
             warehouse.write_partitions(LAYER, feed, batch.rows, days=chunk, schema=raw_schema(feed))
             _write_quarantine(warehouse, feed, batch.quarantined, chunk)
             t.add(batch, batch.rows)
+            x.add(batch)
             t.missing += batch.days_without_file
             with_rows = set(batch.rows["source_file"]) | set(batch.quarantined["source_file"])
             t.empty_files += [f.rel for f in batch.files if f.rel not in with_rows]
@@ -271,10 +421,16 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
         if expected_missing:
             context.log.warning(f"raw.{feed}: no landing file for {len(expected_missing)} partition(s), "
                                 f"e.g. {expected_missing[:5]}; empty partitions written")
+        cross = _cross_row_results(key, x, expected_codes)
+        for r in cross:
+            if not r.passed:
+                context.log.warning(f"raw.{feed}: {r.check_name}: {r.description}")
+        extra = {"expected_index_codes": list(expected_codes)} if feed == "index_daily" else {}
         meta = _metadata(spec, t, feed_source, time.perf_counter() - t0,
-                         partitions=len(days), days_without_file=t.missing[:200])
+                         partitions=len(days), days_without_file=t.missing[:200],
+                         conflicting_redeliveries=x.conflicts, **extra)
         return dg.MaterializeResult(
-            metadata=meta, check_results=_check_results(key, feed, t, expected_missing, False, off))
+            metadata=meta, check_results=_check_results(key, feed, t, expected_missing, False, off) + cross)
 
     return _raw
 

@@ -33,7 +33,14 @@ reason, the first that applies in this order (``REASONS``):
 
 Checks 1–8 run first; duplicate detection (9) looks only at rows that passed them.
 Duplicates *across* files (e.g. ``20240122.csv`` and ``20240122.csv.gz``) are not errors: both
-stay in raw with their ``source_*`` columns, and staging keeps the latest landed file.
+stay in raw with their ``source_*`` columns, and staging keeps the latest landed file (a
+re-delivery supersedes). When their values differ the raw asset reports them in a WARN check
+(:func:`conflicting_redeliveries`).
+
+Findings that need more than one row or file (WARN checks of the raw assets, not quarantine):
+:func:`conflicting_redeliveries`, :func:`missing_index_codes` (an index absent from a day's
+index_daily file) and :func:`nav_gaps` (a fund without a NAV in a week between its first and
+last NAV).
 
 Invariant: ``len(accepted) + len(quarantined) == len(rows)``.
 """
@@ -45,7 +52,7 @@ import pandas as pd
 
 from sc_assets.feeds.codes import VALID_PATTERNS, code_kind
 from sc_assets.feeds.schemas import FeedSpec
-from sc_assets.partitions import sessions
+from sc_assets.partitions import sessions, week_end_sessions
 
 SOURCE_COLUMNS = ["source_file", "source_line", "source_mtime_ns"]
 REASON_PREFIXES = (
@@ -210,3 +217,79 @@ def quarantine_frame(df: pd.DataFrame, reasons: np.ndarray, spec: FeedSpec, file
 def quarantine_columns(spec: FeedSpec) -> list[str]:
     return ["trade_date"] + ["row_trade_date" if c == "trade_date" else c for c in spec.column_names] + [
         "reason", "source_file", "source_line"]
+
+
+# ---- cross-row findings (WARN checks of the raw assets) ----------------------------------
+STAGING_ORDER = ["source_mtime_ns", "source_file", "source_line"]
+
+
+def conflicting_redeliveries(rows: pd.DataFrame, spec: FeedSpec) -> pd.DataFrame:
+    """Keys delivered by more than one landing file with different values.
+
+    ``rows`` are accepted raw rows (canonical columns + ``source_*``). A key (``spec.key``,
+    which includes the date) counts when it comes from >= 2 distinct ``source_file`` and its
+    non-key canonical values differ between them (an identical re-delivery is not a conflict).
+    One row per conflicting key: the key columns, ``files`` (sorted), ``kept_file`` (the file
+    staging keeps: latest ``source_mtime_ns``, then file name, then line — as the staging SQL)
+    and ``columns_differing``. Sorted by key.
+    """
+    key = list(spec.key)
+    cols = key + ["files", "kept_file", "columns_differing"]
+    if rows.empty or "source_file" not in rows.columns:
+        return pd.DataFrame(columns=cols)
+    multi = rows.groupby(key, dropna=False, sort=False)["source_file"].transform("nunique").to_numpy() > 1
+    sub = rows.loc[multi]
+    if sub.empty:
+        return pd.DataFrame(columns=cols)
+    values = [c for c in spec.column_names if c not in key]
+    n_distinct = sub.groupby(key, dropna=False, sort=False)[values].transform(
+        lambda s: s.nunique(dropna=False))
+    conf = sub.loc[(n_distinct > 1).any(axis=1).to_numpy()]
+    if conf.empty:
+        return pd.DataFrame(columns=cols)
+    conf = conf.sort_values(key + STAGING_ORDER)
+    g = conf.groupby(key, dropna=False, sort=True)
+    out = g["source_file"].agg(files=lambda s: sorted(set(s)), kept_file="last")
+    differ = g[values].nunique(dropna=False) > 1
+    out["columns_differing"] = [[c for c in values if flags[c]] for _, flags in differ.iterrows()]
+    return out.reset_index()[cols]
+
+
+def missing_index_codes(present: pd.DataFrame, days: list[str], expected: list[str],
+                        code_column: str = "ts_code") -> dict[str, list[str]]:
+    """``{day: [index codes]}`` of ``expected`` codes without a row on each of ``days``.
+
+    ``present`` has ``trade_date`` and ``code_column`` (accepted raw index_daily rows: ``ts_code``
+    is the index code); ``days`` are the YYYY-MM-DD days that had a landing file (a day without
+    any file is reported elsewhere).
+    """
+    have = set(zip(pd.to_datetime(present["trade_date"]).dt.strftime("%Y-%m-%d"), present[code_column].astype(str),
+                   strict=True)) if len(present) else set()
+    out = {d: [c for c in sorted(expected) if (d, c) not in have] for d in sorted(days)}
+    return {d: codes for d, codes in out.items() if codes}
+
+
+def nav_gaps(navs: pd.DataFrame, id_column: str = "fund_id", date_column: str = "trade_date") -> pd.DataFrame:
+    """Funds without a NAV in a week between their first and last NAV.
+
+    Weeks are Monday–Sunday weeks named by their last SSE session
+    (:func:`sc_assets.partitions.week_end_sessions`, METHODS.md §1); a NAV dated any day of
+    the week covers it. Returns one row per (fund, missing week): ``fund_id``,
+    ``missing_week_end`` (YYYY-MM-DD), sorted.
+    """
+    cols = [id_column, "missing_week_end"]
+    if navs.empty:
+        return pd.DataFrame(columns=cols)
+    d = pd.to_datetime(navs[date_column])
+    have = pd.DataFrame({id_column: navs[id_column].astype(str).to_numpy(),
+                         "p": d.dt.to_period("W-SUN").to_numpy()}).dropna().drop_duplicates()
+    span = have.groupby(id_column)["p"].agg(["min", "max"]).reset_index()
+    we = week_end_sessions()
+    weeks = pd.DataFrame({"p": we.to_period("W-SUN"), "missing_week_end": we.strftime("%Y-%m-%d")})
+    lo, hi = span["min"].min(), span["max"].max()
+    weeks = weeks[(weeks["p"] >= lo) & (weeks["p"] <= hi)]
+    grid = span.merge(weeks, how="cross")
+    grid = grid[(grid["p"] >= grid["min"]) & (grid["p"] <= grid["max"])]
+    grid = grid.merge(have.assign(_have=True), on=[id_column, "p"], how="left")
+    gaps = grid[grid["_have"].isna()]
+    return gaps[cols].sort_values(cols).reset_index(drop=True)
