@@ -295,7 +295,8 @@ CASES: list[Case] = [
     Case("duplicate_row", SD, one(SD, _dup_row), Quar({"duplicate row": 1})),
     Case("conflicting_duplicate_key", SD, one(SD, _conflicting_dup), Quar({"conflicting duplicate key": 2})),
     Case("conflicting_rows_across_two_files", SD, _two_files_conflicting, Ok(10, same_as_good=False),
-         note="both kept in raw with source_file; staging keeps the later file (sql tests)"),
+         note="both kept in raw with source_file; staging keeps the later file (sql tests); "
+              "the raw asset WARNs (no_conflicting_redeliveries, CHECK_CASES)"),
     # --- prices --------------------------------------------------------------------------
     Case("negative_price", SD, one(SD, setv(0, "close", -6.4)), Quar({"non-positive close": 1})),
     Case("zero_open", SD, one(SD, setv(2, "open", 0)), Quar({"non-positive open": 1})),
@@ -328,4 +329,108 @@ CASES: list[Case] = [
          Quar({"missing required value industry": 1})),
     Case("index_weight_null_constituent", "index_weight", one("index_weight", setv(0, "con_code", "")),
          Quar({"missing key con_code": 1})),
+]
+
+
+# ---- cross-row / cross-file cases: WARN checks of the raw assets ------------------------------
+# A row-level reader cannot see these (each file is fine on its own): the raw asset's WARN check
+# must name what is wrong, while accounting (landed = accepted + quarantined) still holds.
+@dataclass(frozen=True)
+class Warn:
+    check: str  # check name on raw.<feed>
+    passed: bool
+    phrase: str  # must appear in the check's description
+    metadata: dict = field(default_factory=dict)  # metadata key -> expected value
+
+
+@dataclass(frozen=True)
+class CheckCase:
+    id: str
+    feed: str
+    files: Callable[[], dict[str, bytes]]
+    start: str  # partition range of the run (YYYY-MM-DD)
+    end: str
+    expect: Warn
+    config: dict = field(default_factory=dict)  # run config of the raw asset
+
+
+def on_day(feed: str, day: str, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` re-dated to ``day`` (YYYYMMDD) in the feed's date column."""
+    return df.assign(**{FEEDS[feed].date_column: day})
+
+
+def _index_days(drop: dict[str, str] | None = None) -> Callable[[], dict[str, bytes]]:
+    """index_daily files for 2024-01-22 and 01-23, dropping ``{day: index_code}``."""
+
+    def make() -> dict[str, bytes]:
+        out = {}
+        for day in ("20240122", "20240123"):
+            d = on_day("index_daily", day, good("index_daily"))
+            if drop and day in drop:
+                d = d[d["ts_code"] != drop[day]]
+            out[f"{day}.csv"] = csv_bytes(d)
+        return out
+
+    return make
+
+
+def _nav_weeks(skip: dict[str, str] | None = None,
+               days: tuple[str, ...] = ("20240119", "20240126", "20240202")) -> Callable[[], dict[str, bytes]]:
+    """fund_nav files for the week ends ``days``, dropping ``{day: fund_id}``."""
+
+    def make() -> dict[str, bytes]:
+        out = {}
+        for day in days:
+            d = on_day("fund_nav", day, good("fund_nav"))
+            if skip and day in skip:
+                d = d[d["fund_id"] != skip[day]]
+            out[f"{day}.csv"] = csv_bytes(d)
+        return out
+
+    return make
+
+
+def _identical_redelivery() -> dict[str, bytes]:
+    day = good_day(SD)
+    body = csv_bytes(good(SD))
+    return {f"{day}.csv": body, f"{day}.csv.gz": gzip.compress(body, mtime=0)}
+
+
+_D = pd.Timestamp(good_day(SD)).strftime("%Y-%m-%d")
+_FIRST = good(SD)["ts_code"].iloc[0]
+CHECK_CASES: list[CheckCase] = [
+    CheckCase("conflicting_rows_across_two_files", SD, _two_files_conflicting, _D, _D,
+              Warn("no_conflicting_redeliveries", False,
+                   f"1 key(s) delivered by two or more landing files with different values; staging keeps the latest "
+                   f"landed file. E.g. {_FIRST} {_D} in landing/{SD}/{good_day(SD)}.csv, "
+                   f"landing/{SD}/{good_day(SD)}.csv.gz (close differ; kept landing/{SD}/{good_day(SD)}.csv.gz)",
+                   {"conflicting_keys": 1})),
+    CheckCase("identical_redelivery_ok", SD, _identical_redelivery, _D, _D,
+              Warn("no_conflicting_redeliveries", True, "no key was delivered by two landing files",
+                   {"conflicting_keys": 0})),
+    CheckCase("index_missing_a_day", "index_daily", _index_days({"20240123": "000852.SH"}), "2024-01-22", "2024-01-23",
+              Warn("expected_indices_present", False, "1 day(s) missing 1 expected index row(s): 2024-01-23: 000852.SH",
+                   {"missing": {"2024-01-23": ["000852.SH"]}, "days_checked": 2,
+                    "expected_codes_source": "every index code seen in the run's partition range"})),
+    CheckCase("index_missing_configured_code", "index_daily", _index_days(), "2024-01-22", "2024-01-22",
+              Warn("expected_indices_present", False, "2024-01-22: 000016.SH",
+                   {"missing": {"2024-01-22": ["000016.SH"]},
+                    "expected_codes_source": "configured (expected_index_codes)"}),
+              config={"expected_index_codes": ["000016.SH", "000300.SH", "000852.SH", "000905.SH"]}),
+    CheckCase("index_all_present_ok", "index_daily", _index_days(), "2024-01-22", "2024-01-23",
+              Warn("expected_indices_present", True, "all 5 expected index codes", {"missing": {}})),
+    CheckCase("nav_gap", "fund_nav", _nav_weeks({"20240126": "F002"}), "2024-01-19", "2024-02-02",
+              Warn("no_nav_gaps", False,
+                   "1 fund(s) without a NAV in 1 week(s) between their first and last NAV: F002: 2024-01-26",
+                   {"gaps": {"F002": ["2024-01-26"]}, "funds_with_gaps": 1})),
+    # the Spring Festival week 2024-02-12..16 has no session: not a week a NAV is owed for
+    CheckCase("nav_across_spring_festival_ok", "fund_nav", _nav_weeks(days=("20240208", "20240223")),
+              "2024-02-08", "2024-02-23",
+              Warn("no_nav_gaps", True, "every fund has a NAV in every week", {"gaps": {}, "missing_weeks": 0})),
+    CheckCase("nav_gap_before_spring_festival", "fund_nav",
+              _nav_weeks({"20240202": "F001"}, days=("20240126", "20240202", "20240208", "20240223")),
+              "2024-01-26", "2024-02-23",
+              Warn("no_nav_gaps", False, "F001: 2024-02-02", {"gaps": {"F001": ["2024-02-02"]}, "missing_weeks": 1})),
+    CheckCase("nav_ends_early_ok", "fund_nav", _nav_weeks({"20240202": "F002"}), "2024-01-19", "2024-02-02",
+              Warn("no_nav_gaps", True, "every fund has a NAV in every week", {"gaps": {}})),
 ]

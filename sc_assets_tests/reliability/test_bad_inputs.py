@@ -4,6 +4,7 @@ silently accepted bad rows. Accounting always holds: rows landed = accepted + qu
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -15,7 +16,18 @@ from sc_assets.feeds.schemas import FEEDS
 from sc_assets.feeds.validation import REASON_PREFIXES
 from sc_assets.resources.feed_source import LandingFeedSource
 from sc_assets.settings import UnsafePathError, inside_root
-from sc_assets_tests.reliability.corpus import CASES, Case, Err, Ok, Quar, good, good_bytes, good_day
+from sc_assets_tests.reliability.corpus import (
+    CASES,
+    CHECK_CASES,
+    Case,
+    CheckCase,
+    Err,
+    Ok,
+    Quar,
+    good,
+    good_bytes,
+    good_day,
+)
 
 
 def _land(root: Path, case: Case) -> dict[Path, bytes]:
@@ -171,3 +183,75 @@ def test_raw_assets_end_to_end_warn_on_header_only_and_missing_day_and_quarantin
     q = wh.read("quarantine", "etf_share")
     assert q["reason"].tolist() == ["negative fd_share"] and q["source_line"].tolist() == [3]
     assert len(wh.read("raw", "etf_share")) == len(etf) - 1
+
+
+# ---- cross-row / cross-file cases: the raw asset's WARN checks name them -----------------------
+@pytest.mark.parametrize("case", CHECK_CASES, ids=[c.id for c in CHECK_CASES])
+def test_cross_row_case_is_flagged_by_a_warn_check(case: CheckCase, data_dir: Path) -> None:
+    """Each file reads cleanly on its own; the raw asset's WARN check says what is wrong (or,
+    for the controls, passes), the run succeeds and every landed row is accepted or quarantined."""
+    import warnings
+
+    import dagster as dg
+
+    from sc_assets.assets.raw import RAW_ASSETS
+    from sc_assets.resources import Warehouse
+
+    landed = _land(data_dir, Case(case.id, case.feed, case.files, Ok(0)))
+    wh = Warehouse(data_dir=str(data_dir))
+    run_config = {"ops": {f"raw__{case.feed}": {"config": case.config}}} if case.config else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize([RAW_ASSETS[case.feed]], run_config=run_config,
+                             resources={"warehouse": wh, "feed_source": LandingFeedSource(data_dir=str(data_dir))},
+                             tags={"dagster/asset_partition_range_start": case.start,
+                                   "dagster/asset_partition_range_end": case.end})
+    assert res.success
+    checks = {e.check_name: e for e in res.get_asset_check_evaluations()}
+    exp = case.expect
+    got = checks[exp.check]
+    assert got.severity == dg.AssetCheckSeverity.WARN
+    assert got.passed is exp.passed, got.description
+    assert exp.phrase in (got.description or ""), got.description
+    for k, v in exp.metadata.items():
+        assert getattr(got.metadata[k], "value", got.metadata[k]) == v, (k, got.metadata[k])
+    # accounting still holds, and nothing was dropped: every landed row is in raw or quarantine
+    acc = checks["rows_accounted_for"]
+    assert acc.passed
+    in_range = {p: b for p, b in landed.items()
+                if case.start <= pd.Timestamp(p.name[:8]).strftime("%Y-%m-%d") <= case.end}
+    rows_in_files = sum(len((gzip.decompress(b) if p.name.endswith(".gz") else b).decode().strip().splitlines()) - 1
+                        for p, b in in_range.items())
+    assert acc.metadata["rows_landed"].value == rows_in_files
+    raw_rows = len(wh.read("raw", case.feed))
+    q_rows = len(wh.read("quarantine", case.feed)) if wh.exists("quarantine", case.feed) else 0
+    assert raw_rows + q_rows == rows_in_files == acc.metadata["rows_accepted"].value + acc.metadata["rows_quarantined"].value
+    # only the check under test may warn (each case is one mutation)
+    others = [n for n, e in checks.items() if not e.passed and n != exp.check]
+    assert others == [], {n: checks[n].description for n in others}
+
+
+def test_conflicting_redelivery_sample_names_files_and_winner(data_dir: Path) -> None:
+    """The conflict check's sample names the key, both files, the differing columns and the file
+    staging keeps; the kept file is the one with the later mtime, whatever its name."""
+    import warnings
+
+    import dagster as dg
+
+    from sc_assets.assets.raw import RAW_ASSETS
+    from sc_assets.resources import Warehouse
+
+    case = next(c for c in CHECK_CASES if c.id == "conflicting_rows_across_two_files")
+    landed = _land(data_dir, Case(case.id, case.feed, case.files, Ok(0)))
+    gz, plain = sorted(landed, key=lambda p: p.name, reverse=True)  # .csv.gz, .csv
+    os.utime(plain, ns=(1_800_000_000_000_000_000,) * 2)  # the plain CSV is now the later delivery
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize([RAW_ASSETS[case.feed]], partition_key=case.start,
+                             resources={"warehouse": Warehouse(data_dir=str(data_dir)),
+                                        "feed_source": LandingFeedSource(data_dir=str(data_dir))})
+    check = next(e for e in res.get_asset_check_evaluations() if e.check_name == "no_conflicting_redeliveries")
+    sample = check.metadata["sample"].value
+    rel = [f"landing/{case.feed}/{p.name}" for p in (plain, gz)]
+    assert sample == [{"key": f"{good('stock_daily')['ts_code'].iloc[0]} {case.start}", "files": sorted(rel),
+                       "kept_file": rel[0], "columns_differing": ["close"]}]
