@@ -259,7 +259,7 @@ def test_worst_weeks_order_and_worst_since():
     assert ww["rank"].tolist() == [1, 2, 3]
     assert pd.isna(ww.loc[0, "worst_since"]) and pd.isna(ww.loc[1, "worst_since"])
     assert ww.loc[2, "worst_since"] == grid[5]
-    assert (ww["week_start"].dt.weekday == 0).all()
+    assert (ww["week_start"].dt.day_of_week == 0).all()
     assert ww.loc[0, "trade_date"] == pd.Timestamp("2024-02-08")  # the Spring Festival week
 
 

@@ -135,7 +135,7 @@ def test_cffex_expiry_is_third_friday_or_next_session():
         assert partitions.is_trading_day(exp)
         year, month = 2000 + int(contract[2:4]), int(contract[4:6])
         fridays = pd.date_range(f"{year}-{month:02d}-01", periods=31, freq="D")
-        fridays = fridays[(fridays.weekday == 4) & (fridays.month == month)]
+        fridays = fridays[(fridays.day_of_week == 4) & (fridays.month == month)]
         third = fridays[2]
         assert exp == (third if partitions.is_trading_day(third) else partitions.next_trading_day(third))
     assert cffex_expiry("IC2410") == pd.Timestamp("2024-10-18")
