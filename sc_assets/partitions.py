@@ -11,6 +11,7 @@ window of the day before a holiday ends at the excluded tick (STYLE.md §3).
 
 from __future__ import annotations
 
+import warnings
 from datetime import date
 from functools import lru_cache
 
@@ -32,7 +33,11 @@ class CalendarRangeError(ValueError):
 
 @lru_cache(maxsize=1)
 def _calendar() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar(CALENDAR, start=START)
+    # exchange-calendars 4.x calls Series.values on tz-aware data, which pandas 3.1 flags as
+    # deprecated (Pandas4Warning) on every start-up; the warning is theirs, not actionable here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return xcals.get_calendar(CALENDAR, start=START)
 
 
 @lru_cache(maxsize=1)
