@@ -137,3 +137,9 @@ trading_days = dg.TimeWindowPartitionsDefinition(
     exclusions=_exclusions(),
 )
 """The only partitions definition for daily assets: one key per SSE session."""
+
+
+def daily_asset_args() -> dict:
+    """The partitioning every daily asset shares: ``trading_days`` with a single-run backfill
+    policy (a multi-year backfill is one run that processes the range at once)."""
+    return {"partitions_def": trading_days, "backfill_policy": dg.BackfillPolicy.single_run()}

@@ -54,10 +54,10 @@ import pyarrow as pa
 from sc_assets.feeds.schemas import FEEDS
 from sc_assets.partitions import (
     CalendarRangeError,
+    daily_asset_args,
     first_session,
     previous_trading_day,
     sessions,
-    trading_days,
 )
 from sc_assets.resources.warehouse import Warehouse
 
@@ -566,8 +566,7 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         deps=[d.key for d in model.deps],
         kinds={"duckdb", "sql"},
         code_version=model.code_version,
-        partitions_def=trading_days if model.partitioned else None,
-        backfill_policy=dg.BackfillPolicy.single_run() if model.partitioned else None,
+        **(daily_asset_args() if model.partitioned else {}),
         check_specs=check_specs or None,
         metadata={
             "sql_file": str(model.path.relative_to(model.path.parents[2])) if len(model.path.parents) > 2 else str(model.path),

@@ -21,9 +21,9 @@ from sc_assets.analytics import crowding as cr
 from sc_assets.assets._metadata import table_metadata
 from sc_assets.partitions import (
     CalendarRangeError,
+    daily_asset_args,
     previous_trading_day,
     to_key,
-    trading_days,
     trading_days_between,
 )
 from sc_assets.resources import Warehouse
@@ -212,8 +212,7 @@ def stock_state(
 @dg.asset(
     key=HOLDINGS,
     group_name=LAYER,
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **daily_asset_args(),
     deps=[PANEL, INDEX_WEIGHT],
     kinds=KINDS,
     code_version="1",
@@ -288,8 +287,7 @@ def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsPa
 @dg.asset(
     key=CROWDING,
     group_name=LAYER,
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **daily_asset_args(),
     deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
     kinds=KINDS,
     code_version="1",
@@ -342,8 +340,7 @@ def crowding_table(
 @dg.asset(
     key=DTL,
     group_name=LAYER,
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **daily_asset_args(),
     deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
     kinds=KINDS,
     code_version="1",

@@ -17,9 +17,9 @@ from sc_assets.analytics import size as sz
 from sc_assets.assets._metadata import table_metadata
 from sc_assets.partitions import (
     CalendarRangeError,
+    daily_asset_args,
     previous_trading_day,
     to_key,
-    trading_days,
     trading_days_between,
 )
 from sc_assets.resources import Warehouse
@@ -106,8 +106,7 @@ def _aligned(
 @dg.asset(
     key=EXPOSURES,
     group_name=LAYER,
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **daily_asset_args(),
     deps=[PANEL],
     kinds=KINDS,
     code_version="1",
@@ -168,8 +167,7 @@ def size_exposures(
 @dg.asset(
     key=FACTOR_RETURNS,
     group_name=LAYER,
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **daily_asset_args(),
     deps=[PANEL, EXPOSURES],
     kinds=KINDS,
     code_version="1",
@@ -240,8 +238,7 @@ def factor_returns(
 @dg.asset(
     key=DECILES,
     group_name=LAYER,
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **daily_asset_args(),
     deps=[PANEL, EXPOSURES],
     kinds=KINDS,
     code_version="1",
@@ -270,8 +267,7 @@ def size_decile_returns(
 @dg.asset(
     key=SMB,
     group_name=LAYER,
-    partitions_def=trading_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **daily_asset_args(),
     deps=[DECILES],
     kinds=KINDS,
     code_version="1",

@@ -42,7 +42,7 @@ from sc_assets.assets._metadata import table_metadata
 from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
 from sc_assets.feeds.validation import conflicting_redeliveries, missing_index_codes, nav_gaps
-from sc_assets.partitions import trading_days, week_end_sessions
+from sc_assets.partitions import daily_asset_args, week_end_sessions
 from sc_assets.resources.feed_source import LandingFeedSource, quarantine_schema, raw_schema
 from sc_assets.resources.warehouse import Warehouse
 
@@ -359,8 +359,7 @@ def _daily_asset(feed: str) -> dg.AssetsDefinition:
         key=key,
         group_name=LAYER,
         description=f"Raw `{feed}` rows from landing files, validated (bad rows quarantined). {spec.description}",
-        partitions_def=trading_days,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        **daily_asset_args(),
         kinds={"parquet", "pandas"},
         code_version=CODE_VERSION,
         check_specs=_check_specs(key, snapshot=False),
