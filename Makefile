@@ -36,7 +36,7 @@ test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: venv
-	$(BIN)/sc-assets bench
+	$(BIN)/sc-assets bench --cluster-days 250
 
 lint: venv
 	$(BIN)/ruff check sc_assets sc_assets_tests

@@ -833,7 +833,11 @@ def write_results(results: dict, out_dir: Path, root: Path) -> list[Path]:
 @click.option("--profile", is_flag=True, help="cProfile the chain run (slower; writes chain.prof + top functions).")
 @click.option("--layers", default=",".join(LAYERS), show_default=True,
               help="Comma-separated layer groups to run (a subset is for smoke tests and profiling).")
-def bench(stocks, start, end, seed, fmt, out_dir, data_dir, keep, wls_days, dd_series, profile, layers) -> None:
+@click.option("--cluster-days", type=int, default=0, show_default=True,
+              help="Also time a backfill of this many sessions on the cluster profile (PostgreSQL, Celery, S3 "
+                   "started locally) vs local multiprocess; `make bench` uses 250. 0 skips it.")
+def bench(stocks, start, end, seed, fmt, out_dir, data_dir, keep, wls_days, dd_series, profile, layers,
+          cluster_days) -> None:
     """Full-market benchmark: simulate, time the whole chain as one backfill, I/O floor, baselines, daily update."""
     out = Path(out_dir).resolve()
     chosen = tuple(x.strip() for x in layers.split(",") if x.strip())
@@ -853,8 +857,18 @@ def bench(stocks, start, end, seed, fmt, out_dir, data_dir, keep, wls_days, dd_s
     finally:
         if not keep:
             shutil.rmtree(root.parent if not data_dir else root, ignore_errors=True)
+    if cluster_days:
+        from sc_assets.deploy.bench_cluster import bench_cluster
+
+        click.echo(f"[cluster] {cluster_days}-session backfill: cluster (Celery + PostgreSQL + S3) vs local multiprocess ...")
+        results["cluster_vs_local"] = bench_cluster(days=cluster_days)
+        (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     click.echo("")
     click.echo(results_table(results))
+    if cluster_days:
+        c = results["cluster_vs_local"]
+        click.echo(f"cluster vs local, {c['days']} sessions: local run {c['local']['run_s']} s, cluster run "
+                   f"{c['cluster']['run_s']} s, ratio {c['ratio']}, overhead per step {c['overhead_per_step_s']} s")
     click.echo(f"\nresults: {out / 'results.json'}" + (f" (and {root / 'bench' / 'results.json'})" if keep else ""))
     if not results["chain"]["success"]:
         raise click.ClickException(f"the chain run failed: {', '.join(results['chain']['failed_steps'])}")
