@@ -19,6 +19,8 @@ import pandas as pd
 
 from sc_assets.analytics import crowding as cr
 from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets._upstream import INDEX_WEIGHT
+from sc_assets.assets._upstream import STOCK_PANEL as PANEL
 from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
@@ -29,8 +31,6 @@ from sc_assets.partitions import (
 from sc_assets.resources import Warehouse
 
 LAYER = "crowding"
-PANEL = dg.AssetKey(["marts", "stock_daily_panel"])
-INDEX_WEIGHT = dg.AssetKey(["staging", "stg_index_weight"])
 HOLDINGS = dg.AssetKey([LAYER, "quant_holdings_estimate"])
 CROWDING = dg.AssetKey([LAYER, "crowding_table"])
 DTL = dg.AssetKey([LAYER, "days_to_liquidate"])

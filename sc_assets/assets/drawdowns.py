@@ -19,15 +19,12 @@ import pandas as pd
 from sc_assets.analytics import correlations as cr
 from sc_assets.analytics import drawdowns as dd
 from sc_assets.assets._metadata import markdown_preview, table_metadata
+from sc_assets.assets._upstream import FUND_NAV, INDEX_PANEL, INDEX_WEIGHT, STOCK_PANEL
 from sc_assets.partitions import CalendarRangeError, previous_trading_day, trading_days_between
 from sc_assets.resources import Warehouse
 
 LAYER = "drawdowns"
 KINDS = {"pandas", "numpy"}
-INDEX_PANEL = dg.AssetKey(["marts", "index_daily_panel"])
-STOCK_PANEL = dg.AssetKey(["marts", "stock_daily_panel"])
-FUND_NAV = dg.AssetKey(["marts", "fund_nav_panel"])
-INDEX_WEIGHT = dg.AssetKey(["staging", "stg_index_weight"])
 
 STYLE_NAV = dg.AssetKey([LAYER, "style_relative_nav"])
 STYLE_TABLE = dg.AssetKey([LAYER, "style_drawdown_table"])

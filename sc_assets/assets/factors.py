@@ -15,6 +15,8 @@ import pandas as pd
 
 from sc_assets.analytics import size as sz
 from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets._upstream import INDEX_PANEL
+from sc_assets.assets._upstream import STOCK_PANEL as PANEL
 from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
@@ -25,8 +27,6 @@ from sc_assets.partitions import (
 from sc_assets.resources import Warehouse
 
 LAYER = "factors"
-PANEL = dg.AssetKey(["marts", "stock_daily_panel"])
-INDEX_PANEL = dg.AssetKey(["marts", "index_daily_panel"])
 EXPOSURES = dg.AssetKey([LAYER, "size_exposures"])
 FACTOR_RETURNS = dg.AssetKey([LAYER, "factor_returns"])
 DECILES = dg.AssetKey([LAYER, "size_decile_returns"])

@@ -21,6 +21,8 @@ from sc_assets.analytics import crowding as cr
 from sc_assets.analytics import fire_sale as fs
 from sc_assets.analytics import stress as st
 from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets._upstream import FUTURES_BASIS as BASIS
+from sc_assets.assets._upstream import INDEX_PANEL
 from sc_assets.assets.crowding import (
     C_DEFAULTS,
     CROWDING,
@@ -37,8 +39,6 @@ from sc_assets.partitions import CalendarRangeError, previous_trading_day, to_ke
 from sc_assets.resources import Warehouse
 
 LAYER = "stress"
-BASIS = dg.AssetKey(["marts", "futures_basis_panel"])
-INDEX_PANEL = dg.AssetKey(["marts", "index_daily_panel"])
 EVENTS = dg.AssetKey([LAYER, "basis_stress_events"])
 REDEMPTION = dg.AssetKey([LAYER, "redemption_stress"])
 REDEMPTION_STOCKS = dg.AssetKey([LAYER, "redemption_stress_by_stock"])
