@@ -237,8 +237,28 @@ def _bucket_size(stocks: pd.DataFrame, w: pd.DataFrame) -> pd.Series:
     return (m["z"] * m["weight"]).groupby(m["bucket"]).sum() / m.groupby("bucket")["weight"].sum()
 
 
-def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, index_panel, basis_panel, calibrate):
-    """Calibrate (or evaluate) the fire sale on one window. Returns dict or None if no data."""
+def _previous_calibrations(warehouse: Warehouse) -> dict[str, dict]:
+    """input_hash -> the stored wave-1 calibration row of the previous materialization (if any)."""
+    if not warehouse.exists(LAYER, "fire_sale_calibration"):
+        return {}
+    try:
+        prev = warehouse.read(LAYER, "fire_sale_calibration")
+    except (FileNotFoundError, OSError):
+        return {}
+    if "input_hash" not in prev.columns:
+        return {}
+    prev = prev[prev["input_hash"].notna() & (prev["run"] == "wave1_fit")]
+    return {str(r["input_hash"]): r for r in prev.to_dict("records")}
+
+
+def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, index_panel, basis_panel, calibrate,
+                cache=None):
+    """Calibrate (or evaluate) the fire sale on one window. Returns dict or None if no data.
+
+    With ``calibrate``, the calibration (Y, κ, η and its RMSE/identification) is reused from ``cache``
+    (input_hash -> stored row) when :func:`fs.calibration_fingerprint` of this window's inputs and
+    settings matches: the daily update, whose new day is outside the window, then costs one
+    simulation instead of a few hundred."""
     base = _day_before(start)
     have = set(warehouse.partitions("crowding", "quant_holdings_estimate"))
     win_days = [to_key(d) for d in trading_days_between(start, end)]
@@ -255,7 +275,20 @@ def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, i
     obs_fit = fs.observed_bucket_paths(obs_panel, w_fit, start, end)
     ev = fs.excess_volume_sales(obs_panel, start, end, lookback=config.volume_lookback)
     obs_sales = float(ev["excess_cny"].sum())
+    input_hash, reused = None, False
     if calibrate:
+        settings = dict(y_grid=tuple(config.y_grid), kappa_grid=tuple(config.kappa_grid),
+                        observed_sales_cny=max(obs_sales, 0.0) if config.sales_from_volume else None,
+                        bucket_size=size, n_win_days=len(win_days))
+        input_hash = fs.calibration_fingerprint(inputs, shock, obs_fit[["day", "bucket", "cum_ret"]], w_fit, params,
+                                                **settings)
+    hit = (cache or {}).get(input_hash) if input_hash else None
+    if hit is not None:
+        y, kappa, eta = float(hit["y"]), float(hit["kappa"]), float(hit["eta"])
+        identified, curvature = bool(hit["y_identified"]), float(hit["error_curvature"])
+        rmse = float(hit["rmse"]) if identified else None
+        reused = True
+    elif calibrate:
         cal = fs.calibrate(inputs, shock, obs_fit[["day", "bucket", "cum_ret"]], w_fit, params,
                            y_grid=tuple(config.y_grid), kappa_grid=tuple(config.kappa_grid),
                            observed_sales_cny=max(obs_sales, 0.0) if config.sales_from_volume else None,
@@ -291,7 +324,7 @@ def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, i
         "rmse_raw": fs.path_error(sim_fit, obs_fit), "observed_sales_cny": obs_sales,
         "identified": identified, "curvature": curvature,
         "obs_spread": float(obs_last["cum_ret"].std()) if len(obs_last) else np.nan,
-        "paths": paths, "result": res, "n_days": len(win_days),
+        "paths": paths, "result": res, "n_days": len(win_days), "input_hash": input_hash, "reused": reused,
     }
 
 
@@ -332,7 +365,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
 
     runs = []
     w1 = _window_run(warehouse, "wave1_fit", config.wave1_start, config.wave1_end, sleeves, cparams, config, params,
-                     index_panel, basis_panel, calibrate=True)
+                     index_panel, basis_panel, calibrate=True, cache=_previous_calibrations(warehouse))
     status = {}
     if w1 is not None:
         runs.append(w1)
@@ -368,7 +401,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     runs.append({"name": "scenario", "start": day, "end": day, "as_of": day, "y": params.y, "kappa": params.kappa,
                  "eta": params.eta, "rmse": np.nan, "rmse_raw": np.nan, "observed_sales_cny": np.nan,
                  "identified": None, "curvature": np.nan, "obs_spread": np.nan, "paths": pd.concat(frames, ignore_index=True), "result": res,
-                 "n_days": res.days})
+                 "n_days": res.days, "input_hash": None, "reused": False})
     status["scenario"] = "simulated"
 
     paths, stock_paths, fund_paths, cal_rows = [], [], [], []
@@ -394,6 +427,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
             "obs_cross_bucket_std": float(r["obs_spread"]), "n_days": int(r["n_days"]),
             "days_simulated": int(r["result"].days), "status": status[r["name"]],
             "sold_bn_cny": float(r["result"].fund_path["sold_cny"].sum() / 1e9),
+            "input_hash": r["input_hash"], "calibration_reused": bool(r["reused"]),
         })
     paths_df = pd.concat(paths, ignore_index=True)
     cols = ["run", "bucket_type", "bucket", "day", "trade_date", "sim_cum_ret", "obs_cum_ret"]
@@ -412,7 +446,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     meta = {"parameters": {**params.as_metadata(), "holdings": hparams.as_metadata(),
                            "scenario": {"as_of": day, "market": config.scenario_market_move,
                                         "basis": config.scenario_basis_move, "redemption": config.scenario_redemption}},
-            "status": status}
+            "status": status, "calibration_reused": bool(w1 is not None and w1["reused"])}
     context.log.info(f"fire_sale_simulation: {status}; Y={params.y:.3f} kappa={params.kappa:.2f}")
     yield dg.MaterializeResult(asset_key=FIRE_SALE, metadata=table_metadata(
         paths_df, preview=paths_df[(paths_df["bucket_type"] == "micro")], **meta,

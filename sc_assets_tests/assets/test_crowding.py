@@ -179,3 +179,28 @@ def test_stress_tables(built):
     summ = wh.read("stress", "stress_summary")
     assert {"basis", "redemption", "fire_sale", "crowding"} <= set(summ["section"])
     assert summ.loc[summ["item"] == "calibrated Y (wave 1)", "value"].iloc[0] == pytest.approx(cal.loc["wave1_fit", "y"])
+
+
+def test_fire_sale_calibration_reused_only_for_the_same_inputs(built):
+    """A rerun on unchanged wave-1 inputs (the daily update: the new day is outside the window)
+    reuses the stored calibration and writes the same tables; a changed setting recalibrates."""
+    wh, *_ = built
+    names = ("fire_sale_simulation", "fire_sale_stock_path", "fire_sale_fund_path", "fire_sale_calibration")
+    before = {n: wh.read("stress", n) for n in names}
+    assert not before["fire_sale_calibration"].set_index("run").loc["wave1_fit", "calibration_reused"]
+    cfg = {"y_grid": [0.4, 0.8, 1.2, 1.6], "kappa_grid": [0.0, 1.0]}
+    res = dg.materialize([sa.fire_sale_simulation], resources={"warehouse": wh},
+                         run_config={"ops": {"fire_sale_simulation": {"config": cfg}}})
+    assert res.success
+    after = {n: wh.read("stress", n) for n in names}
+    cal = after["fire_sale_calibration"].set_index("run")
+    assert cal.loc["wave1_fit", "calibration_reused"]
+    for n in names:
+        cols = [c for c in before[n].columns if c != "calibration_reused"]
+        pd.testing.assert_frame_equal(after[n][cols], before[n][cols])
+    res = dg.materialize([sa.fire_sale_simulation], resources={"warehouse": wh},
+                         run_config={"ops": {"fire_sale_simulation": {"config": {"y_grid": [0.8, 1.6], "kappa_grid": [0.0]}}}})
+    assert res.success
+    cal2 = wh.read("stress", "fire_sale_calibration").set_index("run")
+    assert not cal2.loc["wave1_fit", "calibration_reused"]
+    assert cal2.loc["wave1_fit", "input_hash"] != cal.loc["wave1_fit", "input_hash"]
