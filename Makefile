@@ -5,9 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-# single-run backfills: one planned event per asset for the whole range, not one per partition
-# (thousands of SQLite writes before the first step of a multi-year run otherwise)
+# single-run backfills: one planned event per asset for the whole range, not one per partition,
+# and the per-partition materializations of a step stored as one batch (the same defaults as
+# sc_assets/deploy/profiles.py DAGSTER_ENV_DEFAULTS, which the code location applies too)
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := 1
+export DAGSTER_EVENT_BATCH_SIZE := 10000
 PORT ?= 3000
 
 .PHONY: venv demo dev test test-fast bench lint clean-data cluster-up cluster-down cluster-dev bench-cluster

@@ -62,10 +62,10 @@ from pathlib import Path
 
 import click
 
+from sc_assets.deploy.profiles import DAGSTER_ENV_DEFAULTS, apply_dagster_env_defaults, local_instance
 from sc_assets.settings import DATA_DIR_ENV
 
 GIB = 1024.0**3
-PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 LAYERS = ("raw", "staging", "marts", "factors", "drawdowns", "crowding", "stress", "report")
 
 
@@ -372,7 +372,8 @@ def _partitioned_assets() -> set[str]:
 
 def orchestration_floor(first: str, last: str) -> dict:
     """Dagster's own per-partition cost: a no-op single-run partitioned asset (trading days, minimal
-    metadata) materialized over ``first..last`` vs over one day, on an ephemeral instance.
+    metadata) materialized over ``first..last`` vs over one day, on a fresh local-profile instance
+    (the chain's storage) in a temporary folder.
 
     A single-run backfill still records one ASSET_MATERIALIZATION per partition (plus its
     metadata); this is the part of each partitioned step that no asset code can remove.
@@ -387,10 +388,10 @@ def orchestration_floor(first: str, last: str) -> dict:
         return dg.MaterializeResult(metadata={"rows": 0})
 
     def timed(a: str, b: str) -> float:
-        t0 = time.perf_counter()
-        dg.materialize([bench_noop], instance=dg.DagsterInstance.ephemeral(), tags=range_tags(a, b),
-                       run_config=_quiet_run_config())
-        return time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as home, local_instance(home) as instance:
+            t0 = time.perf_counter()
+            dg.materialize([bench_noop], instance=instance, tags=range_tags(a, b), run_config=_quiet_run_config())
+            return time.perf_counter() - t0
 
     n = len(trading_days_between(first, last))
     timed(first, first)  # warm-up
@@ -645,7 +646,6 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
     import warnings
 
     import dagster as dg
-    from dagster import DagsterInstance
 
     from sc_assets.analytics.drawdowns import benchmark_vs_loop
     from sc_assets.demo import landing_range
@@ -654,9 +654,7 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
 
     root.mkdir(parents=True, exist_ok=True)
     os.environ[DATA_DIR_ENV] = str(root)  # the Warehouse resource and feed source read it
-    # as `sc-assets demo` and the Makefile: one planned event per asset for a single-run backfill,
-    # not one per asset and partition (~100k event-log writes before the first step otherwise)
-    os.environ.setdefault(PLANNED_EVENTS_ENV, "1")
+    apply_dagster_env_defaults()  # as `sc-assets demo` and the Makefile
     for category in (dg.BetaWarning, dg.PreviewWarning):
         warnings.filterwarnings("ignore", category=category)
     keys = selected_keys(layers)
@@ -667,7 +665,7 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
         "params": {"stocks": stocks, "start": start, "end": end, "format": fmt, "seed": seed, "wls_days": wls_days,
                    "dd_series": dd_series, "data_root": str(root), "profile": profile,
                    "layers": list(layers) if layers else list(LAYERS), "assets": len(keys) if keys else "all",
-                   PLANNED_EVENTS_ENV: os.environ.get(PLANNED_EVENTS_ENV)},
+                   **{name: os.environ.get(name) for name in DAGSTER_ENV_DEFAULTS}},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_start": load0},
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -722,7 +720,7 @@ def run_bench(stocks: int, start: str, end: str, root: Path, out_dir: Path, fmt:
         # 4. chain (this process), progress written every 30 s
         _side, moves = hold_back_day(root, last)
         results["range"] = {"backfill": [first, before_last], "incremental": last, "held_back_files": len(moves)}
-        instance = DagsterInstance.ephemeral()
+        instance = local_instance(root / ".dagster_home")  # the storage `make demo` / `make dev` use
         echo(f"[4/7] whole chain as one single-run backfill {first} .. {before_last} ...")
         run_id = str(uuid.uuid4())
         progress = _ProgressWriter(instance, run_id, lambda steps: (results.__setitem__(

@@ -12,11 +12,13 @@ from datetime import timedelta
 import dagster as dg
 
 from sc_assets import assets
-from sc_assets.deploy.profiles import default_executor
+from sc_assets.deploy.profiles import apply_dagster_env_defaults, default_executor
 from sc_assets.jobs import JOBS
 from sc_assets.resources import LandingFeedSource, Warehouse
 from sc_assets.schedules import SCHEDULES
 from sc_assets.sensors import SENSORS
+
+apply_dagster_env_defaults()  # batched event writes in run workers (read per event, not at start-up)
 
 #: The panels every analytics layer reads (common.md "Marts contract").
 PANELS = (

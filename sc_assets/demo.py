@@ -26,10 +26,10 @@ from pathlib import Path
 
 import click
 
+from sc_assets.deploy.profiles import apply_dagster_env_defaults
 from sc_assets.settings import DATA_DIR_ENV, data_root
 
 REPORT_NAME = "crash_report.html"
-PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 def _simulate(root: Path, stocks: int | None, start: str | None, end: str | None, seed: int | None) -> None:
@@ -154,10 +154,7 @@ def demo(data_dir, stocks, start, end, seed, skip_simulate) -> None:
     # would bury the progress display; `dagster dev` still shows them in its log
     for category in (dg.BetaWarning, dg.PreviewWarning):
         warnings.filterwarnings("ignore", category=category)
-    # One ASSET_MATERIALIZATION_PLANNED event per asset for the range, not one per asset AND
-    # partition (~17k SQLite writes before the first step for the default market otherwise).
-    # Trade-off (Dagster's): if the run fails, its partitions are not marked failed in the UI.
-    os.environ.setdefault(PLANNED_EVENTS_ENV, "1")
+    apply_dagster_env_defaults()  # one planned event per asset, batched partition events
     root = data_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     os.environ[DATA_DIR_ENV] = str(root)  # the Warehouse resource and the sensor read it

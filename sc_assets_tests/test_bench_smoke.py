@@ -25,7 +25,8 @@ def smoke(tmp_path_factory):
     base = tmp_path_factory.mktemp("bench")
     root, out = base / "data", base / "out"
     mp.setenv(DATA_DIR_ENV, str(root))  # run_bench exports both; restored after the module
-    mp.setenv(bench.PLANNED_EVENTS_ENV, "1")
+    for name, value in bench.DAGSTER_ENV_DEFAULTS.items():
+        mp.setenv(name, value)
     try:
         results = bench.run_bench(stocks=40, start="2024-01-02", end="2024-01-19", root=root, out_dir=out,
                                   wls_days=3, dd_series=20, dd_repeats=1, layers=("raw",), echo=lambda *_: None)

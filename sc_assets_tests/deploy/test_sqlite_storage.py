@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sc_assets.deploy.profiles import local_instance
 from sc_assets.deploy.sqlite_storage import PooledSqliteEventLogStorage
 from sc_assets.partitions import trading_days
 
@@ -51,3 +52,51 @@ def test_local_profile_uses_pooled_storage_and_records_every_partition(home: Pat
         records = stock.fetch_materializations(dg.AssetKey("tiny"), limit=1000).records
         assert len(records) == n_days
         assert {r.run_id for r in records} == {second.run_id}
+
+
+@dg.asset(partitions_def=trading_days, backfill_policy=dg.BackfillPolicy.single_run(), code_version="v1")
+def tagged(context) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+
+
+def _index_state(instance: dg.DagsterInstance, run_id: str) -> dict:
+    """What a batch write must leave behind exactly as one write per event: the run's log, the
+    asset's materializations (per partition), its latest-materialization row and indexed tags."""
+    key = dg.AssetKey("tagged")
+    logs = [(e.dagster_event_type, e.dagster_event.partition if e.dagster_event else None)
+            for e in instance.all_logs(run_id) if e.is_dagster_event and e.dagster_event.asset_key]
+    records = instance.fetch_materializations(key, limit=1000, ascending=True).records
+    entry = instance.get_asset_records([key])[0].asset_entry
+    latest = entry.last_materialization_record.event_log_entry
+    tags = instance.event_log_storage.get_event_tags_for_asset(key)
+    return {
+        "logs": logs,
+        "partitions": [r.partition_key for r in records],
+        "materialized": instance.get_materialized_partitions(key),
+        "latest": (latest.dagster_event.partition, latest.dagster_event.event_specific_data.materialization.metadata),
+        "last_run_is_this_run": entry.last_run_id == run_id,
+        "tags": sorted(tuple(sorted((k, v) for k, v in t.items() if k != "dagster/data_version")) for t in tags),
+        "data_versions": len({t.get("dagster/data_version") for t in tags}),
+    }
+
+
+def test_batched_partition_events_leave_the_same_state_as_one_write_per_event(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls: list[int] = []
+    real = PooledSqliteEventLogStorage.store_event_batch
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch",
+                        lambda self, events: (calls.append(len(events)), real(self, events))[1])
+    states = {}
+    for batch in ("0", "10000"):
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch)
+        with local_instance(tmp_path / f"home_{batch}") as instance:
+            assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+            result = dg.materialize([tagged], instance=instance, tags=RANGE)
+            assert result.success
+            states[batch] = _index_state(instance, result.run_id)
+    n_days = len(trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
+    # only the batched instance wrote batches: the run's planned events, then the step's materializations
+    assert calls == [n_days, n_days]
+    assert states["0"] == states["10000"]
+    assert len(states["0"]["partitions"]) == n_days and states["0"]["latest"][0] == "2024-02-29"
+    assert states["0"]["last_run_is_this_run"]
