@@ -10,7 +10,7 @@ import pandas as pd
 
 from sc_assets.assets._metadata import table_metadata
 from sc_assets.report import ReportParams, build_report
-from sc_assets.report.build import SECTIONS, params_dict
+from sc_assets.report.build import SECTIONS, params_dict, partitions_needed
 from sc_assets.resources import Warehouse
 
 #: Analytics layers the report reads (every asset in them becomes an upstream dependency).
@@ -76,7 +76,8 @@ def crash_report(
 ) -> dg.MaterializeResult:
     """HTML report with PNG figures like the study's (relative NAV, drawdown vs cap, neutral index, Table 1, correlations, Table 2, basis, ETF flows + NLSIZE, stress), written to <data_root>/reports/.
 
-    Reads the whole of each analytics table and the index/futures/ETF panels from
+    Reads each analytics table whole, except crowding.crowding_table (only the Table-2 day: the
+    last partition on or before ``window_start``), and the index/futures/ETF panels from
     ``history_start`` on (default 2023-07-01). Each section that lacks its input table
     becomes a note instead of a figure. A Markdown summary is attached as metadata.
     """
@@ -90,8 +91,9 @@ def crash_report(
         if not warehouse.exists(layer, name):
             return None
         start = params.history_start if layer == "marts" and name != "fund_nav_panel" else None
+        days = None if start is not None else partitions_needed(layer, name, warehouse.partitions(layer, name), params)
         try:
-            return warehouse.read(layer, name, start=start)
+            return warehouse.read(layer, name, start=start, days=days)
         except FileNotFoundError:
             return None
 

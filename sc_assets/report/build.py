@@ -95,6 +95,18 @@ class ReportResult:
         }
 
 
+def partitions_needed(layer: str, name: str, days: Sequence[str], p: ReportParams) -> list[str] | None:
+    """The partitions (YYYY-MM-DD, sorted ``days`` present in the lake) of a daily table that the
+    report uses; None = the whole table. Only crowding.crowding_table is restricted: Table 2 is
+    drawn for one day, the last one on or before ``window_start`` (else the first day) — the same
+    choice :func:`_crowding` makes on the whole table, so reading one partition instead of every
+    stock-day of the history (the report's main cost on a 10-year lake; issue 11) changes nothing."""
+    if (layer, name) == ("crowding", "crowding_table") and days:
+        before = [d for d in days if d <= pd.Timestamp(p.window_start).strftime("%Y-%m-%d")]
+        return [before[-1] if before else days[0]]
+    return None
+
+
 class MissingInput(Exception):
     """A section's input table or column is not there (the section becomes a note)."""
 

@@ -131,3 +131,26 @@ def test_empty_everything(tmp_path, empty):
     res = build_report(lambda layer, name: empty, tmp_path, ReportParams())
     assert not any(s.ok for s in res.sections)
     assert res.html_path.exists() and res.markdown_path.exists()
+
+
+@pytest.mark.parametrize("first", ["2023-12-01", "2024-01-15"])
+def test_crowding_reads_only_the_table2_partition(tmp_path, first):
+    """The asset reads one crowding_table partition (partitions_needed); Table 2 is the same as
+    drawn from the whole multi-day table — including when every day is after window_start."""
+    from sc_assets.report.build import Section, _crowding, _Tables, partitions_needed
+
+    tables = _tables()
+    one = tables["crowding", "crowding_table"]
+    days = [d.strftime("%Y-%m-%d") for d in trading_days_between(first, "2024-02-08")]
+    whole = pd.concat([one.assign(trade_date=pd.Timestamp(d), hs=one["hs"] * (1 + i / 100))
+                       for i, d in enumerate(days)], ignore_index=True)
+    full = {**tables, ("crowding", "crowding_table"): whole}
+    need = partitions_needed("crowding", "crowding_table", days, ReportParams())
+    assert need == [max([d for d in days if d <= "2024-01-02"], default=days[0])]
+    part = {**tables, ("crowding", "crowding_table"): whole[whole["trade_date"].isin(pd.to_datetime(need))]}
+    a, b = (Section("crowding", "t", []), Section("crowding", "t", []))
+    _crowding(_Tables(lambda la, n: full.get((la, n))), ReportParams(), tmp_path, a)
+    _crowding(_Tables(lambda la, n: part.get((la, n))), ReportParams(), tmp_path, b)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    assert a.facts == b.facts and a.facts["as of"] == pd.Timestamp(need[0]).strftime("%Y-%m-%d")
+    assert partitions_needed("drawdowns", "excess_correlation", days, ReportParams()) is None
