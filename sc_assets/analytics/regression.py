@@ -19,10 +19,12 @@ parameters (K_t industries present that day), ``cov(g) = sigma^2 (R' X'VX R)^-1`
 Implementation (no per-day loop): the inputs are *long* arrays, one entry per stock-day, with an
 integer day code and an integer industry code. Every block of the normal equations is a
 weighted sum over (day) or (day, industry) cells, built with ``np.bincount``; absent stocks
-simply contribute nothing (weight 0). The (T, P, P) systems are then solved in one batched
-``np.linalg.solve``. Industries absent on a day have zero rows/columns; they get a unit pivot
-(so the batch stays non-singular), a zero return internally and NaN in the output. Days with
-too few stocks (``N <= p``) return NaN.
+simply contribute nothing (weight 0). The constrained solution is computed from the bordered
+(KKT) system ``[[A, c], [c', 0]]`` (same f, and its inverse's top-left block is
+``R (R'AR)^-1 R'``): the industry block of ``A`` is diagonal, so it is eliminated in closed form and
+only a (2 + S) x (2 + S) Schur complement per day is inverted, in one batched call. Industries
+absent on a day get a unit pivot (zero return internally, NaN in the output). Days with too few
+stocks (``N <= p``) return NaN.
 
 References: Menchero, Orr, Wang (2011) *USE4 Methodology Notes* §2 (constrained regression,
 sqrt-cap weights); *Barra China Equity Model (CNE5)* (2012).
@@ -122,97 +124,105 @@ def constrained_wls(
         & (cap > 0)
     )
     idx = np.flatnonzero(ok)
-    d, k, x, r, cap_ok = day[idx], industry[idx], styles[idx], ret[idx], cap[idx]
+    d, k, r = day[idx], industry[idx], ret[idx]
     dk = d * K + k
+    w_ok = w[idx]
+    cells = T * K
 
-    # normalised regression weights v (sum to 1 per day)
-    wsum = _bincount(d, w[idx], T)
-    v = w[idx] / wsum[d]
-    n_obs = _bincount(d, np.ones(len(idx)), T).astype(np.int64)
+    # every block of the normal equations is a (day, industry) cell sum of raw weights w; day
+    # sums are row sums of the cell sums (each used row has an industry). Normalising by the
+    # day's weight sum afterwards gives the v-weighted blocks (v = w / sum w).
+    count_dk = np.bincount(dk, minlength=cells)[:cells].reshape(T, K)
+    n_obs = count_dk.sum(axis=1).astype(np.int64)
+    cap_dk = _bincount(dk, cap[idx], cells).reshape(T, K)
+    w_dk = _bincount(dk, w_ok, cells).reshape(T, K)
+    wsum = w_dk.sum(axis=1)
+    inv_w = 1.0 / np.where(wsum > 0, wsum, 1.0)
+    wr = w_ok * r
+    wr_dk = _bincount(dk, wr, cells).reshape(T, K)
 
     # industry cap shares for the constraint
-    cap_dk = _bincount(dk, cap_ok, T * K).reshape(T, K)
     cap_d = cap_dk.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(cap_d > 0, cap_dk / cap_d, 0.0)
-    present = share > 0  # (T, K)
+    present = count_dk > 0  # (T, K): stocks (all with cap > 0) of the industry that day
     k_present = present.sum(axis=1)
 
-    # ---- normal equations A = X'VX, b = X'Vr, blockwise via bincount -----------------------
-    A = np.zeros((T, P, P))
-    b = np.zeros((T, P))
-    ind = slice(1, 1 + K)
-    v_d = _bincount(d, v, T)
-    v_dk = _bincount(dk, v, T * K).reshape(T, K)
-    A[:, 0, 0] = v_d
-    A[:, 0, ind] = v_dk
-    A[:, ind, 0] = v_dk
-    ii = np.arange(1, 1 + K)
-    A[:, ii, ii] = v_dk
-    vr = v * r
-    b[:, 0] = _bincount(d, vr, T)
-    b[:, ind] = _bincount(dk, vr, T * K).reshape(T, K)
+    # ---- bordered (KKT) system [[A, c], [c', 0]] [f; lambda] = [b; 0], A = X'VX, b = X'Vr -----
+    # Unknowns split into the industries (their block of A is diagonal: each stock has one
+    # industry) and the m = 2 + S others z = (country, styles, lambda). Eliminating the diagonal
+    # block leaves one m x m Schur complement per day, so the whole batch is O(T K m^2):
+    #   D = diag(v_dk), E (K, m) couplings, F (m, m), S = F - E' D^-1 E
+    #   z = S^-1 (b_z - E' D^-1 b_D),  f_D = D^-1 (b_D - E z)
+    #   diag of the inverse (the covariance up to sigma^2): z: diag(S^-1); industries:
+    #   1 / D_k + G_k S^-1 G_k' with G = D^-1 E.
+    # The top-left P x P block of the bordered inverse is R (R'AR)^-1 R' for any restriction
+    # matrix R spanning the constraint's null space, i.e. cov(f) / sigma^2 of the module docstring.
+    m = 2 + S
+    v_dk = w_dk * inv_w[:, None]
+    v_d = v_dk.sum(axis=1)
+    E = np.zeros((T, K, m))
+    F = np.zeros((T, m, m))
+    b_z = np.zeros((T, m))
+    E[:, :, 0] = v_dk
+    E[:, :, m - 1] = share  # constraint: sum_k s_k f_k = 0
+    F[:, 0, 0] = v_d
+    b_D = wr_dk * inv_w[:, None]
+    b_z[:, 0] = b_D.sum(axis=1)
+    x_cols = [np.ascontiguousarray(styles[idx, s]) for s in range(S)]
+    wx = [w_ok * x_cols[s] for s in range(S)]
     for s in range(S):
-        vx = v * x[:, s]
-        c_s = 1 + K + s
-        A[:, 0, c_s] = A[:, c_s, 0] = _bincount(d, vx, T)
-        blk = _bincount(dk, vx, T * K).reshape(T, K)
-        A[:, ind, c_s] = blk
-        A[:, c_s, ind] = blk
+        blk = _bincount(dk, wx[s], cells).reshape(T, K) * inv_w[:, None]
+        E[:, :, 1 + s] = blk
+        F[:, 0, 1 + s] = F[:, 1 + s, 0] = blk.sum(axis=1)
         for s2 in range(s, S):
-            A[:, c_s, 1 + K + s2] = A[:, 1 + K + s2, c_s] = _bincount(d, vx * x[:, s2], T)
-        b[:, c_s] = _bincount(d, vx * r, T)
+            F[:, 1 + s, 1 + s2] = F[:, 1 + s2, 1 + s] = _bincount(d, wx[s] * x_cols[s2], T) * inv_w
+        b_z[:, 1 + s] = _bincount(d, wx[s] * r, T) * inv_w
 
-    # ---- restriction matrix R (T, P, P): identity, with the eliminated industry's row -----------
-    e = np.argmax(share, axis=1)  # eliminated industry per day (largest share)
-    R = np.broadcast_to(np.eye(P), (T, P, P)).copy()
-    s_e = share[np.arange(T), e]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        row = np.where(s_e[:, None] > 0, -share / np.where(s_e > 0, s_e, 1.0)[:, None], 0.0)
-    row[np.arange(T), e] = 0.0
-    R[np.arange(T), 1 + e, ind] = row  # f_e = -sum_{k!=e} s_k/s_e f_k ; column 1+e becomes zero
-
-    Rt = R.transpose(0, 2, 1)
-    M = Rt @ A @ R
-    c = (Rt @ b[:, :, None])[:, :, 0]
-
-    # unit pivots for parameters that are not free: the eliminated industry, absent industries
-    fixed = np.zeros((T, P), dtype=bool)
-    fixed[:, ind] = ~present
-    fixed[np.arange(T), 1 + e] = True
+    # unit pivots for parameters that are not estimated: absent industries (their rows of E are
+    # zero already), and every parameter of a day without a regression (identity system)
     p_free = k_present + S  # country + K_t industries + S styles - 1 constraint
     dof = n_obs - p_free
     good_day = (dof > 0) & (k_present > 0)
-    fixed[~good_day, :] = True
-    M[fixed] = 0.0
-    M.transpose(0, 2, 1)[fixed] = 0.0
-    tt, pp = np.nonzero(fixed)
-    M[tt, pp, pp] = 1.0
-    c[fixed] = 0.0
+    D = np.where(present, v_dk, 1.0)
+    D[~good_day] = 1.0
+    E[~good_day] = 0.0
+    F[~good_day] = np.eye(m)
+    b_D = np.where(present & good_day[:, None], b_D, 0.0)
+    b_z[~good_day] = 0.0
 
-    # one batched solve for g and (R'X'VXR)^-1
-    rhs = np.concatenate([c[:, :, None], np.broadcast_to(np.eye(P), (T, P, P))], axis=2)
-    sol = np.linalg.solve(M, rhs)
-    g = sol[:, :, 0]
-    Minv = sol[:, :, 1:]
-    Minv[fixed] = 0.0
-    Minv.transpose(0, 2, 1)[fixed] = 0.0
-    f = (R @ g[:, :, None])[:, :, 0]
+    G = E / D[:, :, None]
+    Sinv = np.linalg.inv(F - np.einsum("tkm,tkn->tmn", E, G))
+    z = np.einsum("tmn,tn->tm", Sinv, b_z - np.einsum("tkm,tk->tm", G, b_D))
+    f = np.empty((T, P))
+    f[:, 0] = z[:, 0]
+    f[:, 1 + K :] = z[:, 1 : 1 + S]
+    f[:, 1 : 1 + K] = (b_D - np.einsum("tkm,tm->tk", E, z)) / D
+    diag = np.empty((T, P))
+    diag[:, 0] = Sinv[:, 0, 0]
+    diag[:, 1 + K :] = np.diagonal(Sinv, axis1=1, axis2=2)[:, 1 : 1 + S]
+    diag[:, 1 : 1 + K] = 1.0 / D + np.einsum("tkm,tmn,tkn->tk", G, Sinv, G)
+    # a day with one industry: the constraint pins its return to exactly 0 (no sampling error)
+    alone = present & (k_present == 1)[:, None]
+    f[:, 1 : 1 + K][alone] = 0.0
+    diag[:, 1 : 1 + K][alone] = 0.0
 
     # residuals, sigma^2, R^2
-    fitted = f[d, 0] + f[d, 1 + k] + np.einsum("ns,ns->n", x, f[d, 1 + K :])
+    fitted = f[d, 0] + f[d, 1 + k]
+    for s in range(S):
+        fitted += x_cols[s] * f[d, 1 + K + s]
     u = r - fitted
-    ssr = _bincount(d, v * u * u, T)
-    rbar = b[:, 0] / np.where(v_d > 0, v_d, 1.0)
-    tss = _bincount(d, v * (r - rbar[d]) ** 2, T)
+    ssr = _bincount(d, w_ok * u * u, T) * inv_w
+    rbar = b_z[:, 0] / np.where(v_d > 0, v_d, 1.0)
+    tss = _bincount(d, w_ok * (r - rbar[d]) ** 2, T) * inv_w
     with np.errstate(invalid="ignore", divide="ignore"):
         sigma2 = np.where(good_day, ssr / np.where(dof > 0, dof, 1), np.nan)
         r2 = np.where(good_day & (tss > 0), 1.0 - ssr / tss, np.nan)
-    cov_f = (R @ Minv @ Rt) * sigma2[:, None, None]
-    se = np.sqrt(np.clip(np.diagonal(cov_f, axis1=1, axis2=2), 0.0, None))
+    var_f = diag * sigma2[:, None]
+    se = np.sqrt(np.clip(var_f, 0.0, None))
 
     estimated = np.ones((T, P), dtype=bool)
-    estimated[:, ind] = present
+    estimated[:, 1 : 1 + K] = present
     estimated &= good_day[:, None]
     f = np.where(estimated, f, np.nan)
     se = np.where(estimated, se, np.nan)
