@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import json
 import os
 import shutil
 import time
@@ -41,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sc_assets.resources.object_store import LAKE_URI_ENV, S3Lake, S3Path, is_s3_uri
-from sc_assets.settings import data_root
+from sc_assets.settings import DATA_DIR_ENV, data_root
 
 PARTITION_COLUMN = "trade_date"
 #: A temp file this old (seconds) belongs to a writer that was killed; it is removed on refresh.
@@ -55,6 +57,13 @@ ANALYTICS_SCHEMA = "analytics"
 def catalog_schema(layer: str) -> str:
     """DuckDB schema in ``warehouse.duckdb`` that shows a lake layer's tables."""
     return CATALOG_SCHEMAS.get(layer, ANALYTICS_SCHEMA)
+
+
+@functools.lru_cache(maxsize=32)
+def _resolved_root(value: str, cwd: str) -> Path:
+    """``data_root`` memoised per (setting, working directory): every path of a step derives from
+    the root, and resolving it is a chain of syscalls (thousands of calls per backfill step)."""
+    return data_root(value or None)
 
 
 def _day(value: str | date | pd.Timestamp) -> str:
@@ -130,7 +139,7 @@ class Warehouse(dg.ConfigurableResource):
     # ---- paths -------------------------------------------------------------------------
     @property
     def root(self) -> Path:
-        return data_root(self.data_dir or None)
+        return _resolved_root(self.data_dir or os.environ.get(DATA_DIR_ENV) or "", os.getcwd())
 
     @property
     def lake_store(self) -> S3Lake | None:
@@ -175,9 +184,23 @@ class Warehouse(dg.ConfigurableResource):
 
     def partitions(self, layer: str, asset: str) -> list[str]:
         """Sorted partition days (YYYY-MM-DD) present in the lake for a partitioned table."""
-        d = self.table_dir(layer, asset)
-        days = [p.parent.name.split("=", 1)[1] for p in d.glob(f"{PARTITION_COLUMN}=*/{PART_FILE}")]
-        return sorted(days)
+        return sorted(self._partition_files(self.table_dir(layer, asset)))
+
+    @staticmethod
+    def _partition_files(d: Path) -> dict[str, str]:
+        """{day: file} of the partition folders under ``d`` that hold a file (one ``scandir``)."""
+        prefix = f"{PARTITION_COLUMN}="
+        out = {}
+        try:
+            with os.scandir(d) as entries:
+                for e in entries:
+                    if e.name.startswith(prefix):
+                        f = os.path.join(e.path, PART_FILE)
+                        if os.path.isfile(f):
+                            out[e.name[len(prefix):]] = f
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return out
 
     # ---- writes ------------------------------------------------------------------------
     def write_partitions(
@@ -247,11 +270,8 @@ class Warehouse(dg.ConfigurableResource):
             return [str(d / PART_FILE)]
         lo = _day(start) if start is not None else None
         hi = _day(end) if end is not None else None
-        out = []
-        for day in self.partitions(layer, asset):
-            if (lo is None or day >= lo) and (hi is None or day <= hi):
-                out.append(str(self.partition_path(layer, asset, day)))
-        return out
+        found = self._partition_files(d)
+        return [found[day] for day in sorted(found) if (lo is None or day >= lo) and (hi is None or day <= hi)]
 
     def read(
         self,
@@ -334,6 +354,8 @@ class Warehouse(dg.ConfigurableResource):
         self.root.mkdir(parents=True, exist_ok=True)
         if tables is not None:
             self.clean_temp_files(tables, min_age_s=STALE_TEMP_S)
+            if self.lake_store is None and (names := self._views_known(tables)) is not None:
+                return names
         lock_path = self.root / ".warehouse.lock"
         names = []
         with open(lock_path, "a+") as lock:
@@ -371,10 +393,54 @@ class Warehouse(dg.ConfigurableResource):
                             f'CREATE OR REPLACE VIEW "{schema}"."{asset}" AS SELECT * FROM '
                             f"read_parquet({glob}, union_by_name=true)"
                         )
+                    views = {f"{r[0]}.{r[1]}": r[2] or "" for r in con.execute(
+                        "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
                 finally:
                     con.close()
+                self._remember_views(views)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+        return names
+
+    # The catalog's views change only when a table appears or its glob changes; most refreshes
+    # (every step of a daily update) find them in place. The sidecar records the views and the
+    # catalog file's (mtime, size) right after our last write: while the file is unchanged, a
+    # refresh whose views are all there returns without opening DuckDB (~0.1-0.2 s per open and
+    # checkpointing close). Any other writer changes the file's stamp, and the next refresh
+    # opens the catalog again.
+    @property
+    def _views_sidecar(self) -> Path:
+        return self.root / ".warehouse.views.json"
+
+    def _catalog_stamp(self) -> list[int] | None:
+        try:
+            st = self.catalog_path.stat()
+        except FileNotFoundError:
+            return None
+        return [st.st_mtime_ns, st.st_size]
+
+    def _remember_views(self, views: dict[str, str]) -> None:
+        tmp = self._views_sidecar.with_name(f".tmp-{uuid.uuid4().hex}.json")
+        tmp.write_text(json.dumps({"catalog": self._catalog_stamp(), "views": views}))
+        os.replace(tmp, self._views_sidecar)
+
+    def _views_known(self, tables: Sequence[tuple[str, str]]) -> list[str] | None:
+        """The view names if every table's view over its current glob is in the catalog, else None."""
+        try:
+            known = json.loads(self._views_sidecar.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if known.get("catalog") is None or known["catalog"] != self._catalog_stamp():
+            return None
+        names = []
+        for layer, asset in tables:
+            if not self.exists(layer, asset):
+                continue
+            name = f"{catalog_schema(layer)}.{asset}"
+            sql = known["views"].get(name, "")
+            if _sql_string(self.glob(layer, asset)) not in sql or "union_by_name" not in sql:
+                return None
+            names.append(name)
         return names
 
     def clean_temp_files(self, tables: Sequence[tuple[str, str]] | None = None, min_age_s: float = 0.0) -> int:
@@ -388,17 +454,18 @@ class Warehouse(dg.ConfigurableResource):
         cutoff = time.time() - min_age_s
         n = 0
         for root in roots:
-            if not root.exists():
-                continue
-            for p in root.rglob(".tmp*"):
-                with contextlib.suppress(FileNotFoundError):
-                    if min_age_s and p.stat().st_mtime > cutoff:
-                        continue
-                    if p.is_dir():
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        p.unlink()
-                    n += 1
+            for folder, dirs, files in os.walk(root):  # scandir-based: ~10x faster than Path.rglob
+                for name in [x for x in (*dirs, *files) if x.startswith(".tmp")]:
+                    p = Path(folder, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        if min_age_s and p.stat().st_mtime > cutoff:
+                            continue
+                        if p.is_dir():
+                            shutil.rmtree(p, ignore_errors=True)
+                            dirs.remove(name)
+                        else:
+                            p.unlink()
+                        n += 1
         return n
 
     def _s3_files(self, store: S3Lake, layer: str, asset: str, start, end, days: set[str] | None = None) -> list[str]:

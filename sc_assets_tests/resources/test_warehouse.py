@@ -174,3 +174,22 @@ def test_stale_temp_files_of_killed_writers_are_removed_on_refresh(warehouse: Wa
     warehouse.refresh_catalog([("raw", "s")])
     assert not stale.exists() and fresh.exists()
     assert len(warehouse.read("raw", "s")) == 2
+
+
+def test_refresh_with_every_view_in_place_does_not_open_the_catalog(warehouse: Warehouse, monkeypatch):
+    days = ["2024-01-02", "2024-01-03"]
+    warehouse.write_partitions("raw", "v", _frame(days), days)
+    warehouse.refresh_catalog([("raw", "v")])
+    opened = []
+    real = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: (opened.append(a), real(*a, **k))[1])
+    warehouse.write_partitions("raw", "v", _frame(["2024-01-04"]), ["2024-01-04"])  # same glob: view in place
+    assert warehouse.refresh_catalog([("raw", "v")]) == ["raw.v"]
+    assert opened == []
+    # another writer changes the catalog (here: drops our view): the next refresh opens it and mends it
+    with real(str(warehouse.catalog_path)) as con:
+        con.execute('DROP VIEW "raw"."v"')
+    warehouse.refresh_catalog([("raw", "v")])
+    assert len(opened) == 1
+    with real(str(warehouse.catalog_path), read_only=True) as con:
+        assert con.execute('select count(*) from "raw"."v"').fetchone()[0] == len(_frame(days)) // 2 * 3
