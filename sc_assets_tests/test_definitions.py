@@ -45,6 +45,12 @@ def test_definitions_load():
     assert defs.resolve_sensor_def("landing_sensor").job_name == "daily_update"
 
 
+def test_daily_update_runs_in_one_process_and_backfills_in_many():
+    # local profile (the tests' default): a day's steps are small, a process per step is not
+    assert defs.resolve_job_def("daily_update").executor_def.name == "in_process"
+    assert defs.resolve_job_def("full_backfill").executor_def.name == "multi_or_in_process_executor"
+
+
 def test_jobs_cover_every_asset(graph):
     job = defs.resolve_job_def("full_backfill")
     in_job = {k for node in job.graph.node_dict for k in [node]}
