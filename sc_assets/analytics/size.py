@@ -67,6 +67,18 @@ class SizeParams:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
+def _day_codes(values) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Sorted day codes of a date-like column (datetime64 or date objects) and the sorted days.
+
+    Factorizes first and converts only the distinct values (a long panel has few days)."""
+    codes, uniq = pd.factorize(np.asarray(values) if not isinstance(values, pd.Series) else values, sort=False)
+    days = pd.DatetimeIndex(pd.to_datetime(pd.Index(uniq)))
+    order = np.argsort(days.asi8, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return np.where(codes >= 0, rank[np.maximum(codes, 0)], -1), days[order]
+
+
 # ---- cross-sectional primitives (vectorised over days via group codes) ----------------------
 
 
@@ -144,7 +156,7 @@ def size_exposures(panel: pd.DataFrame, params: SizeParams = SizeParams()) -> pd
     df = panel.loc[estimation_universe(panel, params), cols].copy()
     df["total_mv"] = df["total_mv"].astype(float)
     df = df.reset_index(drop=True)
-    codes, uniq = pd.factorize(df["trade_date"], sort=True)
+    codes, uniq = _day_codes(df["trade_date"])
     T = len(uniq)
     cap = df["total_mv"].to_numpy()
     lncap = np.log(cap)
@@ -173,15 +185,35 @@ def align_previous_exposures(
     and an ``exclusion`` column (categorical; NaN when the row enters the regression, otherwise
     the first of :data:`EXCLUSION_REASONS` that applies). Industry and cap are those of t-1.
     """
-    p = panel[["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]].copy()
-    p["trade_date"] = pd.to_datetime(p["trade_date"])
+    out = panel[["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]].reset_index(drop=True)
+    # days and stocks as integer codes: the join is a lookup in a (day, stock) position table
+    t_codes, t_days = _day_codes(out["trade_date"])
+    out["trade_date"] = t_days[np.maximum(t_codes, 0)] if len(out) else pd.to_datetime(out["trade_date"])
     prev = {pd.Timestamp(k): pd.Timestamp(v) for k, v in previous_day.items()}
-    p["prev_date"] = pd.to_datetime(p["trade_date"].map(prev))
-    e = exposures[["trade_date", "ts_code", "industry", "total_mv", "size", "nlsize"]].rename(
-        columns={"trade_date": "prev_date", "industry": "industry_prev", "total_mv": "total_mv_prev"}
-    )
-    e["prev_date"] = pd.to_datetime(e["prev_date"])
-    out = p.merge(e, on=["prev_date", "ts_code"], how="left", validate="many_to_one")
+    prev_of_day = pd.to_datetime(pd.Series(t_days).map(prev)).to_numpy()
+    out["prev_date"] = prev_of_day[np.maximum(t_codes, 0)] if len(out) else pd.to_datetime(pd.Series([], dtype=object))
+    e_codes, e_days = _day_codes(exposures["trade_date"])
+    s_codes, stocks = pd.factorize(out["ts_code"])
+    e_stock = pd.Index(stocks).get_indexer(exposures["ts_code"])  # -1: stock not in the panel
+    n_stocks = max(len(stocks), 1)
+    keep = (e_stock >= 0) & (e_codes >= 0)
+    flat = e_codes[keep] * n_stocks + e_stock[keep]
+    if len(flat) and np.bincount(flat).max() > 1:
+        raise pd.errors.MergeError("exposures are not unique on (trade_date, ts_code): many_to_one join refused")
+    pos = np.full(len(e_days) * n_stocks, -1, dtype=np.int64)
+    pos[flat] = np.flatnonzero(keep)
+    p_prev = e_days.get_indexer(pd.DatetimeIndex(prev_of_day)) if len(t_days) else np.zeros(0, dtype=np.int64)
+    p_prev_row = p_prev[np.maximum(t_codes, 0)] if len(out) else np.zeros(0, dtype=np.int64)
+    hit = (p_prev_row >= 0) & (s_codes >= 0)
+    j = np.full(len(out), -1, dtype=np.int64)
+    j[hit] = pos[p_prev_row[hit] * n_stocks + s_codes[hit]]
+    found = j >= 0
+    jj = np.maximum(j, 0)
+    ind = exposures["industry"].array.take(j, allow_fill=True)
+    out["industry_prev"] = ind
+    for src, dst in (("total_mv", "total_mv_prev"), ("size", "size"), ("nlsize", "nlsize")):
+        vals = exposures[src].to_numpy(dtype=float)
+        out[dst] = np.where(found, vals[jj] if len(vals) else np.nan, np.nan)
     ret = pd.to_numeric(out["ret"], errors="coerce")
     masks = [  # same order as EXCLUSION_REASONS: the first that applies is recorded
         out["is_suspended"].fillna(False).astype(bool).to_numpy(),
@@ -215,18 +247,24 @@ def factor_returns(
       out, first applicable reason in :data:`EXCLUSION_REASONS` order). Days without any
       regression (e.g. no exposures of t-1) have n_stocks 0 and NaN statistics.
     """
-    days = pd.DatetimeIndex(sorted(pd.to_datetime(aligned["trade_date"]).unique()))
-    use = aligned[aligned["exclusion"].isna()]
+    all_days, days = _day_codes(aligned["trade_date"])
+    excl = aligned["exclusion"]
+    if not (isinstance(excl.dtype, pd.CategoricalDtype) and list(excl.cat.categories) == list(EXCLUSION_REASONS)):
+        excl = pd.Series(pd.Categorical(excl, categories=list(EXCLUSION_REASONS)))
+    excl = excl.cat.codes.to_numpy().astype(np.int64)
+    use = excl < 0
+    i_codes, i_uniq = pd.factorize(aligned["industry_prev"])  # -1: no industry
     if industries is None:
-        industries = sorted(use["industry_prev"].dropna().unique().tolist())
-    day_codes = days.get_indexer(pd.to_datetime(use["trade_date"]))
-    ind_codes = pd.Index(industries).get_indexer(use["industry_prev"]).astype(np.int64)  # -1: unknown
-    cap = use["total_mv_prev"].to_numpy(dtype=float)
+        seen = np.unique(i_codes[use & (i_codes >= 0)])
+        industries = sorted(pd.Index(i_uniq)[seen].tolist())
+    lut = np.append(pd.Index(industries).get_indexer(pd.Index(i_uniq)), -1).astype(np.int64)  # -1: unknown
+    ind_codes = lut[i_codes[use]]
+    cap = aligned["total_mv_prev"].to_numpy(dtype=float)[use]
     res = constrained_wls(
-        day=day_codes,
+        day=all_days[use],
         industry=ind_codes,
-        styles=use[list(STYLE_FACTORS)].to_numpy(dtype=float),
-        ret=use["ret"].to_numpy(dtype=float),
+        styles=np.column_stack([aligned[c].to_numpy(dtype=float)[use] for c in STYLE_FACTORS]),
+        ret=aligned["ret"].to_numpy(dtype=float)[use],
         reg_weight=np.sqrt(cap),
         constraint_cap=cap,
         n_days=len(days),
@@ -256,8 +294,6 @@ def factor_returns(
             "resid_vol": np.sqrt(res.sigma2 * res.n_obs),
         }
     )
-    excl = pd.Categorical(aligned["exclusion"], categories=list(EXCLUSION_REASONS)).codes.astype(np.int64)
-    all_days = days.get_indexer(pd.to_datetime(aligned["trade_date"]))
     R = len(EXCLUSION_REASONS)
     hit = excl >= 0
     counts = np.bincount(all_days[hit] * R + excl[hit], minlength=len(days) * R).reshape(len(days), R)
@@ -276,25 +312,41 @@ def size_deciles(aligned: pd.DataFrame, n_deciles: int = 10) -> pd.DataFrame:
     return on t, whether or not locked). Returns trade_date, decile (1..n), ret_ew, ret_cw (cap
     weights of t-1), n_stocks, cap_min, cap_max (CNY, at t-1).
     """
-    a = aligned[aligned["size"].notna() & aligned["ret"].notna() & (aligned["total_mv_prev"] > 0)]
-    a = a[["trade_date", "ts_code", "ret", "total_mv_prev"]].copy()
-    a["trade_date"] = pd.to_datetime(a["trade_date"])
-    rank = a.groupby("trade_date")["total_mv_prev"].rank(method="first")
-    n = a.groupby("trade_date")["total_mv_prev"].transform("size")
-    a["decile"] = np.ceil(rank * n_deciles / n).astype(np.int64)
-    a["wret"] = a["ret"] * a["total_mv_prev"]
-    g = a.groupby(["trade_date", "decile"])
-    out = g.agg(
-        ret_ew=("ret", "mean"),
-        wret=("wret", "sum"),
-        cap=("total_mv_prev", "sum"),
-        n_stocks=("ret", "size"),
-        cap_min=("total_mv_prev", "min"),
-        cap_max=("total_mv_prev", "max"),
-    ).reset_index()
-    out["ret_cw"] = out["wret"] / out["cap"]
-    out["n_stocks"] = out["n_stocks"].astype(np.int64)
-    return out[["trade_date", "decile", "ret_ew", "ret_cw", "n_stocks", "cap_min", "cap_max"]]
+    cap_all = aligned["total_mv_prev"].to_numpy(dtype=float)
+    ret_all = aligned["ret"].to_numpy(dtype=float)
+    keep = aligned["size"].notna().to_numpy() & ~np.isnan(ret_all) & (cap_all > 0)
+    codes, days = _day_codes(aligned["trade_date"])
+    d, cap, ret = codes[keep], cap_all[keep], ret_all[keep]
+    # rank by cap within the day, ties in row order (rank method 'first'): a stable sort
+    order = np.lexsort((cap, d))
+    d, cap, ret = d[order], cap[order], ret[order]
+    T = len(days)
+    n_day = np.bincount(d, minlength=T)
+    start = np.concatenate([[0], np.cumsum(n_day)[:-1]])
+    rank = np.arange(len(d)) - start[d] + 1
+    decile = np.ceil(rank * n_deciles / n_day[d]).astype(np.int64)
+    cell = d * n_deciles + (decile - 1)
+    C = T * n_deciles
+    n = np.bincount(cell, minlength=C)
+    sum_ret = np.bincount(cell, weights=ret, minlength=C)
+    wret = np.bincount(cell, weights=ret * cap, minlength=C)
+    cap_sum = np.bincount(cell, weights=cap, minlength=C)
+    # members of a (day, decile) cell are contiguous and sorted by cap: first = min, last = max
+    cells = np.flatnonzero(n)
+    last = np.cumsum(n)[cells] - 1
+    first = last - n[cells] + 1
+    out = pd.DataFrame(
+        {
+            "trade_date": days[cells // n_deciles],
+            "decile": (cells % n_deciles + 1).astype(np.int64),
+            "ret_ew": sum_ret[cells] / n[cells],
+            "ret_cw": wret[cells] / cap_sum[cells],
+            "n_stocks": n[cells].astype(np.int64),
+            "cap_min": cap[first],
+            "cap_max": cap[last],
+        }
+    )
+    return out
 
 
 def smb(deciles: pd.DataFrame, params: SizeParams = SizeParams()) -> pd.DataFrame:
