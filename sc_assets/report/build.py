@@ -173,6 +173,14 @@ def _save(fig, out_dir: Path, name: str) -> str:
     return fname
 
 
+def _calendar_days(df):
+    """A daily series/frame on every calendar day of its span, 0 on days without a row: drawn with
+    ``fill_between(step="mid")`` it looks like one-day-wide bars (gaps stay empty)."""
+    if not len(df):
+        return df
+    return df.reindex(pd.date_range(df.index.min(), df.index.max(), freq="D"), fill_value=0.0)
+
+
 def _pct(x) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.2f}%"
 
@@ -449,11 +457,14 @@ def _etf_nlsize(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     if etf is not None and not etf.empty:
         flows = _since(etf, p).pivot_table(index="trade_date", columns="index_code", values="net_inflow",
                                            aggfunc="sum").sort_index() / 1e8
-        bottom = np.zeros(len(flows))
-        for code in flows.columns:
-            v = flows[code].fillna(0).to_numpy()
-            axes[0].bar(flows.index, v, bottom=np.where(v >= 0, np.clip(bottom, 0, None), 0), width=1.0,
-                        label=str(code))
+        # daily bars drawn as one step-filled polygon per index (hundreds of bar patches render slowly):
+        # inflows stacked upwards, outflows from zero down
+        daily = _calendar_days(flows.fillna(0.0))
+        bottom = np.zeros(len(daily))
+        for code in daily.columns:
+            v = daily[code].to_numpy()
+            axes[0].fill_between(daily.index, np.where(v >= 0, bottom, v), np.where(v >= 0, bottom + v, 0.0),
+                                 step="mid", linewidth=0, label=str(code))
             bottom = bottom + np.where(v >= 0, v, 0)
         w2 = flows.loc[pd.Timestamp(p.wave2_start):pd.Timestamp(p.wave2_end)].sum()
         for code, v in w2.items():
@@ -473,7 +484,9 @@ def _etf_nlsize(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
         nl = nl.sort_index()
         if p.history_start:
             nl = nl[nl.index >= pd.Timestamp(p.history_start)]
-        axes[1].bar(nl.index, 100 * nl.astype(float), width=1.0, color="tab:purple", label="NLSIZE daily return")
+        nl_daily = _calendar_days(100 * nl.astype(float).fillna(0.0))
+        axes[1].fill_between(nl_daily.index, 0.0, nl_daily.to_numpy(), step="mid", linewidth=0,
+                             color="tab:purple", label="NLSIZE daily return")
         axes[1].plot(nl.index, 100 * nl.astype(float).cumsum(), color="k", lw=1, label="cumulative")
         w2 = nl.loc[pd.Timestamp(p.wave2_start):pd.Timestamp(p.wave2_end)].sum()
         s.facts[f"NLSIZE return {p.wave2_start}..{p.wave2_end}"] = _pct(w2)
