@@ -20,6 +20,7 @@ root is refused with :class:`sc_assets.settings.UnsafePathError`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sc_assets.feeds.readers import EXTENSIONS, canonical_schema, read_landing_file
+from sc_assets.feeds.readers import canonical_schema, read_landing_file
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
 from sc_assets.feeds.validation import quarantine_frame, reason_counts, row_reasons
 from sc_assets.settings import data_root, inside_root
@@ -127,36 +128,35 @@ class LandingFeedSource(dg.ConfigurableResource):
             raise KeyError(f"unknown feed {feed!r}; known feeds: {sorted(FEEDS)}")
         return inside_root(self.root, Path("landing") / feed)
 
-    def _landing_file(self, feed: str, path: Path) -> LandingFile | None:
-        m = FILE_RE.match(path.name)
-        if not m:
-            return None
-        resolved = inside_root(self.root, path)  # refuses symlinks out of the root
-        if not resolved.is_file():
-            return None
-        st = resolved.stat()
-        day = pd.Timestamp(m.group(1)).date()
-        rel = path.relative_to(self.root).as_posix() if path.is_absolute() else path.as_posix()
-        return LandingFile(feed, day, resolved, rel, st.st_mtime_ns, st.st_size)
-
     def list_files(self, feed: str, days: Iterable[str | date] | None = None) -> list[LandingFile]:
-        """Landing files of ``feed`` (optionally only for ``days``), sorted by (day, mtime, name)."""
+        """Landing files of ``feed`` (optionally only for ``days``), sorted by (day, mtime, name).
+
+        One ``scandir`` of the landing folder: a regular file there is inside the data root
+        (the folder is resolved); only a symlink is resolved and checked (``inside_root``)."""
         d = self.landing_dir(feed)
         if not d.is_dir():
             return []
-        out = []
-        if days is None:
-            candidates = sorted(p for p in d.iterdir())
-        else:
-            stems = sorted({pd.Timestamp(x).strftime("%Y%m%d") for x in days})
-            candidates = [d / f"{s}{ext}" for s in stems for ext in EXTENSIONS]
+        want = None if days is None else {pd.Timestamp(x).strftime("%Y%m%d") for x in days}
         root = self.root
-        for p in candidates:
-            if not (p.exists() or p.is_symlink()):
-                continue
-            lf = self._landing_file(feed, root / p.relative_to(root))
-            if lf is not None:
-                out.append(lf)
+        out = []
+        with os.scandir(d) as entries:
+            for e in entries:
+                m = FILE_RE.match(e.name)
+                if not m or (want is not None and m.group(1) not in want):
+                    continue
+                path = d / e.name
+                if e.is_symlink():
+                    resolved = inside_root(root, path)  # refuses symlinks out of the root
+                    if not resolved.is_file():
+                        continue
+                    st = resolved.stat()
+                else:
+                    if not e.is_file(follow_symlinks=False):
+                        continue
+                    resolved, st = path, e.stat(follow_symlinks=False)
+                day = pd.Timestamp(m.group(1)).date()
+                out.append(LandingFile(feed, day, resolved, path.relative_to(root).as_posix(), st.st_mtime_ns,
+                                       st.st_size))
         out.sort(key=lambda f: (f.day, f.mtime_ns, f.rel))
         return out
 
@@ -201,13 +201,16 @@ class LandingFeedSource(dg.ConfigurableResource):
         q = q[quarantine_schema(spec.name).names]
         return rows, q
 
-    def read(self, feed: str, days: Sequence[str | date]) -> FeedBatch:
-        """Read and validate every landing file of the daily ``feed`` for ``days``."""
+    def read(self, feed: str, days: Sequence[str | date], files: Sequence[LandingFile] | None = None) -> FeedBatch:
+        """Read and validate every landing file of the daily ``feed`` for ``days``.
+
+        ``files``: those days' files when the caller already listed the folder (a backfill lists
+        it once, not once per chunk); default: list them now."""
         spec = FEEDS[feed]
         if not spec.partitioned:
             raise ValueError(f"{feed} is a reference snapshot feed: use read_snapshots()")
         keys = [_day_key(d) for d in days]
-        files = self.list_files(feed, keys)
+        files = self.list_files(feed, keys) if files is None else list(files)
         df, file_day = self._read_files(spec, files)
         reasons = row_reasons(df, spec, pd.Series(file_day))
         rows, q = self._finish(spec, df, file_day, reasons)
