@@ -12,6 +12,8 @@ from dataclasses import replace
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sc_assets.analytics import size as sz
 from sc_assets.assets._metadata import table_metadata
@@ -35,6 +37,10 @@ SMB = dg.AssetKey([LAYER, "smb_returns"])
 PANEL_COLUMNS = ["trade_date", "ts_code", "industry", "total_mv", "days_listed", "is_suspended", "is_locked", "ret"]
 KINDS = {"pandas", "numpy"}
 DEFAULTS = sz.SizeParams()
+#: Sessions handled per pass of a backfill: memory stays at one chunk of the panel (~1.25M
+#: stock-days at 5,000 stocks) whatever the run's length; every day is computed independently
+#: (t-1 exposures are read per chunk), so chunking does not change any result.
+CHUNK_SESSIONS = 250
 
 
 class SizeModelConfig(dg.Config):
@@ -49,17 +55,36 @@ class SizeModelConfig(dg.Config):
 
 
 def _dates(df: pd.DataFrame, col: str = "trade_date") -> pd.DataFrame:
-    """``trade_date`` as Python dates (written as a Parquet DATE)."""
+    """``trade_date`` as an Arrow DATE column (written as a Parquet DATE; no Python date objects)."""
     out = df.copy()
-    out[col] = pd.to_datetime(out[col]).dt.date
+    days = pd.to_datetime(out[col]).to_numpy().astype("datetime64[D]")
+    out[col] = pd.arrays.ArrowExtensionArray(pa.array(days, type=pa.date32()))
     return out
 
 
+def _read(warehouse: Warehouse, layer: str, name: str, days: list[str], columns: list[str]) -> pd.DataFrame:
+    """Rows of the partitions ``days`` (only ``columns``; trade_date as datetime64, not date objects).
+
+    Reads the lake's files of the span days[0]..days[-1] with a column projection; rows of days
+    in the span but not in ``days`` are dropped. A table not in the lake gives no rows."""
+    days = sorted(days)
+    files = warehouse.files(layer, name, days[0], days[-1]) if days else []
+    if not files:
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[ms]" if c == "trade_date" else object) for c in columns})
+    df = pq.ParquetDataset(files, partitioning=None).read(columns=columns).to_pandas(date_as_object=False)
+    if len(files) != len(days) and len(df):
+        df = df[np.isin(df["trade_date"].to_numpy().astype("datetime64[D]"), np.array(days, dtype="datetime64[D]"))]
+        df = df.reset_index(drop=True)
+    return df
+
+
 def _read_panel(warehouse: Warehouse, days: list[str], columns=PANEL_COLUMNS) -> pd.DataFrame:
-    try:
-        return warehouse.read("marts", "stock_daily_panel", days=days, columns=columns)
-    except FileNotFoundError:
-        return pd.DataFrame(columns=columns)
+    return _read(warehouse, "marts", "stock_daily_panel", days, list(columns))
+
+
+def _chunks(keys: list[str]) -> list[list[str]]:
+    keys = sorted(keys)
+    return [keys[i : i + CHUNK_SESSIONS] for i in range(0, len(keys), CHUNK_SESSIONS)]
 
 
 def _previous(keys: list[str]) -> dict[str, str]:
@@ -72,24 +97,22 @@ def _previous(keys: list[str]) -> dict[str, str]:
     return out
 
 
-def _aligned(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, params: sz.SizeParams
-) -> tuple[pd.DataFrame, dict]:
-    """Panel rows of the run's days joined to exposures of t-1 (from the lake or recomputed)."""
-    keys = list(context.partition_keys)
+EXPOSURE_COLUMNS = ["trade_date", "ts_code", "industry", "total_mv", "size", "nlsize"]
+
+
+def _aligned(warehouse: Warehouse, keys: list[str], params: sz.SizeParams) -> tuple[pd.DataFrame, dict]:
+    """Panel rows of ``keys`` joined to exposures of t-1 (from the lake or recomputed)."""
     prev = _previous(keys)
     prev_days = sorted(set(prev.values()))
-    exp = pd.DataFrame()
     in_lake = [d for d in prev_days if warehouse.partition_path(LAYER, "size_exposures", d).exists()]
-    if in_lake:
-        exp = warehouse.read(LAYER, "size_exposures", days=in_lake)
-    missing = [d for d in prev_days if d not in set(in_lake)]
+    frames = [_read(warehouse, LAYER, "size_exposures", in_lake, EXPOSURE_COLUMNS)] if in_lake else []
+    lake_set = set(in_lake)
+    missing = [d for d in prev_days if d not in lake_set]
     if missing:
         p_missing = _read_panel(warehouse, missing)
         if len(p_missing):
-            exp = pd.concat([exp, sz.size_exposures(p_missing, params)], ignore_index=True)
-    if exp.empty:
-        exp = pd.DataFrame(columns=["trade_date", "ts_code", "industry", "total_mv", "size", "nlsize"])
+            frames.append(sz.size_exposures(p_missing, params)[EXPOSURE_COLUMNS])
+    exp = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EXPOSURE_COLUMNS)
     panel = _read_panel(warehouse, keys)
     aligned = sz.align_previous_exposures(panel, exp, prev)
     info = {
@@ -98,6 +121,26 @@ def _aligned(
         "exposure_window": f"{prev_days[0]} .. {prev_days[-1]}" if prev_days else "",
     }
     return aligned, info
+
+
+def _merge_info(total: dict, info: dict) -> dict:
+    if not total:
+        return dict(info)
+    lo = total["exposure_window"].split(" .. ")[0] or info["exposure_window"].split(" .. ")[0]
+    hi = info["exposure_window"].split(" .. ")[-1] or total["exposure_window"].split(" .. ")[-1]
+    return {
+        "exposure_days_from_lake": total["exposure_days_from_lake"] + info["exposure_days_from_lake"],
+        "exposure_days_recomputed": total["exposure_days_recomputed"] + info["exposure_days_recomputed"],
+        "exposure_window": f"{lo} .. {hi}" if lo else "",
+    }
+
+
+def _totals(meta: dict, rows: int, first, last) -> dict:
+    """Row count and date range of the whole run on metadata built from its last chunk."""
+    meta["dagster/row_count"] = int(rows)
+    if first is not None:
+        meta["date_range"] = f"{pd.Timestamp(first):%Y-%m-%d} .. {pd.Timestamp(last):%Y-%m-%d}"
+    return meta
 
 
 # ---- size_exposures -----------------------------------------------------------------------
@@ -126,31 +169,50 @@ def size_exposures(
     """
     params = config.params()
     keys = list(context.partition_keys)
-    panel = _read_panel(warehouse, keys, ["trade_date", "ts_code", "industry", "total_mv", "days_listed", "is_suspended"])
-    exp = _dates(sz.size_exposures(panel, params))
-    warehouse.write_partitions(LAYER, "size_exposures", exp, days=keys)
+    cols = ["trade_date", "ts_code", "industry", "total_mv", "days_listed", "is_suspended"]
+    worst_mean = worst_std = 0.0
+    n_rows = n_panel = 0
+    min_stocks = None
+    first = last = None
+    exp = pd.DataFrame()
+    for chunk in _chunks(keys):
+        panel = _read_panel(warehouse, chunk, cols)
+        n_panel += len(panel)
+        exp = sz.size_exposures(panel, params)
+        del panel
+        if len(exp):
+            codes, days = sz._day_codes(exp["trade_date"])
+            T = len(days)
+            cap = exp["total_mv"].to_numpy(dtype=float)
+            n = np.bincount(codes, minlength=T)
+            cap_sum = np.bincount(codes, weights=cap, minlength=T)
+            for col in sz.STYLE_FACTORS:
+                x = exp[col].to_numpy(dtype=float)
+                cw = np.bincount(codes, weights=x * cap, minlength=T) / cap_sum
+                mean = np.bincount(codes, weights=x, minlength=T) / n
+                sd = np.sqrt(np.bincount(codes, weights=(x - mean[codes]) ** 2, minlength=T) / n)
+                worst_mean = max(worst_mean, float(np.abs(cw).max()))
+                worst_std = max(worst_std, float(np.abs(sd - 1).max()))
+            min_stocks = int(n[n > 0].min()) if min_stocks is None else min(min_stocks, int(n[n > 0].min()))
+            first = days[0] if first is None else first
+            last = days[-1]
+        n_rows += len(exp)
+        exp = _dates(exp)
+        warehouse.write_partitions(LAYER, "size_exposures", exp, days=chunk)
     warehouse.refresh_catalog([(LAYER, "size_exposures")])
 
-    worst_mean = worst_std = 0.0
-    if len(exp):
-        g = exp.groupby("trade_date")
-        cap_sum = g["total_mv"].sum()
-        for col in sz.STYLE_FACTORS:
-            cw = (exp[col] * exp["total_mv"]).groupby(exp["trade_date"]).sum() / cap_sum
-            sd = g[col].std(ddof=0)
-            worst_mean = max(worst_mean, float(cw.abs().max()))
-            worst_std = max(worst_std, float((sd - 1).abs().max()))
     ok = worst_mean < 1e-8 and worst_std < 1e-8
-    context.log.info(f"size_exposures: {len(exp)} rows over {len(keys)} day(s)")
+    context.log.info(f"size_exposures: {n_rows} rows over {len(keys)} day(s)")
+    meta = table_metadata(
+        exp,
+        parameters=params.to_dict(),
+        n_days=len(keys),
+        n_panel_rows=int(n_panel),
+        n_outside_universe=int(n_panel - n_rows),
+        stocks_per_day_min=min_stocks or 0,
+    )
     return dg.MaterializeResult(
-        metadata=table_metadata(
-            exp,
-            parameters=params.to_dict(),
-            n_days=len(keys),
-            n_panel_rows=int(len(panel)),
-            n_outside_universe=int(len(panel) - len(exp)),
-            stocks_per_day_min=int(exp.groupby("trade_date").size().min()) if len(exp) else 0,
-        ),
+        metadata=_totals(meta, n_rows, first, last),
         check_results=[
             dg.AssetCheckResult(
                 check_name="barra_moments",
@@ -188,40 +250,45 @@ def factor_returns(
     """
     params = config.params()
     keys = list(context.partition_keys)
-    aligned, info = _aligned(context, warehouse, params)
-    long, daily = sz.factor_returns(aligned)
-    out = long.merge(daily[["trade_date", "r2", "n_stocks", "resid_vol"]], on="trade_date", how="left")
-    out = _dates(out)
-    warehouse.write_partitions(LAYER, "factor_returns", out, days=keys)
+    worst = 0.0
+    n_rows = 0
+    info: dict = {}
+    dailies, styles_all = [], []
+    out = pd.DataFrame()
+    for chunk in _chunks(keys):
+        aligned, chunk_info = _aligned(warehouse, chunk, params)
+        info = _merge_info(info, chunk_info)
+        long, daily = sz.factor_returns(aligned)
+        worst = max(worst, _constraint_residual(aligned, long))
+        del aligned
+        out = long.merge(daily[["trade_date", "r2", "n_stocks", "resid_vol"]], on="trade_date", how="left")
+        styles_all.append(out.loc[out["factor_type"] == "style", ["trade_date", "factor", "ret"]])
+        dailies.append(daily)
+        n_rows += len(out)
+        out = _dates(out)
+        warehouse.write_partitions(LAYER, "factor_returns", out, days=chunk)
     warehouse.refresh_catalog([(LAYER, "factor_returns")])
 
-    # constraint check on what was written: sum_k s_k f_k with s_k = cap share of t-1 among used stocks
-    use = aligned[aligned["exclusion"].isna()]
-    worst = 0.0
-    if len(use):
-        s = use.groupby([pd.to_datetime(use["trade_date"]), "industry_prev"])["total_mv_prev"].sum()
-        s = s / s.groupby(level=0).transform("sum")
-        ind = long[long["factor_type"] == "industry"].set_index(["trade_date", "factor"])["ret"]
-        ind.index = ind.index.set_names(["trade_date", "industry_prev"])
-        prod = (s * ind.reindex(s.index)).groupby(level=0).sum()
-        worst = float(prod.abs().max()) if len(prod) else 0.0
+    daily = pd.concat(dailies, ignore_index=True)
     excluded = {r: int(daily[f"n_excluded_{r}"].sum()) for r in sz.EXCLUSION_REASONS}
     no_reg = [to_key(d) for d in daily.loc[daily["n_stocks"] == 0, "trade_date"]]
-    styles = out[out["factor_type"] == "style"].pivot(index="trade_date", columns="factor", values="ret")
+    styles = pd.concat(styles_all, ignore_index=True).pivot(index="trade_date", columns="factor", values="ret")
     summary = daily[["trade_date", "n_stocks", "r2", "resid_vol"]].merge(
         styles.reset_index().assign(trade_date=lambda d: pd.to_datetime(d["trade_date"])), on="trade_date", how="left"
     )
+    meta = table_metadata(
+        out,
+        preview=summary.tail(10),
+        parameters=params.to_dict(),
+        excluded_stock_days=excluded,
+        days_without_regression=no_reg[:50],
+        n_stocks_mean=float(daily["n_stocks"].mean()) if len(daily) else 0.0,
+        r2_mean=float(daily["r2"].mean()) if daily["r2"].notna().any() else float("nan"),
+        **info,
+    )
+    first, last = (daily["trade_date"].iloc[0], daily["trade_date"].iloc[-1]) if len(daily) else (None, None)
     return dg.MaterializeResult(
-        metadata=table_metadata(
-            out,
-            preview=summary.tail(10),
-            parameters=params.to_dict(),
-            excluded_stock_days=excluded,
-            days_without_regression=no_reg[:50],
-            n_stocks_mean=float(daily["n_stocks"].mean()) if len(daily) else 0.0,
-            r2_mean=float(daily["r2"].mean()) if daily["r2"].notna().any() else float("nan"),
-            **info,
-        ),
+        metadata=_totals(meta, n_rows, first, last),
         check_results=[
             dg.AssetCheckResult(
                 check_name="industry_constraint_holds",
@@ -230,6 +297,32 @@ def factor_returns(
             )
         ],
     )
+
+
+def _constraint_residual(aligned: pd.DataFrame, long: pd.DataFrame) -> float:
+    """max over days of |sum_k s_k f_k|, s_k = cap share (t-1) of industry k among the day's used stocks."""
+    use = aligned["exclusion"].isna().to_numpy()
+    if not use.any():
+        return 0.0
+    codes, days = sz._day_codes(aligned["trade_date"])
+    i_codes, i_uniq = pd.factorize(aligned["industry_prev"])
+    use = use & (i_codes >= 0)
+    T, K = len(days), len(i_uniq)
+    cell = codes[use] * K + i_codes[use]
+    cap = np.bincount(cell, weights=aligned["total_mv_prev"].to_numpy(dtype=float)[use], minlength=T * K)
+    cap = cap.reshape(T, K)
+    day_cap = cap.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = cap / day_cap
+    ind = long[long["factor_type"] == "industry"]
+    f = np.full((T, K), np.nan)
+    li = pd.Index(i_uniq).get_indexer(ind["factor"])
+    ld = days.get_indexer(pd.to_datetime(ind["trade_date"]))
+    ok = (li >= 0) & (ld >= 0)
+    f[ld[ok], li[ok]] = ind["ret"].to_numpy(dtype=float)[ok]
+    prod = np.nansum(np.where(cap > 0, share * f, np.nan), axis=1)
+    has = day_cap[:, 0] > 0
+    return float(np.abs(prod[has]).max()) if has.any() else 0.0
 
 
 # ---- size portfolios --------------------------------------------------------------------------
@@ -255,10 +348,17 @@ def size_decile_returns(
     """
     params = config.params()
     keys = list(context.partition_keys)
-    aligned, info = _aligned(context, warehouse, params)
-    dec = _dates(sz.size_deciles(aligned, params.n_deciles))
-    warehouse.write_partitions(LAYER, "size_decile_returns", dec, days=keys)
+    info: dict = {}
+    frames = []
+    for chunk in _chunks(keys):
+        aligned, chunk_info = _aligned(warehouse, chunk, params)
+        info = _merge_info(info, chunk_info)
+        dec = sz.size_deciles(aligned, params.n_deciles)
+        del aligned
+        frames.append(dec)
+        warehouse.write_partitions(LAYER, "size_decile_returns", _dates(dec), days=chunk)
     warehouse.refresh_catalog([(LAYER, "size_decile_returns")])
+    dec = _dates(pd.concat(frames, ignore_index=True))
     return dg.MaterializeResult(
         metadata=table_metadata(dec, parameters=params.to_dict(), **info)
     )
@@ -281,10 +381,7 @@ def smb_returns(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     """
     params = DEFAULTS
     keys = list(context.partition_keys)
-    try:
-        dec = warehouse.read(LAYER, "size_decile_returns", days=keys)
-    except FileNotFoundError:
-        dec = pd.DataFrame(columns=["trade_date", "decile", "ret_ew", "ret_cw"])
+    dec = _read(warehouse, LAYER, "size_decile_returns", keys, ["trade_date", "decile", "ret_ew", "ret_cw"])
     out = _dates(sz.smb(dec, params))
     warehouse.write_partitions(LAYER, "smb_returns", out, days=keys)
     warehouse.refresh_catalog([(LAYER, "smb_returns")])
