@@ -513,15 +513,61 @@ def contiguous_chunks(days: Sequence[str], size: int) -> list[list[str]]:
     return out
 
 
-def _unique_key_failures(df: pd.DataFrame, key: Sequence[str]) -> tuple[int, int]:
-    if not key or not len(df):
-        return 0, 0
-    missing = [k for k in key if k not in df.columns]
-    if missing:
-        return len(df), 0
-    nulls = int(df[list(key)].isna().any(axis=1).sum())
-    dupes = int(df.duplicated(list(key)).sum())
-    return dupes, nulls
+class UniqueKeyCheck:
+    """The ``unique_key`` check over the chunks of a run, on Arrow (no pandas copy).
+
+    Chunks of a partitioned model are disjoint in ``trade_date``, so a key containing
+    ``trade_date`` is checked chunk by chunk; any other key (or ``across_chunks=True``) keeps
+    only the key columns of every chunk and is checked across all of them at the end.
+    ``duplicate_rows`` = rows - distinct keys (as ``DataFrame.duplicated().sum()``).
+    """
+
+    def __init__(self, key: Sequence[str], across_chunks: bool):
+        self.key = list(key)
+        self.across = across_chunks
+        self.kept: list[pa.Table] = []
+        self.rows = self.dupes = self.nulls = 0
+        self.failing: list[str] = []
+
+    def add(self, table: pa.Table, span: str) -> None:
+        import pyarrow.compute as pc
+
+        if not self.key or not table.num_rows:
+            return
+        self.rows += table.num_rows
+        missing = [k for k in self.key if k not in table.column_names]
+        if missing:
+            self.dupes += table.num_rows
+            self.failing.append(f"{span}: no column(s) {', '.join(missing)}")
+            return
+        keys = table.select(self.key)
+        nulls = keys.column(0).is_null()
+        for c in keys.columns[1:]:
+            nulls = pc.or_(nulls, c.is_null())
+        n_null = int(pc.sum(nulls).as_py() or 0)
+        self.nulls += n_null
+        if self.across:
+            self.kept.append(keys)
+            dupes = 0
+        else:
+            dupes = keys.num_rows - keys.group_by(self.key).aggregate([]).num_rows
+            self.dupes += dupes
+        if (n_null or dupes) and len(self.failing) < 5:
+            self.failing.append(span)
+
+    def result(self, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
+        if self.kept:
+            keys = pa.concat_tables(self.kept)
+            self.kept.clear()
+            dupes = keys.num_rows - keys.group_by(self.key).aggregate([]).num_rows
+            self.dupes += dupes
+        return dg.AssetCheckResult(
+            asset_key=asset_key, check_name="unique_key_is_unique", passed=self.dupes == 0 and self.nulls == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"duplicate_rows": self.dupes, "rows_with_null_key": self.nulls, "rows": self.rows,
+                      "checked_across_chunks": self.across,
+                      "failing_chunks": dg.MetadataValue.json(self.failing)},
+        )
 
 
 _COLUMN_COMMENT = re.compile(r"(?:\bAS\s+([a-z_][a-z0-9_]*)|^\s*([a-z_][a-z0-9_]*))\s*,?\s*--\s*(.+?)\s*$", re.I)
@@ -580,62 +626,83 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         },
     )
     def _asset(context: dg.AssetExecutionContext, config: SqlModelConfig, warehouse: Warehouse):
-        from sc_assets.assets._metadata import table_metadata
-        from sc_assets.checks import gx_check_result
+        import pyarrow.compute as pc
 
-        t0 = time.perf_counter()
+        from sc_assets.assets._metadata import PREVIEW_ROWS, range_metadata, table_metadata
+        from sc_assets.checks import GxChunkedCheck
+
         days = list(context.partition_keys) if model.partitioned else None
-        frames: list[pd.DataFrame] = []
-        params: dict[str, Any] = {}
         chunks = contiguous_chunks(days, config.chunk_sessions) if days else [None]
-        rows = 0
+        gx = GxChunkedCheck(key, suite) if suite else None
+        uniq = UniqueKeyCheck(model.unique_key, across_chunks=not (model.partitioned and "trade_date" in model.unique_key))
+        params: dict[str, Any] = {}
         schemas: dict[tuple[str, str], dict[str, str]] = {}
+        rows, lo, hi = 0, None, None
+        seconds = {"sql": 0.0, "write": 0.0, "gx": 0.0, "checks": 0.0}
+        schema, preview = None, None
+        # One chunk at a time (issue 11): SQL -> Arrow -> lake, checks on the chunk, then released;
+        # only running totals, the key columns of a key without trade_date, and a preview survive.
         for chunk in chunks:
-            table, params = run_model(model, warehouse, chunk, models, upstream_schemas=schemas)
-            df = table.to_pandas()
+            t = time.perf_counter()
+            table, params = run_model(model, warehouse, chunk, models, upstream_schemas=None if schemas else schemas)
+            seconds["sql"] += time.perf_counter() - t
+            t = time.perf_counter()
             if model.partitioned:
-                warehouse.write_partitions(model.layer, model.name, df, days=chunk, schema=table.schema)
+                warehouse.write_partitions(model.layer, model.name, table, days=chunk)
             else:
-                warehouse.write_table(model.layer, model.name, df, schema=table.schema)
-            rows += len(df)
-            frames.append(df)
-            del table, df  # keep only the pandas frames (the checks need them): half the memory (issue 11)
-        t_sql = time.perf_counter() - t0
+                warehouse.write_table(model.layer, model.name, table)
+            seconds["write"] += time.perf_counter() - t
+            rows += table.num_rows
+            span = f"{chunk[0]} .. {chunk[-1]}" if chunk else "table"
+            t = time.perf_counter()
+            uniq.add(table, span)
+            last_rows = table
+            if "trade_date" in table.column_names and table.num_rows:
+                mm = pc.min_max(table.column("trade_date"))
+                lo = mm["min"].as_py() if lo is None else min(lo, mm["min"].as_py())
+                hi = mm["max"].as_py() if hi is None else max(hi, mm["max"].as_py())
+                last_rows = table.filter(pc.equal(table.column("trade_date"), mm["max"]))
+            schema, preview = table.schema, last_rows.slice(0, PREVIEW_ROWS).to_pandas()
+            seconds["checks"] += time.perf_counter() - t
+            t = time.perf_counter()
+            df = table.to_pandas() if gx is not None else None  # GX validates pandas frames
+            del table, last_rows
+            if df is not None:
+                gx.add(df, days=chunk)
+                del df
+            seconds["gx"] += time.perf_counter() - t
+        t = time.perf_counter()
         warehouse.refresh_catalog([(model.layer, model.name)])
-        full = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        frames.clear()
+        seconds["catalog"] = time.perf_counter() - t
 
-        check_results = []
-        t1 = time.perf_counter()
-        if suite:
-            check_results.append(gx_check_result(key, suite, full, days=days))
-        t_gx = time.perf_counter() - t1
+        t = time.perf_counter()
+        check_results = [gx.result()] if gx is not None else []
         if model.unique_key:
-            dupes, nulls = _unique_key_failures(full, model.unique_key)
-            check_results.append(dg.AssetCheckResult(
-                asset_key=key, check_name="unique_key_is_unique", passed=dupes == 0 and nulls == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"duplicate_rows": dupes, "rows_with_null_key": nulls, "rows": len(full)},
-            ))
+            check_results.append(uniq.result(key))
+        seconds["checks"] += time.perf_counter() - t
         if days:
             params = dict(params, start=days[0], end=days[-1], partition_days=f"{len(days)} days")
         meta = table_metadata(
-            full,
-            descriptions=column_descriptions(model),
+            preview, descriptions=column_descriptions(model), rows=rows, schema=schema,
+            dates=(lo, hi) if lo is not None else None,
             parameters={**params, "chunk_sessions": config.chunk_sessions, "lookback_sessions": model.lookback},
         )
-        meta["sql_seconds"] = round(t_sql, 3)
-        meta["gx_seconds"] = round(t_gx, 3)
+        meta["chunks"] = len(chunks)
+        meta["sql_seconds"] = round(seconds["sql"], 3)
+        meta["write_seconds"] = round(seconds["write"], 3)
+        meta["gx_seconds"] = round(seconds["gx"], 3)
         try:
             meta["dagster/column_lineage"] = lineage_metadata(
-                model, schemas, list(full.columns), cache_dir=warehouse.root / ".cache" / "lineage")
+                model, schemas, list(schema.names), cache_dir=warehouse.root / ".cache" / "lineage")
         except Exception as exc:  # lineage is documentation: never fail the data on it
             context.log.warning(f"column lineage for {model.name} not computed: {exc}")
         context.log.info(
-            f"{key.to_user_string()}: {rows} rows for {len(days) if days else 'all'} day(s); "
-            f"SQL+write {t_sql:.2f}s, GX {t_gx:.2f}s"
+            f"{key.to_user_string()}: {rows} rows for {len(days) if days else 'all'} day(s) in {len(chunks)} "
+            f"chunk(s); SQL {seconds['sql']:.2f}s, write {seconds['write']:.2f}s, GX {seconds['gx']:.2f}s, "
+            f"key check {seconds['checks']:.2f}s, catalog {seconds['catalog']:.2f}s"
         )
-        return dg.MaterializeResult(metadata=meta, check_results=check_results)
+        # a range run: schema, preview and lineage on the last partition's event only
+        return dg.MaterializeResult(metadata=range_metadata(context, meta), check_results=check_results)
 
     return _asset
 

@@ -229,10 +229,13 @@ def test_chunked_backfill_equals_one_pass_and_schema_has_descriptions(built, war
     want = built[0].read("marts", "etf_flow_panel").sort_values(["trade_date", "ts_code"], ignore_index=True)
     got = warehouse.read("marts", "etf_flow_panel").sort_values(["trade_date", "ts_code"], ignore_index=True)
     pd.testing.assert_frame_equal(got, want)
-    md = [m for m in res.get_asset_materialization_events() if m.asset_key.path[-1] == "stg_etf_share"][0]
+    events = [m for m in res.get_asset_materialization_events() if m.asset_key.path[-1] == "stg_etf_share"]
+    assert [e.partition for e in events] == DAYS
+    md = events[-1]  # the latest event carries the schema (range_metadata)
     cols = {c.name: c.description for c in md.materialization.metadata["dagster/column_schema"].value.columns}
     assert "units" in cols["fd_share"] and cols["ts_code"].startswith("security code")
-    assert md.materialization.metadata["parameters"].value["chunk_sessions"] == 1
+    assert all(e.materialization.metadata["parameters"].value["chunk_sessions"] == 1 for e in events)
+    assert md.materialization.metadata["chunks"].value == len(DAYS)
 
 
 def test_contiguous_chunks_split_gaps_and_size():
@@ -267,3 +270,120 @@ def test_column_lineage_is_cached_on_disk(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match="parsed again"):  # a new schema is a new key
         sm.lineage_metadata(model, {("raw", "adj_factor"): {**schemas[("raw", "adj_factor")], "x": "INT"}},
                             cols, cache_dir=tmp_path)
+
+
+def _meta_bytes(event) -> int:
+    from dagster._serdes import serialize_value
+
+    return len(serialize_value(event.materialization.metadata))
+
+
+def test_range_run_metadata_is_small_per_partition_and_latest_event_is_rich(built):
+    """Dagster copies MaterializeResult metadata into every partition's event of a range run:
+    those copies stay small; schema, preview and lineage are on the last partition's event."""
+    _, res = built
+    events: dict[str, list] = {}
+    for e in res.get_asset_materialization_events():
+        events.setdefault(e.asset_key.path[-1], []).append(e)
+    for name, evs in events.items():
+        rich = evs[-1].materialization.metadata
+        assert {"dagster/column_schema", "preview", "dagster/row_count"} <= set(rich), name
+        if len(evs) == 1:  # unpartitioned table models
+            continue
+        assert [e.partition for e in evs] == DAYS
+        assert "dagster/column_lineage" in rich, name
+        for e in evs[:-1]:
+            md = e.materialization.metadata
+            assert not {"dagster/column_schema", "preview", "dagster/column_lineage"} & set(md), name
+            assert md["partitions"].value == len(DAYS) and md["dagster/row_count"].value > 0
+            assert _meta_bytes(e) < 4096, (name, _meta_bytes(e))
+    assert _meta_bytes(events["stock_daily_panel"][-1]) > 4096  # the rich one really is the big one
+
+
+def test_single_partition_run_has_schema_preview_and_lineage(built, warehouse):
+    from sc_assets.assets.sql import sql_model_assets
+
+    build_raw_lake(warehouse)
+    subset = [a for a in sql_model_assets if a.key.path[-1] in ("stg_index_daily", "index_daily_panel")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize(subset, resources={"warehouse": warehouse}, partition_key=DAYS[-1])
+    assert res.success
+    for e in res.get_asset_materialization_events():
+        md = e.materialization.metadata
+        assert e.partition == DAYS[-1] and "partitions" not in md
+        assert {"dagster/column_schema", "preview", "dagster/column_lineage"} <= set(md)
+        assert "trade_date" in md["preview"].value and DAYS[-1] in md["preview"].value
+    lineage = [e for e in res.get_asset_materialization_events() if e.asset_key.path[-1] == "index_daily_panel"][0]
+    deps = lineage.materialization.metadata["dagster/column_lineage"].value.deps_by_column
+    assert ("stg_index_daily", "close") in {(d.asset_key.path[-1], d.column_name) for d in deps["close"]}
+
+
+def test_gx_violation_in_the_last_chunk_fails_the_check(warehouse):
+    """chunk_sessions=1: each day is validated on its own; a bad row on the last day is caught."""
+    from sc_assets.assets.sql import sql_model_assets
+
+    build_raw_lake(warehouse)
+    bad = warehouse.read("raw", "stock_daily", days=[DAYS[-1]])
+    bad.loc[bad.ts_code == "601000.SH", "high"] = 1.0  # below low and close
+    warehouse.write_partitions("raw", "stock_daily", bad, days=[DAYS[-1]])
+    subset = [a for a in sql_model_assets if a.key.path[-1] == "stg_stock_daily"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize(subset, resources={"warehouse": warehouse}, raise_on_error=False,
+                             run_config={"ops": {subset[0].op.name: {"config": {"chunk_sessions": 1}}}},
+                             tags=range_tags(DAYS[0], DAYS[-1]))
+    assert not res.success
+    (gx,) = [e for e in res.get_asset_check_evaluations() if e.check_name == "gx_suite_passes"]
+    assert not gx.passed
+    md = gx.metadata
+    assert md["chunks_validated"].value == len(DAYS) and md["chunks_failed"].value == 1
+    assert md["failing_chunks"].value == [f"{DAYS[-1]} .. {DAYS[-1]}"]
+    assert md["rows_validated"].value == len(warehouse.read("staging", "stg_stock_daily"))
+    assert any(f["columns"][0] == "high" and f["unexpected_count"] >= 1 for f in md["failed_expectations"].value)
+    (uk,) = [e for e in res.get_asset_check_evaluations() if e.check_name == "unique_key_is_unique"]
+    assert uk.passed
+
+
+DUPLICATE_MODELS = {
+    # a duplicated (ts_code, trade_date) on the run's last day only
+    "staging/dup_last_day.sql": """
+        -- description: every stock bar, plus one copy of a bar on the last day of the run
+        -- materialized: partitioned
+        -- unique_key: ts_code, trade_date
+        (SELECT DISTINCT ts_code, trade_date FROM {{ source('raw', 'stock_daily') }}
+         WHERE trade_date BETWEEN $start AND $end)
+        UNION ALL
+        (SELECT DISTINCT ts_code, trade_date FROM {{ source('raw', 'stock_daily') }}
+         WHERE trade_date = $end AND $end = DATE '2024-01-03' AND ts_code = '600000.SH')
+    """,
+    # one row per day for the same stock: unique within a day, duplicated across days
+    "staging/first_bar.sql": """
+        -- description: 600000.SH on each day, keyed by ts_code alone
+        -- materialized: partitioned
+        -- unique_key: ts_code
+        SELECT DISTINCT ts_code, trade_date FROM {{ source('raw', 'stock_daily') }}
+        WHERE trade_date BETWEEN $start AND $end AND ts_code = '600000.SH'
+    """,
+}
+
+
+@pytest.mark.parametrize("chunk_sessions", [1, 250])
+def test_unique_key_duplicates_found_in_last_chunk_and_across_chunks(tmp_path, lake, chunk_sessions):
+    assets = build_sql_assets(_write(tmp_path / "sql", DUPLICATE_MODELS))
+    config = {"ops": {a.op.name: {"config": {"chunk_sessions": chunk_sessions}} for a in assets}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize(assets, resources={"warehouse": lake}, raise_on_error=False, run_config=config,
+                             tags=range_tags(DAYS[0], DAYS[-1]))
+    evals = {e.asset_key.path[-1]: e for e in res.get_asset_check_evaluations()}
+    last = evals["dup_last_day"]
+    assert not last.passed and last.metadata["duplicate_rows"].value == 1
+    assert last.metadata["checked_across_chunks"].value is False
+    if chunk_sessions == 1:
+        assert last.metadata["failing_chunks"].value == [f"{DAYS[-1]} .. {DAYS[-1]}"]
+    across = evals["first_bar"]
+    n_days = len(lake.read("raw", "stock_daily").query("ts_code == '600000.SH'").trade_date.unique())
+    assert n_days == len(DAYS)
+    assert not across.passed and across.metadata["duplicate_rows"].value == n_days - 1
+    assert across.metadata["checked_across_chunks"].value is True
