@@ -316,12 +316,13 @@ def bucket_paths(stock_path: pd.DataFrame, weights: pd.DataFrame, value: str = "
     return g[["day", "bucket", value]]
 
 
-def observed_bucket_paths(panel: pd.DataFrame, weights: pd.DataFrame, start, end) -> pd.DataFrame:
-    """Observed cumulative bucket returns over ``(start_close, end]``.
+def observed_cum_returns(panel: pd.DataFrame, start, end) -> pd.DataFrame:
+    """Observed cumulative stock returns over ``(start_close, end]`` (the part of
+    :func:`observed_bucket_paths` that does not depend on the buckets: compute it once per window
+    and pass it as ``cum`` for several bucket sets).
 
     panel: trade_date, ts_code, adj_close (lookback: must include the last day before ``start``).
-    The base is the close of the last trading day before ``start``; days are numbered 1.. over the
-    trading days in [start, end]. Returns day, trade_date, bucket, cum_ret.
+    Returns trade_date, ts_code, cum_ret, day (1.. over the trading days in [start, end]).
     """
     p = panel[["trade_date", "ts_code", "adj_close"]].copy()
     p["trade_date"] = pd.to_datetime(p["trade_date"]).astype("datetime64[ns]")
@@ -338,6 +339,21 @@ def observed_bucket_paths(panel: pd.DataFrame, weights: pd.DataFrame, start, end
     long.columns = ["trade_date", "ts_code", "cum_ret"]
     day_no = {d: i + 1 for i, d in enumerate(win.index)}
     long["day"] = long["trade_date"].map(day_no).astype("int64")
+    long.attrs["days"] = day_no
+    return long
+
+
+def observed_bucket_paths(panel: pd.DataFrame | None, weights: pd.DataFrame, start=None, end=None,
+                          cum: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Observed cumulative bucket returns over ``(start_close, end]``.
+
+    panel: trade_date, ts_code, adj_close (lookback: must include the last day before ``start``).
+    The base is the close of the last trading day before ``start``; days are numbered 1.. over the
+    trading days in [start, end]. ``cum``: :func:`observed_cum_returns` of the window, computed
+    once (then ``panel``, ``start`` and ``end`` are not used). Returns day, trade_date, bucket, cum_ret.
+    """
+    long = cum if cum is not None else observed_cum_returns(panel, start, end)
+    day_no = long.attrs["days"]
     out = bucket_paths(long, weights)
     dates = pd.DataFrame({"day": list(day_no.values()), "trade_date": list(day_no.keys())})
     return out.merge(dates, on="day")[["day", "trade_date", "bucket", "cum_ret"]]
@@ -686,6 +702,7 @@ __all__ = [
     "path_error_controlled",
     "calibrate",
     "observed_bucket_paths",
+    "observed_cum_returns",
     "path_error",
     "shock_from_observed",
     "simulate",

@@ -272,7 +272,8 @@ def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, i
     obs_panel = read_panel(warehouse, lookback_keys(win_days, config.volume_lookback + 1),
                            ["trade_date", "ts_code", "adj_close", "vol", "ret", "close"])
     shock = fs.shock_from_observed(index_panel, basis_panel, start, end, market_index=config.market_index)
-    obs_fit = fs.observed_bucket_paths(obs_panel, w_fit, start, end)
+    obs_cum = fs.observed_cum_returns(obs_panel, start, end)
+    obs_fit = fs.observed_bucket_paths(None, w_fit, cum=obs_cum)
     ev = fs.excess_volume_sales(obs_panel, start, end, lookback=config.volume_lookback)
     obs_sales = float(ev["excess_cny"].sum())
     input_hash, reused = None, False
@@ -309,7 +310,7 @@ def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, i
     frames = []
     for btype, g in w_all.groupby("bucket_type"):
         sim = fs.extend_path(fs.bucket_paths(res.stock_path, g), len(win_days))
-        obs = fs.observed_bucket_paths(obs_panel, g, start, end)
+        obs = fs.observed_bucket_paths(None, g, cum=obs_cum)
         m = sim.rename(columns={"cum_ret": "sim_cum_ret"}).merge(
             obs.rename(columns={"cum_ret": "obs_cum_ret"}), on=["day", "bucket"], how="outer")
         m["bucket_type"] = btype
