@@ -18,7 +18,7 @@ first_session AS (
 ),
 basic AS (
     -- list_idx: session index of the listing day (first session on/after list_date). A listing
-    -- before the calendar's first session (2015-01-05) counts the weekdays before it
+    -- before the first session of the calendar (2015-01-05) counts the weekdays before it
     -- (approximation: only the first-five-days rule needs it exactly).
     SELECT
         b.ts_code, b.name, b.industry, b.board, b.list_date, b.delist_date,
@@ -31,26 +31,39 @@ basic AS (
     ASOF LEFT JOIN calendar c ON b.list_date <= c.trade_date
 ),
 bars AS (
-    SELECT * FROM {{ ref('stg_stock_daily') }}
+    SELECT ts_code, trade_date, open, high, low, close, pre_close, vol, amount, true AS has_bar
+    FROM {{ ref('stg_stock_daily') }}
     WHERE trade_date BETWEEN $lookback_start AND $end
 ),
 bar_days AS (
     SELECT trade_date, count(*) AS n_bars FROM bars GROUP BY trade_date
 ),
-universe AS (
-    -- listed by the reference data, plus any stock with a bar (no survivorship by omission)
+listed AS (
     SELECT d.trade_date, b.ts_code
     FROM days d
     JOIN basic b
       ON b.list_date <= d.trade_date
      AND (b.delist_date IS NULL OR d.trade_date < b.delist_date)
-    UNION
-    SELECT trade_date, ts_code FROM bars
+),
+universe AS (
+    -- listed by the reference data, plus any stock with a bar (no survivorship by omission); one
+    -- row per stock-session of [$lookback_start, $end] with the bar of that day if any
+    SELECT
+        trade_date,
+        d.session_idx,
+        ts_code,
+        s.open, s.high, s.low, s.close, s.pre_close, s.vol, s.amount,
+        (s.has_bar IS NULL OR coalesce(s.vol, 0) <= 0)          AS is_suspended,
+        coalesce(bd.n_bars, 0) > 0                              AS day_has_bars
+    FROM listed l
+    FULL JOIN bars s USING (ts_code, trade_date)
+    JOIN days d USING (trade_date)
+    LEFT JOIN bar_days bd USING (trade_date)
 ),
 joined AS (
     SELECT
         u.trade_date,
-        d.session_idx,
+        u.session_idx,
         u.ts_code,
         b.name,
         b.industry,
@@ -61,35 +74,31 @@ joined AS (
             ELSE 'main' END)                                    AS board,
         coalesce(st.is_st, false)                               AS is_st,
         b.list_date,
-        CAST(d.session_idx - b.list_idx + 1 AS INTEGER)         AS days_listed,
-        (s.ts_code IS NULL OR coalesce(s.vol, 0) <= 0)          AS is_suspended,
-        s.open, s.high, s.low, s.close, s.pre_close, s.vol, s.amount,
+        CAST(u.session_idx - b.list_idx + 1 AS INTEGER)         AS days_listed,
+        u.is_suspended,
+        u.open, u.high, u.low, u.close, u.pre_close, u.vol, u.amount,
         a.adj_factor,
         db.turnover, db.turnover_f, db.total_share, db.float_share, db.free_share,
-        coalesce(bd.n_bars, 0) > 0                              AS day_has_bars
+        -- the same stock on the previous session (the lookback session is read only for this); its
+        -- suspension is unknown (null) if that session had no bars at all
+        p.session_idx                                           AS prev_idx,
+        CASE WHEN p.day_has_bars THEN p.is_suspended END        AS prev_suspended
     FROM universe u
-    JOIN days d USING (trade_date)
-    LEFT JOIN basic b USING (ts_code)
-    LEFT JOIN bars s USING (ts_code, trade_date)
-    LEFT JOIN bar_days bd USING (trade_date)
+    LEFT JOIN universe p ON p.ts_code = u.ts_code AND p.session_idx = u.session_idx - 1
+    LEFT JOIN basic b ON b.ts_code = u.ts_code
     LEFT JOIN (
-        SELECT * FROM {{ ref('stg_adj_factor') }} WHERE trade_date BETWEEN $lookback_start AND $end
-    ) a USING (ts_code, trade_date)
+        SELECT ts_code, trade_date, adj_factor
+        FROM {{ ref('stg_adj_factor') }} WHERE trade_date BETWEEN $start AND $end
+    ) a ON a.ts_code = u.ts_code AND a.trade_date = u.trade_date
     LEFT JOIN (
-        SELECT * FROM {{ ref('stg_daily_basic') }} WHERE trade_date BETWEEN $lookback_start AND $end
-    ) db USING (ts_code, trade_date)
+        SELECT ts_code, trade_date, turnover, turnover_f, total_share, float_share, free_share
+        FROM {{ ref('stg_daily_basic') }} WHERE trade_date BETWEEN $start AND $end
+    ) db ON db.ts_code = u.ts_code AND db.trade_date = u.trade_date
     LEFT JOIN (
-        SELECT * FROM {{ ref('stg_st_flags') }} WHERE trade_date BETWEEN $lookback_start AND $end
-    ) st USING (ts_code, trade_date)
-),
-resumption AS (
-    SELECT
-        *,
-        -- previous session's row of the same stock; unknown (null) if that session had no bars at all
-        lag(session_idx) OVER w AS prev_idx,
-        lag(CASE WHEN day_has_bars THEN is_suspended END) OVER w AS prev_suspended
-    FROM joined
-    WINDOW w AS (PARTITION BY ts_code ORDER BY trade_date)
+        SELECT ts_code, trade_date, is_st
+        FROM {{ ref('stg_st_flags') }} WHERE trade_date BETWEEN $start AND $end
+    ) st ON st.ts_code = u.ts_code AND st.trade_date = u.trade_date
+    WHERE u.trade_date BETWEEN $start AND $end
 ),
 limits AS (
     SELECT
@@ -119,7 +128,7 @@ limits AS (
             WHEN board = 'bse' THEN 0.30
             ELSE 0.10
         END AS down_pct
-    FROM resumption
+    FROM joined
 ),
 priced AS (
     SELECT
@@ -168,4 +177,3 @@ SELECT
         abs(high - up_limit_all) < 0.005 OR abs(low - down_limit_all) < 0.005), false) AS is_locked, -- high = low = a limit price (no two-sided trading)
     coalesce(NOT is_suspended AND prev_idx = session_idx - 1 AND prev_suspended, false)  AS is_resumption -- first trading day after a suspension (previous session suspended)
 FROM priced
-WHERE trade_date BETWEEN $start AND $end
