@@ -31,8 +31,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from sc_assets.feeds.readers import canonical_schema, read_landing_file
+from sc_assets.feeds.readers import canonical_schema, read_landing_files
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
 from sc_assets.feeds.validation import quarantine_frame, reason_counts, row_reasons
 from sc_assets.settings import data_root, inside_root
@@ -172,22 +173,20 @@ class LandingFeedSource(dg.ConfigurableResource):
 
     # ---- reading --------------------------------------------------------------------
     def _read_files(self, spec: FeedSpec, files: Sequence[LandingFile]) -> tuple[pd.DataFrame, np.ndarray]:
-        tables = []
-        file_days = []
-        for f in files:
-            t = read_landing_file(f.path, spec.name, display_name=f.rel)
-            n = t.num_rows
-            t = t.append_column("source_file", pa.repeat(pa.scalar(f.rel), n))
-            t = t.append_column("source_mtime_ns", pa.repeat(pa.scalar(f.mtime_ns, pa.int64()), n))
-            tables.append(t)
-            file_days.append(np.full(n, np.datetime64(f.day, "D")))
-        if not tables:
+        if not files:
             empty = canonical_schema(spec.name).empty_table().to_pandas(date_as_object=False)
             for c in ("source_file", "source_line", "source_mtime_ns"):
                 empty[c] = pd.Series([], dtype="str" if c == "source_file" else "int64")
             return empty, np.array([], dtype="datetime64[D]")
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        return table.to_pandas(date_as_object=False), np.concatenate(file_days)
+        # one read for all the files (readers.read_landing_files batches them), then the
+        # per-file lineage columns built once, vectorised
+        table, counts = read_landing_files([f.path for f in files], spec.name, [f.rel for f in files])
+        which = pa.array(np.repeat(np.arange(len(files), dtype=np.int32), counts))
+        table = table.append_column("source_file", pc.take(pa.array([f.rel for f in files], pa.string()), which))
+        table = table.append_column("source_mtime_ns", pc.take(
+            pa.array([f.mtime_ns for f in files], pa.int64()), which))
+        file_days = np.repeat(np.array([np.datetime64(f.day, "D") for f in files]), counts)
+        return table.to_pandas(date_as_object=False), file_days
 
     def _finish(self, spec: FeedSpec, df: pd.DataFrame, file_day: np.ndarray, reasons: np.ndarray):
         keep = pd.isna(reasons)
