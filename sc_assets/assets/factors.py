@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sc_assets.analytics import size as sz
-from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets._metadata import range_metadata, table_metadata
 from sc_assets.assets._upstream import INDEX_PANEL
 from sc_assets.assets._upstream import STOCK_PANEL as PANEL
 from sc_assets.partitions import (
@@ -212,7 +212,7 @@ def size_exposures(
         stocks_per_day_min=min_stocks or 0,
     )
     return dg.MaterializeResult(
-        metadata=_totals(meta, n_rows, first, last),
+        metadata=range_metadata(context, _totals(meta, n_rows, first, last)),
         check_results=[
             dg.AssetCheckResult(
                 check_name="barra_moments",
@@ -288,7 +288,7 @@ def factor_returns(
     )
     first, last = (daily["trade_date"].iloc[0], daily["trade_date"].iloc[-1]) if len(daily) else (None, None)
     return dg.MaterializeResult(
-        metadata=_totals(meta, n_rows, first, last),
+        metadata=range_metadata(context, _totals(meta, n_rows, first, last)),
         check_results=[
             dg.AssetCheckResult(
                 check_name="industry_constraint_holds",
@@ -360,7 +360,7 @@ def size_decile_returns(
     warehouse.refresh_catalog([(LAYER, "size_decile_returns")])
     dec = _dates(pd.concat(frames, ignore_index=True))
     return dg.MaterializeResult(
-        metadata=table_metadata(dec, parameters=params.to_dict(), **info)
+        metadata=range_metadata(context, table_metadata(dec, parameters=params.to_dict(), **info))
     )
 
 
@@ -386,13 +386,12 @@ def smb_returns(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     warehouse.write_partitions(LAYER, "smb_returns", out, days=keys)
     warehouse.refresh_catalog([(LAYER, "smb_returns")])
     cum = float(np.prod(1 + out["smb_cw"].dropna()) - 1)
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            out,
-            parameters={"smb_small": list(params.smb_small), "smb_big": list(params.smb_big)},
-            cumulative_smb_cw_over_run=cum,
-        )
+    meta = table_metadata(
+        out,
+        parameters={"smb_small": list(params.smb_small), "smb_big": list(params.smb_big)},
+        cumulative_smb_cw_over_run=cum,
     )
+    return dg.MaterializeResult(metadata=range_metadata(context, meta))
 
 
 # ---- drawdown vs size -------------------------------------------------------------------------
