@@ -166,7 +166,11 @@ class _CrossRow:
         self.days_with_file: list[str] = []
 
     def add(self, batch) -> None:
-        c = conflicting_redeliveries(batch.rows, self.spec)
+        # A key holds its date and an accepted row's date is its file's day ("date is not the
+        # file's day" quarantines the rest): only a day landed by two or more files can conflict.
+        days = [f.day for f in batch.files]
+        redelivered = len(set(days)) < len(days) or self.spec.date_column not in self.spec.key
+        c = conflicting_redeliveries(batch.rows, self.spec) if redelivered else pd.DataFrame()
         self.conflicts += len(c)
         for r in c.head(max(0, MAX_SAMPLE - len(self.sample))).to_dict("records"):
             k = " ".join(f"{pd.Timestamp(r[col]):%Y-%m-%d}" if col in (self.spec.date_column, "trade_date")
@@ -343,7 +347,7 @@ def _account(t: _Totals, x: _CrossRow, batch, chunk: Sequence[str], gx_rows: lis
     t.add(batch, batch.rows)
     x.add(batch)
     t.missing += batch.days_without_file
-    with_rows = set(batch.rows["source_file"]) | set(batch.quarantined["source_file"])
+    with_rows = set(batch.rows["source_file"].unique()) | set(batch.quarantined["source_file"].unique())
     t.empty_files += [f.rel for f in batch.files if f.rel not in with_rows]
     if gx_n + len(batch.rows) <= PARAMS.gx_max_rows:
         sample = batch.rows
