@@ -24,7 +24,9 @@ and semicolons cannot change the statement). A model may use any of:
 A partitioned model must return a ``trade_date`` column and only rows of the run's days.
 Upstream partitioned tables are read from exactly the files of [$lookback_start, $end]
 (``Warehouse.files``), unpartitioned ones whole. A single-run backfill is processed in chunks
-of ``chunk_sessions`` sessions (default 250) to bound memory.
+of consecutive sessions sized to about ``chunk_rows`` output rows (the first chunk has
+``chunk_sessions`` sessions; later ones use the rows per session seen so far), so memory is
+bounded by rows, not by the range, and a small table runs in one chunk.
 
 Load-time validation: an unknown ref/source, a dependency cycle, a bad header or a SQL syntax
 error raises :class:`SqlModelError` naming the file and line, so ``dagster dev`` /
@@ -492,7 +494,9 @@ class SqlModelConfig(dg.Config):
     """Run options for SQL model assets."""
 
     chunk_sessions: int = 250
-    """A backfill over more partition days than this runs the SQL per chunk (bounds memory)."""
+    """Sessions in the first chunk of a backfill (its rows per session size the next chunks)."""
+    chunk_rows: int = 1_000_000
+    """Target output rows per chunk: bounds memory (SQL result, checks) on any range (issue 11)."""
 
 
 def contiguous_chunks(days: Sequence[str], size: int) -> list[list[str]]:
@@ -632,7 +636,9 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         from sc_assets.checks import GxChunkedCheck
 
         days = list(context.partition_keys) if model.partitioned else None
-        chunks = contiguous_chunks(days, config.chunk_sessions) if days else [None]
+        pending = contiguous_chunks(days, len(days)) if days else [None]  # runs of consecutive sessions
+        size = max(1, config.chunk_sessions)
+        n_chunks, n_days = 0, 0
         gx = GxChunkedCheck(key, suite) if suite else None
         uniq = UniqueKeyCheck(model.unique_key, across_chunks=not (model.partitioned and "trade_date" in model.unique_key))
         params: dict[str, Any] = {}
@@ -642,7 +648,12 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         schema, preview = None, None
         # One chunk at a time (issue 11): SQL -> Arrow -> lake, checks on the chunk, then released;
         # only running totals, the key columns of a key without trade_date, and a preview survive.
-        for chunk in chunks:
+        while pending:
+            chunk = pending.pop(0)
+            if chunk is not None and len(chunk) > size:
+                chunk, rest = chunk[:size], chunk[size:]
+                pending.insert(0, rest)
+            n_chunks += 1
             t = time.perf_counter()
             table, params = run_model(model, warehouse, chunk, models, upstream_schemas=None if schemas else schemas)
             seconds["sql"] += time.perf_counter() - t
@@ -653,6 +664,9 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
                 warehouse.write_table(model.layer, model.name, table)
             seconds["write"] += time.perf_counter() - t
             rows += table.num_rows
+            if chunk:  # size the next chunk to ~chunk_rows rows
+                n_days += len(chunk)
+                size = max(1, int(config.chunk_rows * n_days / rows)) if rows else len(days)
             span = f"{chunk[0]} .. {chunk[-1]}" if chunk else "table"
             t = time.perf_counter()
             uniq.add(table, span)
@@ -685,9 +699,10 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         meta = table_metadata(
             preview, descriptions=column_descriptions(model), rows=rows, schema=schema,
             dates=(lo, hi) if lo is not None else None,
-            parameters={**params, "chunk_sessions": config.chunk_sessions, "lookback_sessions": model.lookback},
+            parameters={**params, "chunk_sessions": config.chunk_sessions, "chunk_rows": config.chunk_rows,
+                        "lookback_sessions": model.lookback},
         )
-        meta["chunks"] = len(chunks)
+        meta["chunks"] = n_chunks
         meta["sql_seconds"] = round(seconds["sql"], 3)
         meta["write_seconds"] = round(seconds["write"], 3)
         meta["gx_seconds"] = round(seconds["gx"], 3)
@@ -697,7 +712,7 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
         except Exception as exc:  # lineage is documentation: never fail the data on it
             context.log.warning(f"column lineage for {model.name} not computed: {exc}")
         context.log.info(
-            f"{key.to_user_string()}: {rows} rows for {len(days) if days else 'all'} day(s) in {len(chunks)} "
+            f"{key.to_user_string()}: {rows} rows for {len(days) if days else 'all'} day(s) in {n_chunks} "
             f"chunk(s); SQL {seconds['sql']:.2f}s, write {seconds['write']:.2f}s, GX {seconds['gx']:.2f}s, "
             f"key check {seconds['checks']:.2f}s, catalog {seconds['catalog']:.2f}s"
         )

@@ -220,7 +220,7 @@ def test_chunked_backfill_equals_one_pass_and_schema_has_descriptions(built, war
 
     build_raw_lake(warehouse)
     subset = [a for a in sql_model_assets if a.key.path[-1] in ("stg_etf_share", "etf_flow_panel")]
-    config = {"ops": {a.op.name: {"config": {"chunk_sessions": 1}} for a in subset}}
+    config = {"ops": {a.op.name: {"config": {"chunk_sessions": 1, "chunk_rows": 1}} for a in subset}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = dg.materialize(subset, resources={"warehouse": warehouse}, run_config=config,
@@ -331,7 +331,7 @@ def test_gx_violation_in_the_last_chunk_fails_the_check(warehouse):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = dg.materialize(subset, resources={"warehouse": warehouse}, raise_on_error=False,
-                             run_config={"ops": {subset[0].op.name: {"config": {"chunk_sessions": 1}}}},
+                             run_config={"ops": {subset[0].op.name: {"config": {"chunk_sessions": 1, "chunk_rows": 1}}}},
                              tags=range_tags(DAYS[0], DAYS[-1]))
     assert not res.success
     (gx,) = [e for e in res.get_asset_check_evaluations() if e.check_name == "gx_suite_passes"]
@@ -368,10 +368,13 @@ DUPLICATE_MODELS = {
 }
 
 
-@pytest.mark.parametrize("chunk_sessions", [1, 250])
-def test_unique_key_duplicates_found_in_last_chunk_and_across_chunks(tmp_path, lake, chunk_sessions):
+@pytest.mark.parametrize("chunk_sessions, chunk_rows, chunks", [(1, 1, 3), (1, 10**6, 2), (250, 10**6, 1)])
+def test_unique_key_duplicates_found_in_last_chunk_and_across_chunks(tmp_path, lake, chunk_sessions, chunk_rows,
+                                                                     chunks):
+    """Per-day chunks, then a first chunk of one day whose rows size the rest (one more chunk), then one."""
     assets = build_sql_assets(_write(tmp_path / "sql", DUPLICATE_MODELS))
-    config = {"ops": {a.op.name: {"config": {"chunk_sessions": chunk_sessions}} for a in assets}}
+    config = {"ops": {a.op.name: {"config": {"chunk_sessions": chunk_sessions, "chunk_rows": chunk_rows}}
+                      for a in assets}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = dg.materialize(assets, resources={"warehouse": lake}, raise_on_error=False, run_config=config,
@@ -380,8 +383,10 @@ def test_unique_key_duplicates_found_in_last_chunk_and_across_chunks(tmp_path, l
     last = evals["dup_last_day"]
     assert not last.passed and last.metadata["duplicate_rows"].value == 1
     assert last.metadata["checked_across_chunks"].value is False
-    if chunk_sessions == 1:
-        assert last.metadata["failing_chunks"].value == [f"{DAYS[-1]} .. {DAYS[-1]}"]
+    first_of_last_chunk = {3: DAYS[2], 2: DAYS[1], 1: DAYS[0]}[chunks]
+    assert last.metadata["failing_chunks"].value == [f"{first_of_last_chunk} .. {DAYS[-1]}"]
+    mats = {e.asset_key.path[-1]: e for e in res.get_asset_materialization_events()}
+    assert mats["dup_last_day"].materialization.metadata["chunks"].value == chunks
     across = evals["first_bar"]
     n_days = len(lake.read("raw", "stock_daily").query("ts_code == '600000.SH'").trade_date.unique())
     assert n_days == len(DAYS)
