@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from sc_assets.resources.warehouse import Warehouse, atomic_write_parquet
@@ -46,6 +47,8 @@ def test_empty_day_gets_an_empty_partition_and_rows_outside_are_refused(warehous
     counts = warehouse.write_partitions("raw", "y", _frame(["2024-01-02"]), ["2024-01-02", "2024-01-03"])
     assert counts["2024-01-03"] == 0
     assert warehouse.partitions("raw", "y") == ["2024-01-02", "2024-01-03"]
+    full, empty = (pq.read_table(warehouse.partition_path("raw", "y", d)) for d in ("2024-01-02", "2024-01-03"))
+    assert empty.num_rows == 0 and empty.schema.equals(full.schema)  # one serialised empty file, same schema
     with pytest.raises(ValueError, match="outside the requested partitions"):
         warehouse.write_partitions("raw", "y", _frame(["2024-01-04"]), ["2024-01-02"])
 
