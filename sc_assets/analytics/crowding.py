@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 CSI300, CSI500, CSI1000, CSI2000 = "000300.SH", "000905.SH", "000852.SH", "932000.CSI"
 
@@ -244,32 +246,57 @@ def carry_forward_weights(
 # ---------------------------------------------------------------------------------------------
 
 
+def _traded(universe: pd.DataFrame) -> np.ndarray:
+    """Rows with a positive total cap that are not suspended (the rows size ranks use)."""
+    mv = universe["total_mv"].to_numpy(dtype=float, na_value=np.nan)
+    traded = ~np.isnan(mv) & (mv > 0)
+    if "is_suspended" in universe:
+        traded &= ~universe["is_suspended"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return traded
+
+
+def _rank_by_day(day: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-day ascending rank of ``values`` among ``valid`` rows (1-based; ties by row order, like
+    pandas ``rank(method="first")``; 0 for invalid rows) and each row's count of valid rows that day."""
+    idx = np.flatnonzero(valid)
+    rank = np.zeros(len(values), dtype=np.int64)
+    d_codes, _ = pd.factorize(day)
+    count = np.bincount(d_codes[idx], minlength=int(d_codes.max()) + 1 if len(d_codes) else 0)
+    if len(idx):
+        o = idx[np.argsort(values[idx], kind="stable")]  # equal values keep row order
+        small = d_codes.max() < np.iinfo(np.int16).max  # int16: numpy's stable sort is a radix sort
+        o = o[np.argsort(d_codes[o].astype(np.int16 if small else np.int64), kind="stable")]
+        d = d_codes[o]
+        start = np.r_[0, np.flatnonzero(d[1:] != d[:-1]) + 1]
+        first = np.repeat(start, np.diff(np.r_[start, len(o)]))
+        rank[o] = np.arange(len(o)) - first + 1
+    return rank, (count[d_codes] if len(d_codes) else np.zeros(0, dtype=np.int64))
+
+
 def micro_mask(universe: pd.DataFrame, fraction: float = 0.2, n: int | None = None) -> pd.Series:
     """True for the day's smallest traded stocks by total cap (``n`` of them, else ``fraction``).
 
     universe: trade_date, total_mv, optionally is_suspended. Ranks are per day; ties by order.
     """
-    traded = universe["total_mv"].notna() & (universe["total_mv"] > 0)
-    if "is_suspended" in universe:
-        traded &= ~universe["is_suspended"].fillna(False).astype(bool)
-    mv = universe["total_mv"].where(traded)
-    g = mv.groupby(universe["trade_date"])
-    rank = g.rank(method="first")
-    n_day = g.transform("count")
+    traded = _traded(universe)
+    rank, n_day = _rank_by_day(universe["trade_date"].to_numpy(), universe["total_mv"].to_numpy(dtype=float, na_value=np.nan), traded)
+    return pd.Series(_smallest(traded, rank, n_day, fraction, n), index=universe.index)
+
+
+def _smallest(traded: np.ndarray, rank: np.ndarray, n_day: np.ndarray, fraction: float, n: int | None) -> np.ndarray:
     k = n if n else np.maximum(1, np.round(fraction * n_day))
-    return (traded & (rank <= k)).fillna(False).astype(bool)
+    return traded & (rank <= k)
 
 
 def _benchmark_weight(universe: pd.DataFrame, cw: pd.DataFrame, index_code: str, tau: float, beta: float) -> np.ndarray:
     """Sleeve weight on one benchmark for every universe row (sums to 1 per day)."""
-    u = universe[["trade_date", "ts_code", "free_float_mv"]]
     w = cw.loc[cw["index_code"] == index_code, ["trade_date", "con_code", "weight"]].rename(columns={"con_code": "ts_code"})
-    m = u.merge(w, on=["trade_date", "ts_code"], how="left")  # keeps universe order
-    day = m["trade_date"].to_numpy()
-    wb = m["weight"].to_numpy(dtype=float)
+    pos = row_positions(w, universe, f"weights of {index_code}")  # a left join in universe order
+    wb = np.where(pos >= 0, w["weight"].to_numpy(dtype=float, na_value=np.nan)[np.where(pos >= 0, pos, 0)], np.nan)
+    day = universe["trade_date"].to_numpy()
     is_con = ~np.isnan(wb) & (wb > 0)
     wb = np.where(is_con, wb, 0.0)
-    ff = m["free_float_mv"].to_numpy(dtype=float)
+    ff = universe["free_float_mv"].to_numpy(dtype=float, na_value=np.nan)
     tilt = np.where(~is_con & np.isfinite(ff) & (ff > 0), np.power(np.where(ff > 0, ff, 1.0), beta), 0.0)
     codes, inv = np.unique(day, return_inverse=True)
     sw = np.bincount(inv, weights=wb, minlength=len(codes))
@@ -352,27 +379,63 @@ def estimate_quant_holdings(
 
 
 # ---------------------------------------------------------------------------------------------
-# rolling liquidity inputs
+# row keys and rolling liquidity inputs
 # ---------------------------------------------------------------------------------------------
 
 
-def rolling_stock_stat(
-    panel: pd.DataFrame, value: str, window: int, min_periods: int, how: str = "mean"
-) -> pd.DataFrame:
-    """Per-stock rolling mean or std of ``value`` over the last ``window`` trading days (inclusive).
+def _day_numbers(dates) -> np.ndarray:
+    """Days since the epoch (int64) of a date-like column/array."""
+    return pd.to_datetime(pd.Series(np.asarray(dates)) if not isinstance(dates, pd.Series) else dates).to_numpy(
+        dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
 
-    panel: trade_date, ts_code, value (NaN on suspended days: skipped, not zero).
-    Returns trade_date, ts_code, <value>_<how><window>. Vectorised through a dates x stocks pivot.
+
+def _strings(col) -> pa.Array:
+    """A string column as one Arrow array (zero-copy for pandas ``str`` columns)."""
+    arr = pa.array(pd.array(col, dtype="str"))
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def row_positions(table: pd.DataFrame, rows: pd.DataFrame, what: str = "table") -> np.ndarray:
+    """Position in ``table`` of each (trade_date, ts_code) row of ``rows``; -1 where absent.
+
+    An integer-keyed hash join (day number x code number; codes hashed in Arrow) instead of a
+    merge on a date and a string column; ``table`` must not repeat a key (ValueError naming
+    ``what``). Left-join semantics: the result follows the order of ``rows``.
     """
-    wide = panel.pivot_table(index="trade_date", columns="ts_code", values=value, aggfunc="last", dropna=False)
-    wide = wide.sort_index()
-    roll = wide.rolling(window, min_periods=min_periods)
-    res = roll.mean() if how == "mean" else roll.std(ddof=1)
-    name = f"{value}_{how}{window}"
-    long = res.stack(future_stack=True).rename(name).reset_index()
-    long = long.dropna(subset=[name])
-    long.columns = ["trade_date", "ts_code", name]
-    return long
+    t_str = _strings(table["ts_code"])
+    uniq = pc.unique(t_str)
+    n = max(len(uniq), 1)
+    t_key = _day_numbers(table["trade_date"]) * n + pc.index_in(t_str, value_set=uniq).to_numpy(zero_copy_only=False)
+    idx = pd.Index(t_key)
+    if not idx.is_unique:
+        dup = table.iloc[np.flatnonzero(idx.duplicated())[:3]][["trade_date", "ts_code"]]
+        raise ValueError(f"{what}: duplicate (trade_date, ts_code) rows, e.g. {dup.to_dict('records')}")
+    r_code = pc.index_in(_strings(rows["ts_code"]), value_set=uniq).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    r_key = np.where(r_code >= 0, _day_numbers(rows["trade_date"]) * n + r_code, -1)
+    return np.where(r_code >= 0, idx.get_indexer(r_key), -1)
+
+
+def wide_rolling(
+    panel: pd.DataFrame, stats: Mapping[str, tuple[str, int, int, str]]
+) -> tuple[pd.DatetimeIndex, pd.Index, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Per-stock rolling means / standard deviations on sessions x stocks arrays.
+
+    panel: trade_date, ts_code and the value columns (NaN on suspended days: skipped, not zero;
+    a stock without a row on a session is NaN there too). stats: output name -> (value column,
+    window, min_periods, 'mean'|'std'); windows count panel sessions (rows of the wide array),
+    the day itself included; std has ddof=1 (pandas ``rolling`` on the wide frame, column by column).
+    Returns (sessions, codes (both sorted), {name: sessions x codes array}, row session index,
+    row code index) — the last two locate each panel row in the arrays.
+    """
+    di, days = pd.factorize(pd.to_datetime(panel["trade_date"]).to_numpy(dtype="datetime64[ns]"), sort=True)
+    si, codes = pd.factorize(panel["ts_code"], sort=True)
+    out: dict[str, np.ndarray] = {}
+    for name, (value, window, min_periods, how) in stats.items():
+        a = np.full((len(days), len(codes)), np.nan)
+        a[di, si] = pd.to_numeric(panel[value], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        roll = pd.DataFrame(a, copy=False).rolling(window, min_periods=min_periods)
+        out[name] = (roll.mean() if how == "mean" else roll.std(ddof=1)).to_numpy()
+    return pd.DatetimeIndex(days), pd.Index(codes), out, di, si
 
 
 def adv_and_sigma(
@@ -381,18 +444,35 @@ def adv_and_sigma(
     """ADV (CNY and shares) and daily volatility per stock-day from a stock panel with lookback.
 
     panel: trade_date, ts_code, amount (CNY), vol (shares), ret (fraction).
-    Returns trade_date, ts_code, adv_cny, adv_shares, sigma_d.
+    Returns trade_date, ts_code, adv_cny, adv_shares, sigma_d (rows where any of the three is
+    defined, sorted by trade_date, ts_code); see :func:`wide_rolling` for the windows.
     """
-    p = panel[["trade_date", "ts_code", "amount", "vol", "ret"]].copy()
-    p["trade_date"] = pd.to_datetime(p["trade_date"]).astype("datetime64[ns]")
-    for c in ("amount", "vol", "ret"):
-        p[c] = pd.to_numeric(p[c], errors="coerce").astype(float)
-    a = rolling_stock_stat(p, "amount", adv_window, adv_min_periods).rename(columns={f"amount_mean{adv_window}": "adv_cny"})
-    v = rolling_stock_stat(p, "vol", adv_window, adv_min_periods).rename(columns={f"vol_mean{adv_window}": "adv_shares"})
-    s = rolling_stock_stat(p, "ret", sigma_window, sigma_min_periods, how="std").rename(
-        columns={f"ret_std{sigma_window}": "sigma_d"}
-    )
-    return a.merge(v, on=["trade_date", "ts_code"], how="outer").merge(s, on=["trade_date", "ts_code"], how="outer")
+    days, codes, w, _, _ = wide_rolling(panel, liquidity_stats(adv_window, adv_min_periods, sigma_window, sigma_min_periods))
+    n_d, n_s = len(days), len(codes)
+    flat = {k: v.ravel() for k, v in w.items()}
+    keep = np.zeros(n_d * n_s, dtype=bool)
+    for v in flat.values():
+        keep |= ~np.isnan(v)
+    pos = np.flatnonzero(keep)
+    out = pd.DataFrame({"trade_date": days.take(pos // max(n_s, 1)), "ts_code": codes.take(pos % max(n_s, 1))})
+    for k in ("adv_cny", "adv_shares", "sigma_d"):
+        out[k] = flat[k][pos]
+    return out
+
+
+def liquidity_stats(
+    adv_window: int = 20, adv_min_periods: int = 5, sigma_window: int | None = 60, sigma_min_periods: int = 20,
+    shares: bool = True,
+) -> dict[str, tuple[str, int, int, str]]:
+    """The :func:`wide_rolling` spec of ADV in CNY (``adv_cny``, from amount), ADV in shares
+    (``adv_shares``, from vol; if ``shares``) and daily volatility (``sigma_d``, std of ret; if
+    ``sigma_window``)."""
+    st = {"adv_cny": ("amount", adv_window, adv_min_periods, "mean")}
+    if shares:
+        st["adv_shares"] = ("vol", adv_window, adv_min_periods, "mean")
+    if sigma_window:
+        st["sigma_d"] = ("ret", sigma_window, sigma_min_periods, "std")
+    return st
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,20 +503,19 @@ def assign_buckets(
         mem = cw.loc[cw["weight"] > 0, ["trade_date", "con_code", "index_code"]].rename(
             columns={"con_code": "ts_code", "index_code": "bucket"}
         )
-        mem = mem.merge(u[["trade_date", "ts_code"]], on=["trade_date", "ts_code"], how="inner")
+        mem = mem[row_positions(u, mem, "universe") >= 0]
         parts.append(mem.assign(bucket_type="index")[["trade_date", "ts_code", "bucket_type", "bucket"]])
-    traded = u["total_mv"].notna() & (u["total_mv"] > 0)
-    if "is_suspended" in u:
-        traded &= ~u["is_suspended"].fillna(False).astype(bool)
-    t = u.loc[traded, ["trade_date", "ts_code", "total_mv"]].copy()
+    traded = _traded(u)
+    t = u.loc[traded, ["trade_date", "ts_code"]]
     if len(t):
-        g = t.groupby("trade_date")["total_mv"]
-        pct = g.rank(method="first", pct=True).to_numpy()
+        rank, n_day = _rank_by_day(u["trade_date"].to_numpy(), u["total_mv"].to_numpy(dtype=float, na_value=np.nan), traded)
+        pct = rank[traded] / n_day[traded]
         dec = np.clip(np.ceil(pct * params.n_deciles), 1, params.n_deciles).astype(int)
         parts.append(
-            t[["trade_date", "ts_code"]].assign(bucket_type="cap_decile", bucket=[f"D{d:02d}" for d in dec])
+            t[["trade_date", "ts_code"]].assign(
+                bucket_type="cap_decile", bucket=np.array([f"D{d:02d}" for d in range(1, params.n_deciles + 1)])[dec - 1])
         )
-        micro = micro_mask(u, params.micro_fraction, params.micro_n)
+        micro = _smallest(traded, rank, n_day, params.micro_fraction, params.micro_n)  # = micro_mask(u, ...)
         parts.append(u.loc[micro, ["trade_date", "ts_code"]].assign(bucket_type="micro", bucket="micro_cap"))
     for name, codes in params.user_lists.items():
         sel = u["ts_code"].isin(list(codes))
@@ -454,42 +533,97 @@ def assign_buckets(
 BUCKET_ORDER = {"micro": 0, "index": 1, "cap_decile": 2, "user": 3, "all": 4, "stock": 5}
 
 
+def _dict_codes(col) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes (first-appearance order) and the distinct values of a string column (Arrow hashing)."""
+    enc = pc.dictionary_encode(_strings(col))
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+
+
+def _labels(codes: np.ndarray, values: pa.Array) -> pd.arrays.ArrowStringArray:
+    """``values[codes]`` as a pandas ``str`` array (built in Arrow, no Python string objects)."""
+    arr = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), values.cast(pa.large_string()))
+    return pd.array(arr.cast(pa.large_string()), dtype="str")
+
+
+class _Keyed:
+    """Output rows keyed by integers: day number, bucket-type code and bucket code (into
+    ``types`` / ``labels``), for aggregation with ``np.bincount`` and a stable numeric sort."""
+
+    def __init__(self, stock: pd.DataFrame, buckets: pd.DataFrame):
+        s_day = _day_numbers(stock["trade_date"])
+        pos = row_positions(stock, buckets, "stock")
+        keep = pos >= 0
+        self.pos = pos[keep]  # stock row of each membership (inner join)
+        bt, bt_vals = _dict_codes(buckets["bucket_type"])
+        b, b_vals = _dict_codes(buckets["bucket"])
+        bt, b = bt[keep], b[keep]
+        n_bt, n_b = max(len(bt_vals), 1), max(len(b_vals), 1)
+        d = s_day[self.pos]
+        d0 = int(d.min()) if len(d) else 0
+        self.grp, first = pd.factorize(((d - d0) * n_bt + bt) * n_b + b)  # groups in first-appearance order
+        first = np.asarray(first, dtype=np.int64)
+        s_code, s_vals = _dict_codes(stock["ts_code"])
+        self.n_groups = len(first)
+        # output rows: the bucket groups, then one row per stock ('stock', ts_code)
+        self.day = np.concatenate([first // (n_bt * n_b) + d0, s_day])
+        self.type = np.concatenate([(first // n_b) % n_bt, np.full(len(stock), len(bt_vals))])
+        self.label = np.concatenate([first % n_b, len(b_vals) + s_code])
+        self.types = pa.concat_arrays([bt_vals.cast(pa.large_string()), pa.array(["stock"], type=pa.large_string())])
+        self.labels = pa.concat_arrays([b_vals.cast(pa.large_string()), s_vals.cast(pa.large_string())])
+
+    def order(self, *extra: np.ndarray) -> np.ndarray:
+        """Stable order by trade_date, ``extra`` keys, bucket type (``BUCKET_ORDER``, others last), bucket."""
+        t_rank = np.array([BUCKET_ORDER.get(t, 9) for t in self.types.to_pylist()])[self.type]
+        lab = np.asarray(self.labels.to_pylist(), dtype=object)
+        _, lab_rank = np.unique(lab, return_inverse=True) if len(lab) else (None, np.zeros(0, dtype=np.int64))
+        key = self.day - (self.day.min() if len(self.day) else 0)
+        for e in extra:
+            _, e_rank = np.unique(e, return_inverse=True)
+            key = key * (int(e_rank.max()) + 1 if len(e_rank) else 1) + e_rank
+        key = (key * 10 + t_rank) * max(len(lab), 1) + lab_rank[self.label]
+        return np.argsort(key, kind="stable")  # one composite integer key: ties keep row order
+
+    def frame(self, rows: np.ndarray) -> pd.DataFrame:
+        """trade_date, bucket_type, bucket of output ``rows``."""
+        return pd.DataFrame({
+            "trade_date": self.day[rows].astype("datetime64[D]").astype("datetime64[ns]"),
+            "bucket_type": _labels(self.type[rows], self.types),
+            "bucket": _labels(self.label[rows], self.labels),
+        })
+
+
 def crowding_table(
     stock: pd.DataFrame, buckets: pd.DataFrame, params: CrowdingParams = CrowdingParams()
 ) -> pd.DataFrame:
     """Table 2 per bucket and per stock, per day.
 
-    stock: trade_date, ts_code, free_float_mv, holdings (CNY), adv_cny (CNY/day).
+    stock: trade_date, ts_code, free_float_mv, holdings (CNY), adv_cny (CNY/day); one row per
+    (trade_date, ts_code).
     buckets: output of :func:`assign_buckets`.
     Returns trade_date, bucket_type, bucket ('stock' rows: bucket = ts_code), n_stocks,
     free_float_mv, holdings, adv_cny, holdings_share, turnover_share, redemption_share.
     Bucket sums skip missing values (a suspended stock adds its holdings but no cap/ADV; such
-    stocks are counted in ``n_missing``).
+    stocks are counted in ``n_missing``). Rows sorted by trade_date, bucket type
+    (``BUCKET_ORDER``), bucket. Aggregation by integer keys (``np.bincount``), no merge/groupby.
     """
-    s = stock[["trade_date", "ts_code", "free_float_mv", "holdings", "adv_cny"]].copy()
-    s["trade_date"] = pd.to_datetime(s["trade_date"]).astype("datetime64[ns]")
-    m = buckets.merge(s, on=["trade_date", "ts_code"], how="inner")
-    m["_missing"] = (m["free_float_mv"].isna() | m["adv_cny"].isna()).astype(int)
-    agg = m.groupby(["trade_date", "bucket_type", "bucket"], as_index=False, sort=False).agg(
-        n_stocks=("ts_code", "size"),
-        n_missing=("_missing", "sum"),
-        free_float_mv=("free_float_mv", "sum"),
-        holdings=("holdings", "sum"),
-        adv_cny=("adv_cny", "sum"),
-    )
-    per = s.assign(bucket_type="stock", bucket=s["ts_code"], n_stocks=1)
-    per["n_missing"] = (per["free_float_mv"].isna() | per["adv_cny"].isna()).astype(int)
-    per = per[agg.columns]
-    out = pd.concat([agg, per], ignore_index=True)
-    r = crowding_ratios(
-        out["free_float_mv"], out["holdings"], out["adv_cny"], params.annual_turnover, params.days_per_year, params.rho
-    )
-    for k, v in r.items():
-        out[k] = v
-    out["_o"] = out["bucket_type"].map(BUCKET_ORDER).fillna(9)
-    out = out.sort_values(["trade_date", "_o", "bucket"], kind="stable").drop(columns="_o").reset_index(drop=True)
-    out["n_stocks"] = out["n_stocks"].astype("int64")
-    out["n_missing"] = out["n_missing"].astype("int64")
+    k = _Keyed(stock, buckets)
+    ff = stock["free_float_mv"].to_numpy(dtype=float, na_value=np.nan)
+    q = stock["holdings"].to_numpy(dtype=float, na_value=np.nan)
+    adv = stock["adv_cny"].to_numpy(dtype=float, na_value=np.nan)
+    missing = (np.isnan(ff) | np.isnan(adv)).astype(np.int64)
+    pos, grp, n = k.pos, k.grp, k.n_groups
+    cols = {
+        "n_stocks": np.concatenate([np.bincount(grp, minlength=n), np.ones(len(stock))]).astype(np.int64),
+        "n_missing": np.concatenate([np.bincount(grp, weights=missing[pos], minlength=n), missing]).astype(np.int64),
+    }
+    for c, v in (("free_float_mv", ff), ("holdings", q), ("adv_cny", adv)):
+        cols[c] = np.concatenate([np.bincount(grp, weights=np.nan_to_num(v[pos], nan=0.0), minlength=n), v])
+    cols.update(crowding_ratios(cols["free_float_mv"], cols["holdings"], cols["adv_cny"], params.annual_turnover,
+                                params.days_per_year, params.rho))
+    rows = k.order()
+    out = k.frame(rows)
+    for c, v in cols.items():
+        out[c] = v[rows]
     return out
 
 
@@ -512,45 +646,48 @@ def days_to_liquidate(
     (``holdings_no_adv`` reports their CNY). Per-stock rows (bucket_type 'stock') have share
     columns of 0/1.
 
-    stock: trade_date, ts_code, holdings (CNY), adv_cny. Returns one row per
-    (trade_date, bucket_type, bucket, participation).
+    stock: trade_date, ts_code, holdings (CNY), adv_cny; one row per (trade_date, ts_code).
+    Returns one row per (trade_date, bucket_type, bucket, participation), sorted by trade_date,
+    participation, bucket type (``BUCKET_ORDER``), bucket.
     """
-    s = stock[["trade_date", "ts_code", "holdings", "adv_cny"]].copy()
-    s["trade_date"] = pd.to_datetime(s["trade_date"]).astype("datetime64[ns]")
-    stock_b = s[["trade_date", "ts_code"]].assign(bucket_type="stock", bucket=s["ts_code"])
-    allb = pd.concat([buckets[["trade_date", "ts_code", "bucket_type", "bucket"]], stock_b], ignore_index=True)
-    m = allb.merge(s, on=["trade_date", "ts_code"], how="inner")
-    q = m["holdings"].to_numpy(dtype=float)
-    adv = m["adv_cny"].to_numpy(dtype=float)
-    ok = np.isfinite(adv) & (adv > 0) & np.isfinite(q)
-    frames = []
+    k = _Keyed(stock, buckets)
+    n_s = len(stock)
+    n = k.n_groups + n_s
+    # members: every bucket membership, then each stock as its own group
+    mpos = np.concatenate([k.pos, np.arange(n_s)])
+    mgrp = np.concatenate([k.grp, k.n_groups + np.arange(n_s)])
+    q_s = stock["holdings"].to_numpy(dtype=float, na_value=np.nan)
+    adv_s = stock["adv_cny"].to_numpy(dtype=float, na_value=np.nan)
+    ok_s = np.isfinite(adv_s) & (adv_s > 0) & np.isfinite(q_s)
+    q, ok = q_s[mpos], ok_s[mpos]
+    n_stocks = np.bincount(mgrp, minlength=n).astype(np.int64)
+    hq = np.bincount(mgrp, weights=np.where(ok, q, 0.0), minlength=n)
+    no_adv = np.bincount(mgrp, weights=np.where(ok, 0.0, np.nan_to_num(q)), minlength=n)
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in ["participation", "n_stocks", "holdings", "holdings_no_adv", "dtl_days"]
+                                         + [f"share_gt_{t:g}d" for t in thresholds]}
     for p in participations:
         with np.errstate(divide="ignore", invalid="ignore"):
-            dtl = np.where(ok, q / (p * np.where(ok, adv, 1.0)), np.nan)
-        f = m[["trade_date", "bucket_type", "bucket"]].copy()
-        qo = np.where(ok, q, 0.0)
-        f["holdings"] = qo
-        f["holdings_no_adv"] = np.where(ok, 0.0, np.nan_to_num(q))
-        f["_qd"] = np.where(ok, q * dtl, 0.0)
-        f["n_stocks"] = 1
-        for k in thresholds:
-            f[f"_gt{k:g}"] = np.where(ok & (dtl > k), q, 0.0)
-        g = f.groupby(["trade_date", "bucket_type", "bucket"], as_index=False, sort=False).sum(numeric_only=True)
-        hq = g["holdings"].to_numpy()
+            dtl = np.where(ok_s, q_s / (p * np.where(ok_s, adv_s, 1.0)), np.nan)[mpos]
+        qd = np.bincount(mgrp, weights=np.where(ok, q * dtl, 0.0), minlength=n)
+        cols["participation"].append(np.full(n, float(p)))
+        cols["n_stocks"].append(n_stocks)
+        cols["holdings"].append(hq)
+        cols["holdings_no_adv"].append(no_adv)
         with np.errstate(divide="ignore", invalid="ignore"):
-            g["dtl_days"] = np.where(hq > 0, g["_qd"].to_numpy() / hq, np.nan)
-            for k in thresholds:
-                g[f"share_gt_{k:g}d"] = np.where(hq > 0, g[f"_gt{k:g}"].to_numpy() / hq, np.nan)
-        g["participation"] = float(p)
-        g = g.drop(columns=["_qd"] + [f"_gt{k:g}" for k in thresholds])
-        frames.append(g)
-    out = pd.concat(frames, ignore_index=True)
-    cols = ["trade_date", "bucket_type", "bucket", "participation", "n_stocks", "holdings", "holdings_no_adv", "dtl_days"]
-    cols += [f"share_gt_{k:g}d" for k in thresholds]
-    out["_o"] = out["bucket_type"].map(BUCKET_ORDER).fillna(9)
-    out = out.sort_values(["trade_date", "participation", "_o", "bucket"], kind="stable").drop(columns="_o")
+            cols["dtl_days"].append(np.where(hq > 0, qd / hq, np.nan))
+            for t in thresholds:
+                gt = np.bincount(mgrp, weights=np.where(ok & (dtl > t), q, 0.0), minlength=n)
+                cols[f"share_gt_{t:g}d"].append(np.where(hq > 0, gt / hq, np.nan))
+    flat = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+    n_p = len(participations)
+    for a in ("day", "type", "label"):  # the keys repeat once per participation
+        setattr(k, a, np.tile(getattr(k, a), n_p))
+    rows = k.order(flat["participation"])
+    out = k.frame(rows)
+    for c, v in flat.items():
+        out[c] = v[rows]
     out["n_stocks"] = out["n_stocks"].astype("int64")
-    return out[cols].reset_index(drop=True)
+    return out
 
 
 __all__ = [
@@ -564,5 +701,8 @@ __all__ = [
     "crowding_table",
     "days_to_liquidate",
     "estimate_quant_holdings",
+    "liquidity_stats",
     "micro_mask",
+    "row_positions",
+    "wide_rolling",
 ]

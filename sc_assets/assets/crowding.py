@@ -16,9 +16,10 @@ from dataclasses import replace
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sc_assets.analytics import crowding as cr
-from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets._metadata import range_metadata, table_metadata
 from sc_assets.assets._upstream import INDEX_WEIGHT
 from sc_assets.assets._upstream import STOCK_PANEL as PANEL
 from sc_assets.partitions import (
@@ -54,12 +55,13 @@ def chunks(keys: list[str], size: int | None = None) -> list[list[str]]:
     return [keys[i:i + size] for i in range(0, len(keys), size)] or [[]]
 
 
-def _run_meta(last: pd.DataFrame, rows: int, keys: list[str], **kw) -> dict:
+def _run_meta(context: dg.AssetExecutionContext, last: pd.DataFrame, rows: int, keys: list[str], **kw) -> dict:
+    """Run totals + the last chunk's schema/preview; heavy entries on the last partition's event only."""
     meta = table_metadata(last, **kw)
     meta["dagster/row_count"] = int(rows)
     if keys:
         meta["date_range"] = f"{keys[0]} .. {keys[-1]}"
-    return meta
+    return range_metadata(context, meta)
 
 
 class HoldingsConfig(dg.Config):
@@ -130,6 +132,21 @@ def as_dates(df: pd.DataFrame, cols=("trade_date",)) -> pd.DataFrame:
     return out
 
 
+def lake_table(df: pd.DataFrame) -> pa.Table:
+    """``df`` as the Arrow table to write: ``trade_date`` (datetime64) as a Parquet DATE column.
+
+    The same file (types and pandas metadata) as writing :func:`as_dates` of ``df``, without a
+    Python ``date`` object per row (issue 11: that conversion cost seconds per chunk)."""
+    if not len(df):
+        return pa.Table.from_pandas(as_dates(df), preserve_index=False)
+    i = list(df.columns).index("trade_date")
+    day = pd.to_datetime(df["trade_date"]).to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    table = pa.Table.from_pandas(df.drop(columns="trade_date"), preserve_index=False)
+    table = table.add_column(i, "trade_date", pa.array(day, type=pa.date32()))
+    meta = pa.Table.from_pandas(as_dates(df.iloc[:1]), preserve_index=False).schema.metadata
+    return table.replace_schema_metadata(meta)
+
+
 def lookback_keys(keys: list[str], n: int) -> list[str]:
     """The run's keys plus ``n`` sessions before the first one (fewer at the calendar start)."""
     first, last = min(keys), max(keys)
@@ -172,35 +189,48 @@ def read_index_weights(warehouse: Warehouse, first: str, last: str) -> pd.DataFr
     return iw
 
 
-def read_holdings(warehouse: Warehouse, days: list[str]) -> pd.DataFrame:
-    """quant_holdings_estimate rows of ``days``; a clear error if none is in the lake."""
-    df = warehouse.read(LAYER, "quant_holdings_estimate", days=days)
+def read_holdings(warehouse: Warehouse, days: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+    """quant_holdings_estimate rows of ``days`` (``columns`` only, if given); a clear error if none is in the lake."""
+    df = warehouse.read(LAYER, "quant_holdings_estimate", days=days, columns=columns)
     df["trade_date"] = pd.to_datetime(df["trade_date"]).astype("datetime64[ns]")
     return df
 
 
+#: panel columns the crowding tables need (ADV from amount; buckets from total_mv/is_suspended)
+CROWDING_COLUMNS = ["trade_date", "ts_code", "amount", "free_float_mv", "total_mv", "is_suspended"]
+
+
 def stock_state(
-    warehouse: Warehouse, keys: list[str], cparams: cr.CrowdingParams, sigma: bool = False
+    warehouse: Warehouse, keys: list[str], cparams: cr.CrowdingParams, sigma: bool = False,
+    columns: list[str] = PANEL_COLUMNS, sleeves: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per stock-day inputs of the crowding/stress tables for ``keys``.
 
-    Returns (stock, buckets, index_weights): stock = panel rows of the keys + holdings (CNY, by
-    sleeve) + adv_cny / adv_shares (``adv_window`` sessions, inclusive) [+ sigma_d, 60 sessions];
-    buckets = :func:`assign_buckets` rows.
+    Returns (stock, buckets, index_weights): stock = panel rows of the keys (``columns``) +
+    holdings (CNY) [+ by sleeve, hold_<sleeve>, if ``sleeves``] + adv_cny [+ adv_shares if
+    ``vol`` is among the columns] (``adv_window`` sessions, inclusive) [+ sigma_d, 60 sessions,
+    if ``sigma``]; buckets = :func:`assign_buckets` rows. ADV and sigma are rolling windows on
+    sessions x stocks arrays (:func:`sc_assets.analytics.crowding.wide_rolling`); the holdings
+    are joined on integer (day, stock) keys.
     """
     n_back = max(cparams.adv_window, SIGMA_WINDOW if sigma else 0) + 5
-    panel = read_panel(warehouse, lookback_keys(keys, n_back))
-    liq = cr.adv_and_sigma(
-        panel, adv_window=cparams.adv_window, adv_min_periods=min(cparams.adv_min_periods, cparams.adv_window),
-        sigma_window=SIGMA_WINDOW, sigma_min_periods=20,
-    )
+    panel = read_panel(warehouse, lookback_keys(keys, n_back), columns)
+    stats = cr.liquidity_stats(cparams.adv_window, min(cparams.adv_min_periods, cparams.adv_window),
+                               SIGMA_WINDOW if sigma else None, 20, shares="vol" in columns)
+    _, _, liq, di, si = cr.wide_rolling(panel, stats)
     day_set = pd.to_datetime(pd.Index(keys)).astype("datetime64[ns]")
-    today = panel[panel["trade_date"].isin(day_set)]
-    hold = read_holdings(warehouse, keys)
-    hold_cols = ["trade_date", "ts_code", "holdings"] + [c for c in hold.columns if c.startswith("hold_")]
-    stock = today.merge(hold[hold_cols], on=["trade_date", "ts_code"], how="left")
-    stock = stock.merge(liq, on=["trade_date", "ts_code"], how="left")
+    today = panel["trade_date"].isin(day_set).to_numpy()
+    stock = panel[today].reset_index(drop=True)
+    del panel
+    hold = read_holdings(warehouse, keys, None if sleeves else ["trade_date", "ts_code", "holdings"])
+    hold_cols = ["holdings"] + [c for c in hold.columns if c.startswith("hold_")]
+    pos = cr.row_positions(hold, stock, "crowding.quant_holdings_estimate")
+    hit = pos >= 0
+    for c in hold_cols:
+        stock[c] = np.where(hit, hold[c].to_numpy(dtype=float, na_value=np.nan)[np.where(hit, pos, 0)], np.nan)
     stock["holdings"] = stock["holdings"].fillna(0.0)
+    for name, a in liq.items():
+        stock[name] = a[di[today], si[today]]
     iw = read_index_weights(warehouse, min(keys), max(keys))
     buckets = cr.assign_buckets(stock, iw, cparams)
     return stock, buckets, iw
@@ -237,16 +267,17 @@ def quant_holdings_estimate(
     keys = sorted(context.partition_keys)
     rows, worst_all, no_w = 0, 0.0, []
     for part in chunks(keys):
-        out, panel, iw, worst = _holdings_chunk(warehouse, part, params)
+        out, table, iw, worst = _holdings_chunk(warehouse, part, params)
         rows += len(out)
         worst_all = max(worst_all, worst)
-        no_w += sorted(set(part) - {d.strftime("%Y-%m-%d") for d in cr.carry_forward_weights(
-            iw, pd.to_datetime(part)).trade_date.drop_duplicates()}) if part else []
+        first_reb = iw["trade_date"].min() if len(iw) else None  # a day has weights from the first rebalance on
+        no_w += [d for d in part if first_reb is None or pd.Timestamp(d) < first_reb]
     warehouse.refresh_catalog([(LAYER, "quant_holdings_estimate")])
     by_day = out.groupby("trade_date")["holdings"].sum() if len(out) else pd.Series(dtype=float)
+    last = out[out["trade_date"] == out["trade_date"].max()] if len(out) else out
     return dg.MaterializeResult(
         metadata=_run_meta(
-            out, rows, keys,
+            context, as_dates(last), rows, keys, schema=table.schema,
             parameters=params.as_metadata(),
             n_days=len(keys),
             total_holdings_bn_cny_last_day=float(by_day.iloc[-1] / 1e9) if len(by_day) else 0.0,
@@ -261,24 +292,28 @@ def quant_holdings_estimate(
 
 
 def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsParams):
-    """Estimate, write and check one chunk of days. Returns (frame, panel, weights, worst error)."""
+    """Estimate, write and check one chunk of days. Returns (frame, written Arrow table, weights, worst error)."""
     panel = read_panel(warehouse, keys, ["trade_date", "ts_code", "free_float_mv", "total_mv", "is_suspended"])
     iw = read_index_weights(warehouse, keys[0], keys[-1]) if keys else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
     out = cr.estimate_quant_holdings(panel, iw, params)
-    out = as_dates(out)
-    warehouse.write_partitions(LAYER, "quant_holdings_estimate", out, days=keys)
+    table = lake_table(out)
+    warehouse.write_partitions(LAYER, "quant_holdings_estimate", table, days=keys)
 
     worst = 0.0
     if len(out) and params.scale_to_micro_hs is None:
-        g = out.groupby("trade_date")
+        day = out["trade_date"].to_numpy()
         for s in params.sleeves():
-            worst = max(worst, float((g[f"hold_{s.name}"].sum() / s.gross_cny - 1).abs().max()))
+            g = pd.Series(out[f"hold_{s.name}"].to_numpy()).groupby(day).sum()
+            worst = max(worst, float((g / s.gross_cny - 1).abs().max()))
     elif len(out):  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
-        m = out.merge(as_dates(panel[["trade_date", "ts_code", "total_mv", "is_suspended"]]), on=["trade_date", "ts_code"])
+        pos = cr.row_positions(panel, out, "marts.stock_daily_panel")
+        m = out[["trade_date", "holdings", "free_float_mv"]].assign(
+            total_mv=panel["total_mv"].to_numpy()[pos], is_suspended=panel["is_suspended"].to_numpy()[pos])
         m = m[cr.micro_mask(m, params.micro_fraction).to_numpy()]
-        hs = m.groupby("trade_date")["holdings"].sum() / m.groupby("trade_date")["free_float_mv"].sum()
+        g = m.groupby("trade_date")[["holdings", "free_float_mv"]].sum()
+        hs = g["holdings"] / g["free_float_mv"]
         worst = float((hs / params.scale_to_micro_hs - 1).abs().max()) if len(hs) else 0.0
-    return out, panel, iw, worst
+    return out, table, iw, worst
 
 
 # ---- crowding_table ------------------------------------------------------------------------
@@ -308,11 +343,12 @@ def crowding_table(
     keys = sorted(context.partition_keys)
     rows = 0
     for part in chunks(keys):
-        stock, buckets, _ = stock_state(warehouse, part, params)
+        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False)
         out = cr.crowding_table(stock, buckets, params)
+        del stock, buckets
         out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
-        out = as_dates(out)
-        warehouse.write_partitions(LAYER, "crowding_table", out, days=part)
+        table = lake_table(out)
+        warehouse.write_partitions(LAYER, "crowding_table", table, days=part)
         rows += len(out)
     warehouse.refresh_catalog([(LAYER, "crowding_table")])
     last = out[(out["level"] == "bucket") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out
@@ -320,14 +356,14 @@ def crowding_table(
         ["trade_date", "bucket", "n_stocks", "free_float_mv", "holdings", "adv_cny", "holdings_share", "turnover_share",
          "redemption_share"]] if len(last) else last
     if len(preview):
-        preview = preview.assign(
+        preview = as_dates(preview).assign(
             free_float_mv=preview["free_float_mv"] / 1e8, holdings=preview["holdings"] / 1e8, adv_cny=preview["adv_cny"] / 1e8,
             holdings_share=100 * preview["holdings_share"], turnover_share=100 * preview["turnover_share"],
             redemption_share=100 * preview["redemption_share"],
         )
     return dg.MaterializeResult(
         metadata=_run_meta(
-            out, rows, keys, preview=preview, parameters=params.as_metadata(), n_days=len(keys),
+            context, as_dates(last), rows, keys, schema=table.schema, preview=preview, parameters=params.as_metadata(), n_days=len(keys),
             preview_units="preview: amounts in 100m CNY, shares in percent (last day)",
             adv_lookback_sessions=params.adv_window + 5,
         )
@@ -358,14 +394,16 @@ def days_to_liquidate(
     keys = sorted(context.partition_keys)
     rows = 0
     for part in chunks(keys):
-        stock, buckets, _ = stock_state(warehouse, part, params)
+        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False)
         out = cr.days_to_liquidate(stock, buckets, params.participations, params.dtl_thresholds)
-        out = as_dates(out)
-        warehouse.write_partitions(LAYER, "days_to_liquidate", out, days=part)
+        del stock, buckets
+        table = lake_table(out)
+        warehouse.write_partitions(LAYER, "days_to_liquidate", table, days=part)
         rows += len(out)
     warehouse.refresh_catalog([(LAYER, "days_to_liquidate")])
-    prev = out[(out["bucket_type"] != "stock") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out
+    prev = as_dates(out[(out["bucket_type"] != "stock") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out)
     return dg.MaterializeResult(
-        metadata=_run_meta(out, rows, keys, preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
+        metadata=_run_meta(context, prev, rows, keys, schema=table.schema,
+                           preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
                            parameters=params.as_metadata(), n_days=len(keys))
     )
