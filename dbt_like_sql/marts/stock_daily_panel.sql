@@ -31,7 +31,7 @@ basic AS (
     ASOF LEFT JOIN calendar c ON b.list_date <= c.trade_date
 ),
 bars AS (
-    SELECT ts_code, trade_date, open, high, low, close, pre_close, vol, amount, true AS has_bar
+    SELECT ts_code, trade_date, open, high, low, close, pre_close, vol, amount
     FROM {{ ref('stg_stock_daily') }}
     WHERE trade_date BETWEEN $lookback_start AND $end
 ),
@@ -53,7 +53,7 @@ universe AS (
         d.session_idx,
         ts_code,
         s.open, s.high, s.low, s.close, s.pre_close, s.vol, s.amount,
-        (s.has_bar IS NULL OR coalesce(s.vol, 0) <= 0)          AS is_suspended,
+        (s.ts_code IS NULL OR coalesce(s.vol, 0) <= 0)          AS is_suspended,
         coalesce(bd.n_bars, 0) > 0                              AS day_has_bars
     FROM listed l
     FULL JOIN bars s USING (ts_code, trade_date)
