@@ -123,7 +123,7 @@ def constrained_wls(
         & np.isfinite(cap)
         & (cap > 0)
     )
-    idx = np.flatnonzero(ok)
+    idx = slice(None) if ok.all() else np.flatnonzero(ok)  # all usable: views, no gathers
     d, k, r = day[idx], industry[idx], ret[idx]
     dk = d * K + k
     w_ok = w[idx]

@@ -263,7 +263,7 @@ def factor_returns(
     res = constrained_wls(
         day=all_days[use],
         industry=ind_codes,
-        styles=np.column_stack([aligned[c].to_numpy(dtype=float)[use] for c in STYLE_FACTORS]),
+        styles=np.asfortranarray(np.column_stack([aligned[c].to_numpy(dtype=float)[use] for c in STYLE_FACTORS])),
         ret=aligned["ret"].to_numpy(dtype=float)[use],
         reg_weight=np.sqrt(cap),
         constraint_cap=cap,

@@ -98,6 +98,8 @@ def _previous(keys: list[str]) -> dict[str, str]:
 
 
 EXPOSURE_COLUMNS = ["trade_date", "ts_code", "industry", "total_mv", "size", "nlsize"]
+#: Panel columns of day t the regression and the portfolios need (industry and cap are those of t-1).
+ALIGN_COLUMNS = ["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]
 
 
 def _aligned(warehouse: Warehouse, keys: list[str], params: sz.SizeParams) -> tuple[pd.DataFrame, dict]:
@@ -113,7 +115,7 @@ def _aligned(warehouse: Warehouse, keys: list[str], params: sz.SizeParams) -> tu
         if len(p_missing):
             frames.append(sz.size_exposures(p_missing, params)[EXPOSURE_COLUMNS])
     exp = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EXPOSURE_COLUMNS)
-    panel = _read_panel(warehouse, keys)
+    panel = _read_panel(warehouse, keys, ALIGN_COLUMNS)
     aligned = sz.align_previous_exposures(panel, exp, prev)
     info = {
         "exposure_days_from_lake": len(in_lake),
