@@ -190,7 +190,7 @@ class LandingFeedSource(dg.ConfigurableResource):
 
     def _finish(self, spec: FeedSpec, df: pd.DataFrame, file_day: np.ndarray, reasons: np.ndarray):
         keep = pd.isna(reasons)
-        rows = df.loc[keep].reset_index(drop=True)
+        rows = df.copy(deep=False) if keep.all() else df.loc[keep].reset_index(drop=True)
         if spec.date_column is None:
             rows["trade_date"] = pd.to_datetime(file_day[keep])
         elif spec.date_column != "trade_date":
