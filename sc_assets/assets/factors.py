@@ -65,16 +65,23 @@ def _dates(df: pd.DataFrame, col: str = "trade_date") -> pd.DataFrame:
 def _read(warehouse: Warehouse, layer: str, name: str, days: list[str], columns: list[str]) -> pd.DataFrame:
     """Rows of the partitions ``days`` (only ``columns``; trade_date as datetime64, not date objects).
 
-    Reads the lake's files of the span days[0]..days[-1] with a column projection; rows of days
-    in the span but not in ``days`` are dropped. A table not in the lake gives no rows."""
+    Reads the partition files of ``days`` (on object storage: the span days[0]..days[-1], rows
+    of other days dropped) with a column projection, as ``warehouse.read(days=)`` but kept in
+    Arrow until one ``to_pandas``. A table not in the lake gives no rows."""
     days = sorted(days)
-    files = warehouse.files(layer, name, days[0], days[-1]) if days else []
+    if not days:
+        files = []
+    elif warehouse.lake_store is None:
+        files = [str(p) for p in (warehouse.partition_path(layer, name, d) for d in days) if p.exists()]
+    else:
+        files = warehouse.files(layer, name, days[0], days[-1])
     if not files:
         return pd.DataFrame({c: pd.Series(dtype="datetime64[ms]" if c == "trade_date" else object) for c in columns})
     df = pq.ParquetDataset(files, partitioning=None).read(columns=columns).to_pandas(date_as_object=False)
-    if len(files) != len(days) and len(df):
-        df = df[np.isin(df["trade_date"].to_numpy().astype("datetime64[D]"), np.array(days, dtype="datetime64[D]"))]
-        df = df.reset_index(drop=True)
+    if len(df):
+        keep = np.isin(df["trade_date"].to_numpy().astype("datetime64[D]"), np.array(days, dtype="datetime64[D]"))
+        if not keep.all():
+            df = df[keep].reset_index(drop=True)
     return df
 
 

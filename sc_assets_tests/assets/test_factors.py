@@ -299,3 +299,15 @@ def test_chunked_backfill_equals_one_pass_and_totals_cover_all_chunks(warehouse,
     bad = long_last.copy()
     bad.loc[bad["factor_type"] == "industry", "ret"] += 1e-6
     assert fa._constraint_residual(last, bad) > 1e-8
+
+
+def test_read_returns_exactly_the_requested_days(warehouse, synthetic):
+    panel, _ = synthetic
+    days = _seed_lake(warehouse, panel)
+    want = [days[3], days[9], "2023-12-30"]  # gaps with partitions in between; the last has no file
+    got = fa._read(warehouse, "marts", "stock_daily_panel", want, ["trade_date", "ts_code", "ret"])
+    assert list(got.columns) == ["trade_date", "ts_code", "ret"]
+    assert sorted({to_key(d) for d in got["trade_date"]}) == want[:2]
+    ref = panel[pd.to_datetime(panel["trade_date"]).isin(pd.to_datetime(want))]
+    assert len(got) == len(ref)
+    assert fa._read(warehouse, "factors", "size_exposures", want, ["trade_date", "size"]).empty
