@@ -214,31 +214,44 @@ def carry_forward_weights(
 
     index_weights: index_code, con_code, trade_date (rebalance day), weight (fraction).
     Returns trade_date, index_code, con_code, weight (as published; renormalise downstream),
-    rebalance_date. Days before an index's first rebalance get no rows.
+    rebalance_date — by index code, day, then the rebalance's rows in input order. Days before
+    an index's first rebalance get no rows. Vectorised: a ``searchsorted`` per index and one
+    gather of the rebalance rows (no merges).
     """
     cols = ["trade_date", "index_code", "con_code", "weight", "rebalance_date"]
-    iw = index_weights.copy()
+    iw = index_weights
     if index_codes is not None:
         iw = iw[iw["index_code"].isin(list(index_codes))]
-    if iw.empty:
+    day_arr = np.unique(pd.to_datetime(pd.Index(days)).to_numpy(dtype="datetime64[ns]"))
+    if iw.empty or not len(day_arr):
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, ["datetime64[ns]", "str", "str", "float", "datetime64[ns]"], strict=True)})
-    iw["trade_date"] = pd.to_datetime(iw["trade_date"]).astype("datetime64[ns]")
-    day_frame = pd.DataFrame({"trade_date": pd.to_datetime(pd.Index(days)).astype("datetime64[ns]")}).drop_duplicates()
-    day_frame = day_frame.sort_values("trade_date")
-    out = []
-    for code, g in iw.groupby("index_code", sort=True):
-        reb = pd.DataFrame({"rebalance_date": np.sort(g["trade_date"].unique())})
-        m = pd.merge_asof(day_frame, reb, left_on="trade_date", right_on="rebalance_date", direction="backward")
-        m = m.dropna(subset=["rebalance_date"])
-        if m.empty:
-            continue
-        w = g.rename(columns={"trade_date": "rebalance_date"})[["rebalance_date", "con_code", "weight"]]
-        j = m.merge(w, on="rebalance_date", how="inner")
-        j["index_code"] = code
-        out.append(j[cols])
-    if not out:
+    td = pd.to_datetime(iw["trade_date"]).to_numpy(dtype="datetime64[ns]")
+    ic, codes = pd.factorize(iw["index_code"], sort=True)
+    order = np.lexsort((td, ic))  # stable: a rebalance's rows keep their input order
+    ic_s, td_s = ic[order], td[order]
+    g_start = np.flatnonzero(np.r_[True, (ic_s[1:] != ic_s[:-1]) | (td_s[1:] != td_s[:-1])])
+    g_len = np.diff(np.r_[g_start, len(order)])
+    g_ic, g_td = ic_s[g_start], td_s[g_start]
+    day_parts, src_parts = [], []
+    for k in range(len(codes)):
+        sel = np.flatnonzero(g_ic == k)  # this index's rebalances, dates ascending
+        j = np.searchsorted(g_td[sel], day_arr, side="right") - 1
+        ok = j >= 0
+        grp = sel[j[ok]]
+        lens = g_len[grp]
+        offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        day_parts.append(np.repeat(day_arr[ok], lens))
+        src_parts.append(order[np.repeat(g_start[grp], lens) + offs])
+    src = np.concatenate(src_parts)
+    if not len(src):
         return carry_forward_weights(index_weights.iloc[0:0], days)
-    return pd.concat(out, ignore_index=True)
+    return pd.DataFrame({
+        "trade_date": np.concatenate(day_parts),
+        "index_code": pd.array(iw["index_code"], dtype="str").take(src),
+        "con_code": pd.array(iw["con_code"], dtype="str").take(src),
+        "weight": iw["weight"].to_numpy(dtype=float, na_value=np.nan)[src],
+        "rebalance_date": td[src],
+    })
 
 
 # ---------------------------------------------------------------------------------------------

@@ -189,6 +189,14 @@ def read_index_weights(warehouse: Warehouse, first: str, last: str) -> pd.DataFr
     return iw
 
 
+def weights_window(iw: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
+    """The rows of run-level index weights (:func:`read_index_weights` of the whole run) that
+    :func:`read_index_weights` ``(first, last)`` returns: one read per run, not per chunk."""
+    start = pd.Timestamp(first) - pd.Timedelta(days=WEIGHT_LOOKBACK_DAYS)
+    d = iw["trade_date"]
+    return iw[(d >= start) & (d <= pd.Timestamp(last))].reset_index(drop=True)
+
+
 def read_holdings(warehouse: Warehouse, days: list[str], columns: list[str] | None = None) -> pd.DataFrame:
     """quant_holdings_estimate rows of ``days`` (``columns`` only, if given); a clear error if none is in the lake."""
     df = warehouse.read(LAYER, "quant_holdings_estimate", days=days, columns=columns)
@@ -202,14 +210,15 @@ CROWDING_COLUMNS = ["trade_date", "ts_code", "amount", "free_float_mv", "total_m
 
 def stock_state(
     warehouse: Warehouse, keys: list[str], cparams: cr.CrowdingParams, sigma: bool = False,
-    columns: list[str] = PANEL_COLUMNS, sleeves: bool = True,
+    columns: list[str] = PANEL_COLUMNS, sleeves: bool = True, index_weights: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per stock-day inputs of the crowding/stress tables for ``keys``.
 
     Returns (stock, buckets, index_weights): stock = panel rows of the keys (``columns``) +
     holdings (CNY) [+ by sleeve, hold_<sleeve>, if ``sleeves``] + adv_cny [+ adv_shares if
     ``vol`` is among the columns] (``adv_window`` sessions, inclusive) [+ sigma_d, 60 sessions,
-    if ``sigma``]; buckets = :func:`assign_buckets` rows. ADV and sigma are rolling windows on
+    if ``sigma``]; buckets = :func:`assign_buckets` rows. ``index_weights``: the run's weights
+    (:func:`read_index_weights` over all its keys; sliced here), else read for ``keys``. ADV and sigma are rolling windows on
     sessions x stocks arrays (:func:`sc_assets.analytics.crowding.wide_rolling`); the holdings
     are joined on integer (day, stock) keys.
     """
@@ -231,7 +240,10 @@ def stock_state(
     stock["holdings"] = stock["holdings"].fillna(0.0)
     for name, a in liq.items():
         stock[name] = a[di[today], si[today]]
-    iw = read_index_weights(warehouse, min(keys), max(keys))
+    if index_weights is None:
+        iw = read_index_weights(warehouse, min(keys), max(keys))
+    else:
+        iw = weights_window(index_weights, min(keys), max(keys))
     buckets = cr.assign_buckets(stock, iw, cparams)
     return stock, buckets, iw
 
@@ -266,8 +278,9 @@ def quant_holdings_estimate(
     params = config.params()
     keys = sorted(context.partition_keys)
     rows, worst_all, no_w = 0, 0.0, []
+    iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
     for part in chunks(keys):
-        out, table, iw, worst = _holdings_chunk(warehouse, part, params)
+        out, table, iw, worst = _holdings_chunk(warehouse, part, params, iw_run)
         rows += len(out)
         worst_all = max(worst_all, worst)
         first_reb = iw["trade_date"].min() if len(iw) else None  # a day has weights from the first rebalance on
@@ -291,10 +304,11 @@ def quant_holdings_estimate(
     )
 
 
-def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsParams):
-    """Estimate, write and check one chunk of days. Returns (frame, written Arrow table, weights, worst error)."""
+def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsParams, iw_run: pd.DataFrame | None):
+    """Estimate, write and check one chunk of days (``iw_run``: the run's index weights).
+    Returns (frame, written Arrow table, weights, worst error)."""
     panel = read_panel(warehouse, keys, ["trade_date", "ts_code", "free_float_mv", "total_mv", "is_suspended"])
-    iw = read_index_weights(warehouse, keys[0], keys[-1]) if keys else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
+    iw = weights_window(iw_run, keys[0], keys[-1]) if keys else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
     out = cr.estimate_quant_holdings(panel, iw, params)
     table = lake_table(out)
     warehouse.write_partitions(LAYER, "quant_holdings_estimate", table, days=keys)
@@ -342,8 +356,9 @@ def crowding_table(
     params = config.params()
     keys = sorted(context.partition_keys)
     rows = 0
+    iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
     for part in chunks(keys):
-        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False)
+        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False, index_weights=iw_run)
         out = cr.crowding_table(stock, buckets, params)
         del stock, buckets
         out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
@@ -393,8 +408,9 @@ def days_to_liquidate(
     params = config.params()
     keys = sorted(context.partition_keys)
     rows = 0
+    iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
     for part in chunks(keys):
-        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False)
+        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False, index_weights=iw_run)
         out = cr.days_to_liquidate(stock, buckets, params.participations, params.dtl_thresholds)
         del stock, buckets
         table = lake_table(out)
