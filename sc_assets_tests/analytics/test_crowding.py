@@ -190,3 +190,92 @@ def test_scale_to_micro_holdings_share():
     per_day = micro.groupby("trade_date")[["holdings", "free_float_mv"]].sum()
     assert (per_day["holdings"] / per_day["free_float_mv"]).to_numpy() == pytest.approx(0.1607, rel=1e-9)
     assert micro.groupby("trade_date").size().iloc[0] == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# the integer-keyed paths (issue 11) against plain pandas merges / groupbys
+# ---------------------------------------------------------------------------------------------
+
+
+def _random_state(seed=5, n=60, days=("2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05")):
+    rng = np.random.default_rng(seed)
+    u, iw, codes, _ = _market(n=n, days=days)
+    u = u.sample(frac=1, random_state=seed).reset_index(drop=True)  # lake order is not sorted
+    u["holdings"] = rng.uniform(0, 5e8, len(u))
+    u["adv_cny"] = np.where(rng.random(len(u)) < 0.1, np.nan, rng.uniform(1e6, 1e9, len(u)))
+    u.loc[rng.random(len(u)) < 0.05, "free_float_mv"] = np.nan
+    return u, iw, codes
+
+
+def test_row_positions_is_a_left_join_and_rejects_duplicate_keys():
+    from sc_assets.analytics.crowding import row_positions
+
+    t = pd.DataFrame({"trade_date": pd.to_datetime(["2024-01-02", "2024-01-02", "2024-01-03"]), "ts_code": ["a", "b", "a"]})
+    r = pd.DataFrame({"trade_date": pd.to_datetime(["2024-01-03", "2024-01-04", "2024-01-02", "2024-01-02"]),
+                      "ts_code": ["a", "a", "zz", "b"]})
+    assert row_positions(t, r).tolist() == [2, -1, -1, 1]
+    with pytest.raises(ValueError, match="duplicate"):
+        row_positions(pd.concat([t, t.iloc[[2]]], ignore_index=True), r, "panel")
+
+
+def test_crowding_table_and_dtl_match_a_groupby_oracle():
+    u, iw, codes = _random_state()
+    p = CrowdingParams(micro_n=9, user_lists={"mine": tuple(codes[:7])})
+    b = assign_buckets(u, iw, p)
+    got = crowding_table(u, b, p)
+    m = b.merge(u, on=["trade_date", "ts_code"])
+    exp = m.groupby(["trade_date", "bucket_type", "bucket"]).agg(
+        n_stocks=("ts_code", "size"), free_float_mv=("free_float_mv", "sum"), holdings=("holdings", "sum"),
+        adv_cny=("adv_cny", "sum"))
+    g = got[got["bucket_type"] != "stock"].set_index(["trade_date", "bucket_type", "bucket"]).loc[exp.index]
+    assert (g["n_stocks"] == exp["n_stocks"]).all()
+    for c in ("free_float_mv", "holdings", "adv_cny"):
+        assert g[c].to_numpy() == pytest.approx(exp[c].to_numpy(), rel=1e-12)
+    assert len(got) == len(exp) + len(u)
+    s = got[got["bucket_type"] == "stock"].set_index(["trade_date", "bucket"])
+    uu = u.set_index(["trade_date", "ts_code"]).loc[s.index]
+    assert s["holdings_share"].to_numpy() == pytest.approx((uu["holdings"] / uu["free_float_mv"]).to_numpy(), rel=1e-12, nan_ok=True)
+    # sorted by day, bucket type order, bucket
+    o = got["bucket_type"].map({"micro": 0, "index": 1, "cap_decile": 2, "user": 3, "all": 4, "stock": 5})
+    key = pd.DataFrame({"d": got["trade_date"], "o": o, "b": got["bucket"]})
+    assert key.equals(key.sort_values(["d", "o", "b"], kind="stable").reset_index(drop=True))
+
+    dtl = days_to_liquidate(u, b, participations=(0.1, 0.25))
+    for part in (0.1, 0.25):
+        ok = u["adv_cny"].notna()
+        v = u[ok].assign(dtl=lambda x, q=part: x["holdings"] / (q * x["adv_cny"]))
+        mm = b.merge(v, on=["trade_date", "ts_code"])
+        mm["qd"] = mm["holdings"] * mm["dtl"]
+        mm["gt3"] = np.where(mm["dtl"] > 3, mm["holdings"], 0.0)
+        e = mm.groupby(["trade_date", "bucket_type", "bucket"])[["holdings", "qd", "gt3"]].sum()
+        d = dtl[(dtl["participation"] == part) & (dtl["bucket_type"] != "stock")].set_index(
+            ["trade_date", "bucket_type", "bucket"]).loc[e.index]
+        assert d["dtl_days"].to_numpy() == pytest.approx((e["qd"] / e["holdings"]).to_numpy(), rel=1e-12)
+        assert d["share_gt_3d"].to_numpy() == pytest.approx((e["gt3"] / e["holdings"]).to_numpy(), rel=1e-12)
+
+
+def test_tables_reject_a_repeated_stock_day():
+    u, iw, _ = _random_state()
+    b = assign_buckets(u, iw)
+    dup = pd.concat([u, u.iloc[[len(u) - 1]]], ignore_index=True)  # the last row twice
+    with pytest.raises(ValueError, match="duplicate"):
+        crowding_table(dup, b)
+    with pytest.raises(ValueError, match="duplicate"):
+        days_to_liquidate(dup, b)
+
+
+def test_adv_and_sigma_on_a_ragged_panel_equal_per_stock_rolling():
+    """Stocks listed mid-window and missing rows: windows count panel sessions, as pandas rolling
+    over the sessions x stocks pivot does (oracle: one stock at a time on the full session index)."""
+    rng = np.random.default_rng(8)
+    days = pd.bdate_range("2024-01-01", periods=40)
+    rows = [(d, c, rng.uniform(1e7, 2e7), rng.uniform(1e5, 2e5), rng.normal(0, 0.02))
+            for c, first in (("A", 0), ("B", 12), ("C", 3)) for i, d in enumerate(days) if i >= first and not (c == "C" and i % 7 == 0)]
+    p = pd.DataFrame(rows, columns=["trade_date", "ts_code", "amount", "vol", "ret"]).sample(frac=1, random_state=2)
+    out = adv_and_sigma(p, adv_window=10, adv_min_periods=4, sigma_window=15, sigma_min_periods=6).set_index(["trade_date", "ts_code"])
+    for c in ("A", "B", "C"):
+        s = p[p["ts_code"] == c].set_index("trade_date").reindex(days)
+        exp_adv = s["amount"].rolling(10, min_periods=4).mean().dropna()
+        assert out.loc[[(d, c) for d in exp_adv.index], "adv_cny"].to_numpy() == pytest.approx(exp_adv.to_numpy(), rel=1e-12)
+        exp_sig = s["ret"].rolling(15, min_periods=6).std().dropna()
+        assert out.loc[[(d, c) for d in exp_sig.index], "sigma_d"].to_numpy() == pytest.approx(exp_sig.to_numpy(), rel=1e-12)
