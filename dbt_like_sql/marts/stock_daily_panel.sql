@@ -60,6 +60,17 @@ universe AS (
     JOIN days d USING (trade_date)
     LEFT JOIN bar_days bd USING (trade_date)
 ),
+status AS (
+    -- the same stock on the previous session, over these bar-level columns only (the lookback
+    -- session is read only for this); its suspension is unknown (null) if that session had no
+    -- bars at all
+    SELECT
+        *,
+        lag(session_idx) OVER w                                 AS prev_idx,
+        lag(CASE WHEN day_has_bars THEN is_suspended END) OVER w AS prev_suspended
+    FROM universe
+    WINDOW w AS (PARTITION BY ts_code ORDER BY trade_date)
+),
 joined AS (
     SELECT
         u.trade_date,
@@ -79,12 +90,9 @@ joined AS (
         u.open, u.high, u.low, u.close, u.pre_close, u.vol, u.amount,
         a.adj_factor,
         db.turnover, db.turnover_f, db.total_share, db.float_share, db.free_share,
-        -- the same stock on the previous session (the lookback session is read only for this); its
-        -- suspension is unknown (null) if that session had no bars at all
-        p.session_idx                                           AS prev_idx,
-        CASE WHEN p.day_has_bars THEN p.is_suspended END        AS prev_suspended
-    FROM universe u
-    LEFT JOIN universe p ON p.ts_code = u.ts_code AND p.session_idx = u.session_idx - 1
+        u.prev_idx,
+        u.prev_suspended
+    FROM status u
     LEFT JOIN basic b ON b.ts_code = u.ts_code
     LEFT JOIN (
         SELECT ts_code, trade_date, adj_factor
