@@ -39,7 +39,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets._metadata import range_metadata, table_metadata
 from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
 from sc_assets.feeds.validation import conflicting_redeliveries, missing_index_codes, nav_gaps
@@ -52,6 +52,9 @@ CODE_VERSION = "1"
 MAX_LISTED_FILES = 50
 #: conflicting keys / gaps listed in check metadata (the counts are always complete)
 MAX_SAMPLE = 20
+#: run-level lists attached to the last partition's event only in a multi-partition run (with the
+#: schema and preview, ``_metadata.range_metadata``); counts and totals go to every event
+RANGE_ONCE_KEYS = ("source_files", "days_without_file", "quarantine_reasons", "expected_index_codes")
 
 
 @dataclass(frozen=True)
@@ -475,6 +478,12 @@ def _daily_body(feed: str):
         meta = _metadata(spec, t, feed_source, time.perf_counter() - t0,
                          partitions=len(days), days_without_file=t.missing[:200],
                          conflicting_redeliveries=x.conflicts, **extra)
+        # a backfill records one event per partition, each with a copy of the returned metadata: the
+        # run-level lists, schema and preview go to the last partition's event only (issue 11)
+        once = {k: meta.pop(k) for k in RANGE_ONCE_KEYS if k in meta} if len(days) > 1 else {}
+        meta = range_metadata(context, meta)
+        if once:
+            context.add_asset_metadata(once, partition_key=days[-1])
         return dg.MaterializeResult(
             metadata=meta, check_results=_check_results(key, feed, t, expected_missing, False, off) + cross)
 

@@ -151,3 +151,19 @@ def test_missing_file_warns_and_unparseable_file_fails(tmp_path: Path) -> None:
     assert "landing/stock_daily/20240130.csv" in msg and "line 3" in msg and "'close'" in msg
     assert bad.exists()  # the file stays in landing
     assert not (root / "lake/raw/stock_daily/trade_date=2024-01-30").exists()
+
+
+def test_range_run_puts_run_level_lists_on_the_last_partition_event_only(tmp_path: Path) -> None:
+    """A backfill records one materialization per partition: counts on every event, the file list,
+    schema and preview once (on the last partition's event, the one the UI shows)."""
+    root = _root(tmp_path)
+    tags = {"dagster/asset_partition_range_start": "2024-01-22", "dagster/asset_partition_range_end": "2024-01-24"}
+    res = dg.materialize([RAW_ASSETS["stock_daily"]], tags=tags, resources=_resources(root))
+    assert res.success
+    evs = {e.partition: e.materialization.metadata for e in res.get_asset_materialization_events()}
+    assert sorted(evs) == ["2024-01-22", "2024-01-23", "2024-01-24"]
+    for day, m in evs.items():
+        assert m["rows_landed"].value == evs["2024-01-24"]["rows_landed"].value > 0 and m["partitions"].value == 3
+        last = day == "2024-01-24"
+        assert ("source_files" in m) == last and ("dagster/column_schema" in m) == last and ("preview" in m) == last
+    assert len(evs["2024-01-24"]["source_files"].value) == 3
