@@ -56,11 +56,17 @@ def chunks(keys: list[str], size: int | None = None) -> list[list[str]]:
 
 
 def _run_meta(context: dg.AssetExecutionContext, last: pd.DataFrame, rows: int, keys: list[str], **kw) -> dict:
-    """Run totals + the last chunk's schema/preview; heavy entries on the last partition's event only."""
+    """Run totals + the last chunk's schema/preview. Heavy entries (see ``range_metadata``) and the
+    JSON ones (parameters, lists) go on the last partition's event only: Dagster copies the
+    returned metadata into every partition's event of a multi-partition run (issue 11)."""
     meta = table_metadata(last, **kw)
     meta["dagster/row_count"] = int(rows)
     if keys:
         meta["date_range"] = f"{keys[0]} .. {keys[-1]}"
+    if len(keys) > 1:
+        per_run = {k: v for k, v in meta.items() if isinstance(v, dg.JsonMetadataValue)}
+        context.add_asset_metadata(per_run, partition_key=keys[-1])
+        meta = {k: v for k, v in meta.items() if k not in per_run}
     return range_metadata(context, meta)
 
 
