@@ -45,6 +45,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sc_assets.resources.parquet_format import write_options
+
 LAKE_URI_ENV = "SC_ASSETS_LAKE_URI"
 S3_ENDPOINT_ENV = "SC_ASSETS_S3_ENDPOINT"
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
@@ -261,7 +263,7 @@ class S3Lake:
     def put_parquet(self, table: pa.Table, key: str) -> None:
         """Serialise the whole file in memory, then ONE PutObject (atomic on S3)."""
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        pq.write_table(table, buf, **write_options(table.schema))
         body = buf.getvalue()
         with self.errors(f"write {self.uri(key)}"):
             self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=body)

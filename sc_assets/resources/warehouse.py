@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sc_assets.resources.object_store import LAKE_URI_ENV, S3Lake, S3Path, is_s3_uri
+from sc_assets.resources.parquet_format import write_options
 from sc_assets.settings import DATA_DIR_ENV, data_root
 
 PARTITION_COLUMN = "trade_date"
@@ -95,7 +96,7 @@ def atomic_write_parquet(table: pa.Table | bytes, target: Path) -> None:
         if isinstance(table, bytes):
             tmp.write_bytes(table)
         else:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, **write_options(table.schema))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -271,7 +272,7 @@ class Warehouse(dg.ConfigurableResource):
             # every empty day gets the same file: serialise it once, not once per day (a sparse feed's
             # 10-year backfill writes ~2,300 empty partitions; ~2-4 ms of Parquet encoding each, issue 11)
             buf = pa.BufferOutputStream()
-            pq.write_table(empty, buf, compression="zstd")
+            pq.write_table(empty, buf, **write_options(empty.schema))
             empty = buf.getvalue().to_pybytes()
         for key in keys:
             if key not in counts:

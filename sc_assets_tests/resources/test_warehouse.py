@@ -9,6 +9,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyarrow.parquet as pq
 import pytest
 
 from sc_assets.resources.warehouse import Warehouse, atomic_write_parquet
@@ -196,3 +197,15 @@ def test_refresh_with_every_view_in_place_does_not_open_the_catalog(warehouse: W
     assert len(opened) == 1
     with real(str(warehouse.catalog_path), read_only=True) as con:
         assert con.execute('select count(*) from "raw"."v"').fetchone()[0] == len(_frame(days)) // 2 * 3
+
+
+def test_lake_files_dictionary_encode_text_columns_only(warehouse: Warehouse):
+    days = ["2024-01-02"]
+    warehouse.write_partitions("raw", "enc", _frame(days), days)
+    meta = pq.ParquetFile(warehouse.partition_path("raw", "enc", days[0])).metadata
+    encodings = {meta.schema.column(i).name: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
+    assert any("DICTIONARY" in e or "RLE_DICTIONARY" in e for e in encodings["ts_code"])
+    numeric = [c for c in encodings if c not in ("ts_code", "trade_date") and
+               pd.api.types.is_numeric_dtype(_frame(days)[c])]
+    assert numeric and all(not any("DICTIONARY" in x for x in encodings[c]) for c in numeric)
+    assert meta.row_group(0).column(0).compression == "ZSTD"
