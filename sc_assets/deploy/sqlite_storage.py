@@ -21,6 +21,11 @@ transaction and to the cross-run index in a second one, instead of two transacti
 event; the asset's "latest materialization" row is written once per batch (for the batch's
 last event, which is what one write per event would leave behind). Rows are identical to
 what :meth:`store_event` writes (a test compares the two).
+
+Planned asset-check evaluations of a partitioned run get one row per (check, partition) in the
+index; Dagster serialises the same planned event again for every row (2,431 times per check
+for a 10-year backfill: ~2.5 s per check, minutes for the chain's checks).
+:meth:`_store_asset_check_evaluation_planned` serialises it once; the rows are the same.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ from contextlib import contextmanager
 from dagster import Field, StringSource
 from dagster._core.events import ASSET_EVENTS
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
+from dagster_shared.serdes import serialize_value
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
@@ -129,6 +136,23 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             last = {(e.dagster_event.asset_key, e.dagster_event_type): i for i, e in enumerate(events)}
             for i in sorted(last.values()):
                 self._store_asset_event(conn, events[i], event_ids[i])
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """Dagster's method with the event serialised once for all partitions (see module docstring)."""
+        planned = event.get_dagster_event().event_specific_data
+        partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        common = dict(
+            asset_key=planned.asset_key.to_string(),
+            check_name=planned.check_name,
+            run_id=event.run_id,
+            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+            evaluation_event=serialize_value(event),
+            evaluation_event_timestamp=self._event_insert_timestamp(event),
+            evaluation_event_storage_id=event_id,
+        )
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert().values(
+                [dict(common, partition=partition_key) for partition_key in partition_keys]))
 
     def has_table(self, table_name: str) -> bool:
         with self._db_lock:

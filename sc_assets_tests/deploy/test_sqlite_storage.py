@@ -100,3 +100,42 @@ def test_batched_partition_events_leave_the_same_state_as_one_write_per_event(
     assert states["0"] == states["10000"]
     assert len(states["0"]["partitions"]) == n_days and states["0"]["latest"][0] == "2024-02-29"
     assert states["0"]["last_run_is_this_run"]
+
+
+@dg.asset(partitions_def=trading_days, backfill_policy=dg.BackfillPolicy.single_run(),
+          check_specs=[dg.AssetCheckSpec("rows_positive", asset="checked")])
+def checked(context) -> dg.MaterializeResult:
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="rows_positive", passed=True)])
+
+
+def _check_rows(instance: dg.DagsterInstance) -> list[tuple]:
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+
+    t = AssetCheckExecutionsTable
+    with instance.event_log_storage.index_connection() as conn:
+        rows = conn.execute(t.select()).mappings().all()
+    out = []
+    for r in rows:
+        event = dg.deserialize_value(r["evaluation_event"], dg.EventLogEntry) if r["evaluation_event"] else None
+        out.append((r["asset_key"], r["check_name"], r["partition"], r["execution_status"],
+                    event.dagster_event_type if event else None))
+    return sorted(out, key=str)
+
+
+def test_planned_check_rows_serialised_once_equal_dagsters_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    rows = {}
+    for variant in ("dagster", "pooled"):
+        if variant == "dagster":
+            monkeypatch.setattr(PooledSqliteEventLogStorage, "_store_asset_check_evaluation_planned",
+                                SqliteEventLogStorage._store_asset_check_evaluation_planned)
+        else:
+            monkeypatch.undo()
+        with local_instance(tmp_path / variant) as instance:
+            assert dg.materialize([checked], instance=instance, tags=RANGE).success
+            rows[variant] = _check_rows(instance)
+    n_days = len(trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
+    assert rows["pooled"] == rows["dagster"]
+    planned = {r[2] for r in rows["pooled"] if r[4] == "ASSET_CHECK_EVALUATION_PLANNED"}
+    assert len(planned) == n_days  # one planned row per partition, as Dagster writes them
