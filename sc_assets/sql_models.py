@@ -218,9 +218,12 @@ def _line_of(text: str, needle: str) -> int:
 
 
 def _strip_comments_and_strings(sql: str) -> str:
-    """Blank out string literals and -- comments (keeps line structure) to find $parameters."""
-    sql = re.sub(r"'(?:[^']|'')*'", lambda m: " " * len(m.group(0)), sql)
-    return re.sub(r"--[^\n]*", "", sql)
+    """Blank out string literals and -- comments (keeps line structure) to find $parameters.
+
+    One left-to-right pass: whichever starts first wins, so an apostrophe inside a comment does
+    not open a "string" that swallows the $parameters up to the next quote."""
+    return re.sub(r"'(?:[^']|'')*'|--[^\n]*",
+                  lambda m: " " * len(m.group(0)) if m.group(0).startswith("'") else "", sql)
 
 
 def _check_syntax(model: SqlModel, sql: str) -> None:

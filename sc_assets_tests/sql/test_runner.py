@@ -86,6 +86,15 @@ def test_load_errors_name_file_and_line(tmp_path, files, where, message):
     assert where in str(err.value) and message in str(err.value)
 
 
+def test_parameters_after_an_apostrophe_in_a_comment_are_found(tmp_path):
+    # a lone apostrophe in a -- comment must not pair with a later quote and hide $start/$end
+    root = _write(tmp_path, {"staging/a.sql": "-- description: the model's test\n-- materialized: partitioned\n"
+                             "-- unique_key: trade_date\n"
+                             "SELECT d AS trade_date FROM (SELECT $start AS d UNION ALL SELECT $end) -- end's\n"
+                             "WHERE d <> 'x'\n"})
+    assert load_models(root)["a"].params == ("end", "start")
+
+
 def test_bad_model_fails_definitions_build(tmp_path):
     root = _write(tmp_path, {"marts/x.sql": HEADER + "SELECT * FROM {{ ref('missing_model') }}\n"})
     with pytest.raises(SqlModelError, match=r"x\.sql:3"):
