@@ -31,8 +31,8 @@ over the run's partition range (a backfill sees the whole range, a daily run its
 
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import dagster as dg

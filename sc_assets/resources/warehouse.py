@@ -91,6 +91,7 @@ def atomic_write_parquet(table: pa.Table | bytes, target: Path) -> None:
         target.write_parquet(table)
         return
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target.parent)
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}"
     try:
         if isinstance(table, bytes):
@@ -105,6 +106,22 @@ def atomic_write_parquet(table: pa.Table | bytes, target: Path) -> None:
             tmp.unlink()
         raise
     _fsync_dir(target.parent)
+
+
+def _remove_stale_temps(folder: Path, min_age_s: float = STALE_TEMP_S) -> int:
+    """Remove ``.tmp*`` files older than ``min_age_s`` in ``folder`` (left there by a killed writer;
+    readers never see them). Called by every write for the folder it writes: one ``scandir`` of a
+    partition folder, instead of walking a table's thousands of folders per refresh (issue 11)."""
+    cutoff = time.time() - min_age_s
+    n = 0
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        for e in entries:
+            if e.name.startswith(".tmp") and e.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    if e.stat(follow_symlinks=False).st_mtime <= cutoff:
+                        os.unlink(e.path)
+                        n += 1
+    return n
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
@@ -378,18 +395,15 @@ class Warehouse(dg.ConfigurableResource):
         self, tables: Sequence[tuple[str, str]] | None = None, timeout_s: float = 30.0
     ) -> list[str]:
         """(Re)create ``warehouse.duckdb`` views for ``tables`` ((layer, asset) pairs; default:
-        every lake table). Returns the view names. Assets call it once after their writes; it
-        also removes those tables' temp files older than ``STALE_TEMP_S`` (left by killed runs).
+        every lake table). Returns the view names. Assets call it once after their writes.
 
         Held briefly under an exclusive file lock so parallel steps never fight over the
         DuckDB write lock. If another process (a user's duckdb CLI) holds the file for longer
         than ``timeout_s``, raises with a message saying so; the lake itself is unaffected.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        if tables is not None:
-            self.clean_temp_files(tables, min_age_s=STALE_TEMP_S)
-            if self.lake_store is None and (names := self._views_known(tables)) is not None:
-                return names
+        if tables is not None and self.lake_store is None and (names := self._views_known(tables)) is not None:
+            return names
         lock_path = self.root / ".warehouse.lock"
         names = []
         with open(lock_path, "a+") as lock:

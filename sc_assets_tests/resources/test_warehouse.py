@@ -9,7 +9,6 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pyarrow.parquet as pq
 import pytest
 
 from sc_assets.resources.warehouse import Warehouse, atomic_write_parquet
@@ -165,7 +164,7 @@ def test_data_root_and_path_safety(tmp_path: Path, monkeypatch):
         inside_root(tmp_path, "landing/link.csv")
 
 
-def test_stale_temp_files_of_killed_writers_are_removed_on_refresh(warehouse: Warehouse):
+def test_stale_temp_files_of_killed_writers_are_removed_by_the_next_write(warehouse: Warehouse):
     days = ["2024-01-02"]
     warehouse.write_partitions("raw", "s", _frame(days), days)
     part_dir = warehouse.partition_path("raw", "s", "2024-01-02").parent
@@ -175,7 +174,9 @@ def test_stale_temp_files_of_killed_writers_are_removed_on_refresh(warehouse: Wa
     fresh.write_bytes(b"writer still working")
     old = stale.stat().st_mtime - 2 * 3600
     os.utime(stale, (old, old))
-    warehouse.refresh_catalog([("raw", "s")])
+    warehouse.refresh_catalog([("raw", "s")])  # refreshing views never walks the lake
+    assert stale.exists()
+    warehouse.write_partitions("raw", "s", _frame(days), days)  # the rerun of that partition
     assert not stale.exists() and fresh.exists()
     assert len(warehouse.read("raw", "s")) == 2
 
