@@ -199,3 +199,79 @@ def test_definitions_import_does_not_import_great_expectations():
             "print('great_expectations' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def _random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Small values (duplicates, boundary ties at 0 and 1) and nulls in many dtypes."""
+    miss = rng.random(n) < 0.2
+    f = rng.integers(-1, 3, n).astype("float64")
+    f[miss] = np.nan
+    days = pd.Series(pd.to_datetime("2024-01-02") + pd.to_timedelta(rng.integers(0, 3, n), "D"))
+    return pd.DataFrame({
+        "f64": f, "f32": f.astype("float32"), "i64": rng.integers(-1, 3, n), "i32": rng.integers(0, 3, n).astype("int32"),
+        "Int64": pd.array(np.where(miss, None, rng.integers(-1, 3, n)), dtype="Int64"),
+        "Float64": pd.array(np.where(miss, None, f), dtype="Float64"),
+        "b": rng.random(n) < 0.5,
+        "s": pd.Series(np.where(rng.random(n) < 0.2, None, rng.choice(["a", "b", "c"], n)), dtype="str"),
+        "d": days.dt.date.where(rng.random(n) > 0.2, None),
+        "dt": days,
+    })
+
+
+def _config_key(kind: str, kwargs: dict) -> str:
+    """GX result config <-> Expect (GX returns results in its own order, defaults dropped)."""
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in kind).lstrip("_")
+    def norm(v):  # GX stores numeric bounds as floats
+        if isinstance(v, list | tuple):
+            return [norm(x) for x in v]
+        return float(v) if isinstance(v, int | float | np.number) and not isinstance(v, bool) else v
+
+    kw = {k: norm(v) for k, v in kwargs.items() if v is not None and k != "batch_id"}
+    return json.dumps([snake, kw], sort_keys=True, default=str)
+
+
+def test_pandas_screen_agrees_with_great_expectations_on_random_frames():
+    """An expectation skipped by GX (screen says "passes") must pass in GX; and the screen
+    answers exactly like GX wherever it does not defer on purpose (non-numeric ranges, rows
+    whose compound key is all missing, min > max)."""
+    from sc_assets.checks.gx_suites import _run_gx, between, ge, in_set, not_null, unique
+
+    rng = np.random.default_rng(11)
+    cols = ["f64", "f32", "i64", "i32", "Int64", "Float64", "b", "s", "d", "dt"]
+    numeric = ["f64", "f32", "i64", "i32", "Int64", "Float64"]
+    exps = (not_null(*cols) + [x for c in cols for x in unique([c])] + unique(["f64", "s"]) + unique(["d", "i64"])
+            + [x for c in numeric for lo, hi in [(0, None), (None, 1), (0, 1), (2, 1)] for x in between(c, lo, hi)]
+            + [x for c in numeric for x in __import__("sc_assets.checks.gx_suites", fromlist=["positive"]).positive(c)]
+            + ge("f64", "i64") + ge("Int64", "f32") + ge("dt", "dt") + ge("d", "d") + ge("s", "s")
+            + in_set("s", ["a", "b"]) + in_set("i64", [0, 1, 2]) + in_set("f64", [-1.0, 0.0, 1.0]) + in_set("b", [True]))
+    agree = gx_fails = 0
+    for trial in range(12):
+        df = _random_frame(rng, int(rng.integers(0, 9)))
+        results = _run_gx("test.screen_oracle", df, exps, "BOOLEAN_ONLY")
+        by_config = {_config_key(r.expectation_config.type, r.expectation_config.kwargs): r for r in results}
+        assert len(by_config) == len(exps)
+        for e in exps:
+            r = by_config[_config_key(e.gx_class, e.kwargs)]
+            screened = e.screen(df)
+            gx_fails += not r.success
+            assert not (screened and not r.success), (trial, e, df)  # never skips a GX failure
+            k = e.kwargs
+            deferred = (k.get("min_value", 0) or 0) > (k.get("max_value", 9) if k.get("max_value") is not None else 9) \
+                or (k.get("column_list") and df[k["column_list"]].isna().all(axis=1).any())
+            if not deferred:
+                assert screened == r.success, (trial, e, df)
+                agree += 1
+    assert agree > 12 * len(exps) // 2 and gx_fails > 50  # the comparison is not vacuous
+
+
+def test_clean_frames_need_no_great_expectations_and_failures_are_reported_by_it():
+    code = ("import sys, warnings; warnings.simplefilter('ignore'); import pandas as pd\n"
+            "from sc_assets.checks.gx_suites import validate\n"
+            "df = pd.DataFrame(dict(trade_date=['2024-01-02'] * 2, ts_code=['510500.SH', '510300.SH'],"
+            " index_code=['000905.SH', '000300.SH'], fd_share=[1e9, 2e9], close=[5.0, 4.0],"
+            " share_change=[0.0, 1.0], net_inflow=[0.0, 4.0]))\n"
+            "print(validate('marts.etf_flow_panel', df)[0], 'great_expectations' in sys.modules)\n"
+            "ok, meta = validate('marts.etf_flow_panel', df.assign(close=[5.0, -4.0]))\n"
+            "print(ok, 'great_expectations' in sys.modules, meta['failed'][0]['unexpected_count'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-2:] == ["True False", "False True 1"]
