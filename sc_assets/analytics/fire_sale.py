@@ -40,8 +40,6 @@ fund ever sells more than it holds.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
@@ -569,50 +567,10 @@ def calibrate(
                              sim_sales, surf, identified, float(curv))
 
 
-#: Bump when :func:`calibrate`, :func:`fit_eta` or :func:`simulate` change what they compute, so a
-#: cached calibration (:func:`calibration_fingerprint`) is not reused across a code change.
+#: Bump when :func:`calibrate`, :func:`fit_eta`, :func:`simulate` or the path helpers change what
+#: they compute: it is part of the fire-sale asset's window fingerprint, so stored window runs
+#: (calibration and paths) are not reused across a code change.
 CALIBRATION_CODE_VERSION = "1"
-
-
-def _hash_part(h, obj) -> None:
-    if isinstance(obj, pd.DataFrame):
-        h.update(json.dumps([str(c) for c in obj.columns]).encode())
-        h.update(pd.util.hash_pandas_object(obj, index=False).to_numpy().tobytes())
-    elif isinstance(obj, pd.Series):
-        h.update(pd.util.hash_pandas_object(obj, index=True).to_numpy().tobytes())
-    elif isinstance(obj, np.ndarray):
-        h.update(str((obj.dtype, obj.shape)).encode())
-        h.update(np.ascontiguousarray(obj).tobytes())
-    else:
-        h.update(json.dumps(obj, sort_keys=True, default=str).encode())
-    h.update(b"|")
-
-
-def calibration_fingerprint(
-    inputs: FireSaleInputs,
-    shock: Shock,
-    observed: pd.DataFrame,
-    weights: pd.DataFrame,
-    params: FireSaleParams,
-    **settings,
-) -> str:
-    """SHA-256 of everything :func:`calibrate` (and the prior-Y η refit) depends on: the state of
-    the base day (stocks, funds, holdings, hedge weights), the shock, the observed bucket paths,
-    the bucket weights, the parameters, the other settings (grids, observed sales, size control,
-    ...) and :data:`CALIBRATION_CODE_VERSION`. Equal fingerprints give equal calibrations, so a
-    caller may reuse a stored result (the daily update does: the wave-1 window's data do not change
-    when a new day lands)."""
-    h = hashlib.sha256(CALIBRATION_CODE_VERSION.encode())
-    for obj in (inputs.stocks, inputs.funds, np.asarray(inputs.holdings, dtype=float), np.asarray(inputs.bench, dtype=float),
-                [list(shock.market), list(shock.basis), dict(shock.redemption)],
-                observed, weights, params.as_metadata()):
-        _hash_part(h, obj)
-    for k in sorted(settings):
-        v = settings[k]
-        _hash_part(h, k)
-        _hash_part(h, v if isinstance(v, pd.DataFrame | pd.Series | np.ndarray) or v is None
-                   else (list(v) if isinstance(v, tuple | list) else v))
-    return h.hexdigest()
 
 
 def estimate_y_regression(
@@ -710,7 +668,6 @@ __all__ = [
     "Shock",
     "bucket_paths",
     "build_inputs",
-    "calibration_fingerprint",
     "estimate_y_regression",
     "excess_volume_sales",
     "extend_path",

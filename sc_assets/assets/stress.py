@@ -11,7 +11,10 @@ crowding_table day.
 
 # no `from __future__ import annotations`: Dagster resolves Config annotations at decoration time
 
+import hashlib
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -29,6 +32,8 @@ from sc_assets.assets.crowding import (
     HOLDINGS,
     INDEX_WEIGHT,
     PANEL,
+    SIGMA_WINDOW,
+    WEIGHT_LOOKBACK_DAYS,
     HoldingsConfig,
     as_dates,
     lookback_keys,
@@ -237,8 +242,63 @@ def _bucket_size(stocks: pd.DataFrame, w: pd.DataFrame) -> pd.Series:
     return (m["z"] * m["weight"]).groupby(m["bucket"]).sum() / m.groupby("bucket")["weight"].sum()
 
 
-def _previous_calibrations(warehouse: Warehouse) -> dict[str, dict]:
-    """input_hash -> the stored wave-1 calibration row of the previous materialization (if any)."""
+#: part of every window fingerprint: bump it when the window runs of this module (or what they
+#: call in the crowding assets) change what they compute, so stored windows are not reused across it
+WINDOW_CODE_VERSION = "2"
+WINDOW_RUNS = ("wave1_fit", "wave2_oos")
+SHOCK_LOOKBACK = 10  # sessions of index/basis panel before a window hashed with it (first-day basis change)
+_CAL_FLOATS = ("y", "kappa", "eta", "rmse", "rmse_raw", "error_curvature", "observed_sales_bn_cny",
+               "obs_cross_bucket_std", "sold_bn_cny")
+
+
+def _window_days(warehouse: Warehouse, start: str, end: str) -> tuple[str, list[str]] | None:
+    """(base day, window sessions), or None if the base day's holdings or a window session's panel is not in the lake."""
+    base = _day_before(start)
+    win_days = [to_key(d) for d in trading_days_between(start, end)]
+    if base is None or not win_days or base not in set(warehouse.partitions("crowding", "quant_holdings_estimate")):
+        return None
+    if not set(win_days) <= set(warehouse.partitions("marts", "stock_daily_panel")):
+        return None
+    return base, win_days
+
+
+def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, base: str, win_days: list[str],
+                        config, hparams, cparams: cr.CrowdingParams, params: fs.FireSaleParams) -> str:
+    """SHA-256 of everything a window run depends on, from the lake files it reads (their bytes) and
+    the settings — checked without building the window's state.
+
+    Files: the stock panel partitions of the base day's and the window's lookbacks, the base day's
+    holdings partition, the index-weight partitions of the carry-forward lookback (stock_state), the
+    index and futures-basis partitions of the window and ``SHOCK_LOOKBACK`` sessions before it (the
+    first day's basis change). Settings: window, calibration grids and switches, holdings, crowding
+    and fire-sale parameters (for wave 2: Y, κ, η of wave 1), :data:`WINDOW_CODE_VERSION` and
+    :data:`fs.CALIBRATION_CODE_VERSION`. A file that appears, disappears or changes in those ranges
+    changes the fingerprint; days after the window (the daily update's new day) do not."""
+    back = max(cparams.adv_window, SIGMA_WINDOW, config.volume_lookback + 1) + 5
+    lo = lookback_keys([base], back)[0]
+    shock_lo = lookback_keys(win_days, SHOCK_LOOKBACK)[0]
+    w_lo = (pd.Timestamp(base) - pd.Timedelta(days=WEIGHT_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
+    h = hashlib.sha256()
+    settings = {
+        "run": name, "start": start, "end": end, "base": base, "days": win_days,
+        "code": [WINDOW_CODE_VERSION, fs.CALIBRATION_CODE_VERSION],
+        "config": {k: getattr(config, k) for k in ("market_index", "y_grid", "kappa_grid", "sales_from_volume",
+                                                   "size_control", "volume_lookback")},
+        "holdings": hparams.as_metadata(), "crowding": repr(cparams), "params": params.as_metadata(),
+    }
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for layer, asset, a, b in (("marts", "stock_daily_panel", lo, end), ("crowding", "quant_holdings_estimate", base, base),
+                               ("staging", "stg_index_weight", w_lo, base), ("marts", "index_daily_panel", shock_lo, end),
+                               ("marts", "futures_basis_panel", shock_lo, end)):
+        for path in warehouse.files(layer, asset, a, b):
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").digest()
+            h.update(f"|{layer}/{asset}/{Path(path).parent.name}:".encode() + digest)
+    return h.hexdigest()
+
+
+def _stored_windows(warehouse: Warehouse) -> dict[str, dict]:
+    """input_hash -> the stored calibration row of a window run of the previous materialization."""
     if not warehouse.exists(LAYER, "fire_sale_calibration"):
         return {}
     try:
@@ -247,49 +307,54 @@ def _previous_calibrations(warehouse: Warehouse) -> dict[str, dict]:
         return {}
     if "input_hash" not in prev.columns:
         return {}
-    prev = prev[prev["input_hash"].notna() & (prev["run"] == "wave1_fit")]
+    prev = prev[prev["input_hash"].notna() & prev["run"].isin(WINDOW_RUNS)]
     return {str(r["input_hash"]): r for r in prev.to_dict("records")}
 
 
-def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, index_panel, basis_panel, calibrate,
-                cache=None):
-    """Calibrate (or evaluate) the fire sale on one window. Returns dict or None if no data.
+def _stored_frames(warehouse: Warehouse, cache: dict, run: str) -> list[pd.DataFrame] | None:
+    """The stored (paths, stock path, fund path) rows of ``run``; None if a table lacks them."""
+    if not cache:
+        for n in ("fire_sale_simulation", "fire_sale_stock_path", "fire_sale_fund_path"):
+            cache[n] = warehouse.read(LAYER, n) if warehouse.exists(LAYER, n) else None
+    frames = []
+    for t in cache.values():
+        if t is None or "run" not in t.columns or not (t["run"] == run).any():
+            return None
+        frames.append(t[t["run"] == run].reset_index(drop=True))
+    return frames
 
-    With ``calibrate``, the calibration (Y, κ, η and its RMSE/identification) is reused from ``cache``
-    (input_hash -> stored row) when :func:`fs.calibration_fingerprint` of this window's inputs and
-    settings matches: the daily update, whose new day is outside the window, then costs one
-    simulation instead of a few hundred."""
-    base = _day_before(start)
-    have = set(warehouse.partitions("crowding", "quant_holdings_estimate"))
-    win_days = [to_key(d) for d in trading_days_between(start, end)]
-    panel_days = set(warehouse.partitions("marts", "stock_daily_panel"))
-    if base is None or base not in have or not win_days or not set(win_days) <= panel_days:
-        return None
+
+def _stored_cal_row(row: dict, reused: bool) -> dict:
+    """A stored calibration row with the Python types of a computed one."""
+    out = dict(row)
+    for c in ("window_start", "window_end", "as_of"):
+        out[c] = pd.Timestamp(row[c]).date()
+    for c in _CAL_FLOATS:
+        out[c] = float(row[c]) if row[c] is not None and not pd.isna(row[c]) else np.nan
+    out["y_identified"] = None if row["y_identified"] is None or pd.isna(row["y_identified"]) else bool(row["y_identified"])
+    out["n_days"], out["days_simulated"] = int(row["n_days"]), int(row["days_simulated"])
+    out["run"], out["status"], out["input_hash"] = str(row["run"]), str(row["status"]), str(row["input_hash"])
+    out["calibration_reused"] = reused
+    return out
+
+
+def _window_run(warehouse, name, start, end, base, win_days, sleeves, cparams, config, params, shock_panels, calibrate):
+    """Calibrate (or evaluate) the fire sale on one window (its base day and sessions from :func:`_window_days`).
+
+    ``shock_panels()`` returns the (index, futures basis) panels of the observed shock."""
     inputs, stocks, buckets = _fs_state(warehouse, base, sleeves, cparams)
     w_all = _weights(stocks, buckets)
     w_fit = w_all[w_all["bucket_type"] == "cap_decile"]
     size = _bucket_size(stocks, w_fit) if config.size_control else None
     obs_panel = read_panel(warehouse, lookback_keys(win_days, config.volume_lookback + 1),
                            ["trade_date", "ts_code", "adj_close", "vol", "ret", "close"])
+    index_panel, basis_panel = shock_panels()
     shock = fs.shock_from_observed(index_panel, basis_panel, start, end, market_index=config.market_index)
     obs_cum = fs.observed_cum_returns(obs_panel, start, end)
     obs_fit = fs.observed_bucket_paths(None, w_fit, cum=obs_cum)
     ev = fs.excess_volume_sales(obs_panel, start, end, lookback=config.volume_lookback)
     obs_sales = float(ev["excess_cny"].sum())
-    input_hash, reused = None, False
     if calibrate:
-        settings = dict(y_grid=tuple(config.y_grid), kappa_grid=tuple(config.kappa_grid),
-                        observed_sales_cny=max(obs_sales, 0.0) if config.sales_from_volume else None,
-                        bucket_size=size, n_win_days=len(win_days))
-        input_hash = fs.calibration_fingerprint(inputs, shock, obs_fit[["day", "bucket", "cum_ret"]], w_fit, params,
-                                                **settings)
-    hit = (cache or {}).get(input_hash) if input_hash else None
-    if hit is not None:
-        y, kappa, eta = float(hit["y"]), float(hit["kappa"]), float(hit["eta"])
-        identified, curvature = bool(hit["y_identified"]), float(hit["error_curvature"])
-        rmse = float(hit["rmse"]) if identified else None
-        reused = True
-    elif calibrate:
         cal = fs.calibrate(inputs, shock, obs_fit[["day", "bucket", "cum_ret"]], w_fit, params,
                            y_grid=tuple(config.y_grid), kappa_grid=tuple(config.kappa_grid),
                            observed_sales_cny=max(obs_sales, 0.0) if config.sales_from_volume else None,
@@ -325,7 +390,7 @@ def _window_run(warehouse, name, start, end, sleeves, cparams, config, params, i
         "rmse_raw": fs.path_error(sim_fit, obs_fit), "observed_sales_cny": obs_sales,
         "identified": identified, "curvature": curvature,
         "obs_spread": float(obs_last["cum_ret"].std()) if len(obs_last) else np.nan,
-        "paths": paths, "result": res, "n_days": len(win_days), "input_hash": input_hash, "reused": reused,
+        "paths": paths, "result": res, "n_days": len(win_days), "input_hash": None, "reused": False,
     }
 
 
@@ -358,31 +423,47 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     cparams = cr.CrowdingParams(micro_fraction=config.micro_fraction)
     params = fs.FireSaleParams(y=config.y_default, kappa=config.kappa_default, eta=config.eta_default, hedge_ratio=config.hedge_ratio,
                                roll_horizon_days=config.roll_horizon_days, n_days=config.n_days)
-    index_panel = warehouse.read("marts", "index_daily_panel", columns=["trade_date", "index_code", "ret"])
-    try:
-        basis_panel = warehouse.read("marts", "futures_basis_panel", columns=["trade_date", "fut_code", "is_main", "basis_ann"])
-    except FileNotFoundError:
-        basis_panel = None
+    panels: dict = {}
 
-    runs = []
-    w1 = _window_run(warehouse, "wave1_fit", config.wave1_start, config.wave1_end, sleeves, cparams, config, params,
-                     index_panel, basis_panel, calibrate=True, cache=_previous_calibrations(warehouse))
-    status = {}
-    if w1 is not None:
-        runs.append(w1)
-        params = replace(params, y=w1["y"], kappa=w1["kappa"], eta=w1["eta"])
-        status["wave1_fit"] = ("calibrated" if w1["identified"] else
-                               f"Y not identified on wave 1 (best on the grid edge or flat error curve); prior Y={params.y} "
-                               "kept, kappa and eta fitted")
-    else:
-        status["wave1_fit"] = "skipped: window or its base day not in the lake; defaults used"
-    w2 = _window_run(warehouse, "wave2_oos", config.wave2_start, config.wave2_end, sleeves, cparams, config, params,
-                     index_panel, basis_panel, calibrate=False)
-    if w2 is not None:
-        runs.append(w2)
-        status["wave2_oos"] = "evaluated"
-    else:
-        status["wave2_oos"] = "skipped: window or its base day not in the lake"
+    def shock_panels():  # read only when a window is computed (not on the daily update's reuse)
+        if not panels:
+            panels["index"] = warehouse.read("marts", "index_daily_panel", columns=["trade_date", "index_code", "ret"])
+            try:
+                panels["basis"] = warehouse.read("marts", "futures_basis_panel",
+                                                 columns=["trade_date", "fut_code", "is_main", "basis_ann"])
+            except FileNotFoundError:
+                panels["basis"] = None
+        return panels["index"], panels["basis"]
+
+    stored, stored_tables = _stored_windows(warehouse), {}
+    runs, status, w1_reused = [], {}, False
+    for name, start, end in (("wave1_fit", config.wave1_start, config.wave1_end),
+                             ("wave2_oos", config.wave2_start, config.wave2_end)):
+        calibrate = name == "wave1_fit"
+        win = _window_days(warehouse, start, end)
+        if win is None:
+            status[name] = ("skipped: window or its base day not in the lake; defaults used" if calibrate else
+                            "skipped: window or its base day not in the lake")
+            continue
+        input_hash = _window_fingerprint(warehouse, name, start, end, *win, config, hparams, cparams, params)
+        row = stored.get(input_hash)
+        frames = _stored_frames(warehouse, stored_tables, name) if row is not None and row["run"] == name else None
+        if frames is not None:  # same inputs and settings as the stored run: its rows are this run's result
+            r = {"name": name, "stored": True, "cal": _stored_cal_row(row, reused=calibrate), "frames": frames}
+            y, kappa, eta, identified = r["cal"]["y"], r["cal"]["kappa"], r["cal"]["eta"], r["cal"]["y_identified"]
+            w1_reused = w1_reused or calibrate
+        else:
+            r = _window_run(warehouse, name, start, end, *win, sleeves, cparams, config, params, shock_panels, calibrate)
+            r["input_hash"] = input_hash
+            y, kappa, eta, identified = r["y"], r["kappa"], r["eta"], r["identified"]
+        runs.append(r)
+        if calibrate:
+            params = replace(params, y=y, kappa=kappa, eta=eta)
+            status[name] = ("calibrated" if identified else
+                            f"Y not identified on wave 1 (best on the grid edge or flat error curve); prior Y={params.y} "
+                            "kept, kappa and eta fitted")
+        else:
+            status[name] = "evaluated"
 
     # stress scenario as of the latest (or configured) day
     day = _latest_holdings_day(warehouse, config.scenario_as_of)
@@ -407,6 +488,11 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
 
     paths, stock_paths, fund_paths, cal_rows = [], [], [], []
     for r in runs:
+        if r.get("stored"):
+            for acc, f in zip((paths, stock_paths, fund_paths), r["frames"], strict=True):
+                acc.append(f)
+            cal_rows.append(r["cal"])
+            continue
         p = r["paths"].copy()
         p.insert(0, "run", r["name"])
         if "trade_date" not in p.columns:
@@ -428,7 +514,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
             "obs_cross_bucket_std": float(r["obs_spread"]), "n_days": int(r["n_days"]),
             "days_simulated": int(r["result"].days), "status": status[r["name"]],
             "sold_bn_cny": float(r["result"].fund_path["sold_cny"].sum() / 1e9),
-            "input_hash": r["input_hash"], "calibration_reused": bool(r["reused"]),
+            "input_hash": r["input_hash"], "calibration_reused": False,
         })
     paths_df = pd.concat(paths, ignore_index=True)
     cols = ["run", "bucket_type", "bucket", "day", "trade_date", "sim_cum_ret", "obs_cum_ret"]
@@ -447,7 +533,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     meta = {"parameters": {**params.as_metadata(), "holdings": hparams.as_metadata(),
                            "scenario": {"as_of": day, "market": config.scenario_market_move,
                                         "basis": config.scenario_basis_move, "redemption": config.scenario_redemption}},
-            "status": status, "calibration_reused": bool(w1 is not None and w1["reused"])}
+            "status": status, "calibration_reused": w1_reused}
     context.log.info(f"fire_sale_simulation: {status}; Y={params.y:.3f} kappa={params.kappa:.2f}")
     yield dg.MaterializeResult(asset_key=FIRE_SALE, metadata=table_metadata(
         paths_df, preview=paths_df[(paths_df["bucket_type"] == "micro")], **meta,

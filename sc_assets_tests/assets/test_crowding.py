@@ -204,3 +204,36 @@ def test_fire_sale_calibration_reused_only_for_the_same_inputs(built):
     cal2 = wh.read("stress", "fire_sale_calibration").set_index("run")
     assert not cal2.loc["wave1_fit", "calibration_reused"]
     assert cal2.loc["wave1_fit", "input_hash"] != cal.loc["wave1_fit", "input_hash"]
+
+
+def test_fire_sale_windows_keyed_on_their_lake_files(built):
+    """The window fingerprint comes from the files a window reads: a changed panel partition after
+    both windows (the daily update's new day) keeps the stored wave-1/wave-2 rows; a changed
+    partition inside wave 1 recomputes wave 1 (and wave 2, whose Y/κ/η come from it)."""
+    wh, *_ = built
+    cfg = {"y_grid": [0.4, 0.8, 1.2, 1.6], "kappa_grid": [0.0, 1.0]}
+
+    def run():
+        res = dg.materialize([sa.fire_sale_simulation], resources={"warehouse": wh},
+                             run_config={"ops": {"fire_sale_simulation": {"config": cfg}}})
+        assert res.success
+        return wh.read("stress", "fire_sale_calibration").set_index("run")
+
+    first = run()
+
+    def bump(day, factor):
+        p = wh.read("marts", "stock_daily_panel", days=[day])
+        p["vol"] = p["vol"] * factor
+        p["amount"] = p["amount"] * factor
+        wh.write_partitions("marts", "stock_daily_panel", p, days=[day])
+
+    bump("2024-02-08", 1.5)  # the scenario day, after both windows
+    after = run()
+    assert after.loc["wave1_fit", "calibration_reused"]
+    assert (after.loc[["wave1_fit", "wave2_oos"], "input_hash"] == first.loc[["wave1_fit", "wave2_oos"], "input_hash"]).all()
+    bump("2024-01-16", 3.0)  # inside wave 1
+    changed = run()
+    assert not changed.loc["wave1_fit", "calibration_reused"]
+    assert changed.loc["wave1_fit", "input_hash"] != first.loc["wave1_fit", "input_hash"]
+    assert changed.loc["wave1_fit", "observed_sales_bn_cny"] != first.loc["wave1_fit", "observed_sales_bn_cny"]
+    assert changed.loc["wave2_oos", "input_hash"] != first.loc["wave2_oos", "input_hash"]  # 01-16 is in its lookback
