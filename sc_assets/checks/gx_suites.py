@@ -568,6 +568,17 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+def _gx_order(expectations: list[Expect]) -> list[Expect]:
+    """The order GX evaluates and reports a suite in (``Validator.process_expectations_for_
+    validation``: grouped by ``column``, groups in order of first appearance), so failures are
+    listed as when GX ran the whole suite."""
+    groups: dict[str | None, list[Expect]] = {}
+    for e in expectations:
+        col = e.kwargs.get("column")
+        groups.setdefault(col if isinstance(col, str) else None, []).append(e)
+    return [e for g in groups.values() for e in g]
+
+
 def _run_gx(suite_name: str, frame: pd.DataFrame, expectations: list[Expect], result_format: Any) -> list:
     """GX results of ``expectations`` on ``frame`` narrowed to the columns they read (GX copies
     what it is given), in the order given. Imports GX on the first call in the process."""
@@ -611,7 +622,7 @@ def validate(suite_name: str, df: pd.DataFrame, *, days: Sequence[str] | None = 
         if empty:
             failed.append({"expectation": "every_trading_day_has_rows", "columns": ["trade_date"],
                            "unexpected_count": len(empty), "examples": empty[:PARAMS.max_examples]})
-    suspects = [e for e in expectations if not e.screen(frame)]
+    suspects = [e for e in _gx_order(expectations) if not e.screen(frame)]
     if suspects:  # GX decides these and reports counts and examples of the failing ones
         results = _run_gx(suite.name, frame, suspects,
                           {"result_format": "SUMMARY", "partial_unexpected_count": PARAMS.max_examples})
