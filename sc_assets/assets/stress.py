@@ -80,6 +80,18 @@ def _stress_stocks(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams):
     return stock, buckets, iw
 
 
+def _read_all(warehouse: Warehouse, layer: str, asset: str, columns: list[str]) -> pd.DataFrame:
+    """Every row of ``columns`` of a lake table (the rows and order of ``warehouse.read``), in one
+    DuckDB scan of its file list: on the 2,431 small daily files of the futures panel this is
+    ~2.5x faster than pyarrow's dataset reader (file opens dominate; issue 11)."""
+    files = warehouse.files(layer, asset)
+    if not files:
+        raise FileNotFoundError(f"{layer}.{asset} has no data in the lake — materialize it first")
+    with warehouse.connect(tables=[]) as con:
+        rel = con.read_parquet(files).select(", ".join(f'"{c}"' for c in columns))
+        return rel.to_arrow_table().to_pandas()
+
+
 # ---- basis_stress_events ---------------------------------------------------------------------
 
 
@@ -103,7 +115,7 @@ def basis_stress_events(
     depth_contract, mean_basis. The study: wave 1 on 2024-01-22 (METHODS §9).
     """
     col = "basis_ann_settle" if config.use_settle else "basis_ann"
-    panel = warehouse.read("marts", "futures_basis_panel", columns=["trade_date", "ts_code", "fut_code", "is_main", col])
+    panel = _read_all(warehouse, "marts", "futures_basis_panel", ["trade_date", "ts_code", "fut_code", "is_main", col])
     ev = st.basis_stress_events(panel, config.threshold, tuple(config.products), column=col)
     out = as_dates(ev, ("start", "end", "depth_date"))
     warehouse.write_table(LAYER, "basis_stress_events", out)
