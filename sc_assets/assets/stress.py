@@ -428,7 +428,10 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     observed CSI300 daily return and the daily change of the main IC/IM annualized basis), then
     evaluated out of sample on wave 2 (2024-02-05 .. 02-07). The scenario run applies the
     configured shock to the latest holdings day. Inputs only from the lake (marts + holdings
-    estimate); each window reads its base day and 65 sessions of panel lookback.
+    estimate); each window reads its base day and 65 sessions of panel lookback. A window whose
+    fingerprint (the bytes of the lake files it reads, its settings and code versions; see
+    ``_window_fingerprint``) equals a stored run's keeps that run's rows: the daily update, whose
+    new day is outside both windows, then only builds and simulates the scenario.
     """
     hparams = config.holdings.params()
     sleeves = hparams.sleeves()
