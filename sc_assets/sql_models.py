@@ -38,11 +38,13 @@ preview, the parameters used, and ``dagster/column_lineage`` from sqlglot.
 import contextlib
 import graphlib
 import hashlib
+import itertools
 import json
 import os
 import re
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -339,22 +341,48 @@ def _upstream_files(
     return warehouse.files(dep.layer, dep.name), False
 
 
+_database_lock = threading.Lock()
+_catalogs = itertools.count()
+
+
+@lru_cache(maxsize=1)
+def _database() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB database per process: creating one costs ~11 ms, a cursor with an
+    attached in-memory catalog ~0.5 ms (issue 11: ~17 models per daily update)."""
+    return duckdb.connect(":memory:")
+
+
+@contextlib.contextmanager
 def connect_model(
     model: SqlModel, warehouse: Warehouse, models: dict[str, SqlModel], window: tuple[str, str] | None
-) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the model's upstream relations and ``calendar``."""
-    con = duckdb.connect(":memory:")
-    con.register("calendar", calendar_table())
-    for i, dep in enumerate({(d.layer, d.name): d for d in model.deps}.values()):
-        files, empty = _upstream_files(warehouse, dep, models, window)
-        rel = con.read_parquet(files, union_by_name=True, hive_partitioning=False)
-        if empty:
-            rel = rel.limit(0)
-        alias = f"__upstream_{i}"
-        con.register(alias, rel)
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{dep.layer}"')  # names validated by _NAME / FEEDS
-        con.execute(f'CREATE VIEW "{dep.layer}"."{dep.name}" AS SELECT * FROM "{alias}"')
-    return con
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with the model's upstream relations and ``calendar`` (a context manager).
+
+    The connection is a cursor of the process's database (:func:`_database`) whose default
+    catalog is a fresh in-memory one, so the ``"<layer>"."<name>"`` views of concurrent or
+    successive models never meet; the catalog is detached on exit."""
+    with _database_lock:
+        con = _database().cursor()
+    catalog = f"model_{next(_catalogs)}"
+    con.execute(f"ATTACH ':memory:' AS {catalog}")
+    try:
+        con.execute(f"USE {catalog}")
+        con.register("calendar", calendar_table())
+        for i, dep in enumerate({(d.layer, d.name): d for d in model.deps}.values()):
+            files, empty = _upstream_files(warehouse, dep, models, window)
+            rel = con.read_parquet(files, union_by_name=True, hive_partitioning=False)
+            if empty:
+                rel = rel.limit(0)
+            alias = f"__upstream_{i}"
+            con.register(alias, rel)
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{dep.layer}"')  # names validated by _NAME / FEEDS
+            con.execute(f'CREATE VIEW "{dep.layer}"."{dep.name}" AS SELECT * FROM "{alias}"')
+        yield con
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("USE memory")
+            con.execute(f"DETACH {catalog}")
+        con.close()
 
 
 def run_model(
@@ -391,17 +419,15 @@ def run_model(
             "lookback_start": pd.Timestamp(lookback_start).date(),
         }
         params = {p: values[p] for p in model.params}
-    con = connect_model(model, warehouse, models, window)
     try:
-        table = con.sql(model.sql, params=params).to_arrow_table()
-        if upstream_schemas is not None:
-            for d in {(d.layer, d.name): d for d in model.deps}.values():
-                rows = con.execute(f'DESCRIBE "{d.layer}"."{d.name}"').fetchall()
-                upstream_schemas[(d.layer, d.name)] = {r[0]: str(r[1]) for r in rows}
+        with connect_model(model, warehouse, models, window) as con:
+            table = con.sql(model.sql, params=params).to_arrow_table()
+            if upstream_schemas is not None:
+                for d in {(d.layer, d.name): d for d in model.deps}.values():
+                    rows = con.execute(f'DESCRIBE "{d.layer}"."{d.name}"').fetchall()
+                    upstream_schemas[(d.layer, d.name)] = {r[0]: str(r[1]) for r in rows}
     except duckdb.Error as exc:
         raise RuntimeError(f"{model.path}: {exc}") from exc
-    finally:
-        con.close()
     used = {k: (str(v) if not isinstance(v, list) else f"{len(v)} days") for k, v in params.items()}
     return table, used
 

@@ -137,6 +137,26 @@ def test_values_with_quotes_and_semicolons_pass_through_unchanged(warehouse):
     assert len(df) == len(basic)
 
 
+def test_models_share_one_database_but_never_each_others_views(lake):
+    """Concurrent runs of one model for different days (same view names, other files) each see
+    only their own upstream; every run's catalog is detached afterwards, also on failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sc_assets.sql_models import _database
+
+    models = load_models()
+    model = models["stg_stock_daily"]
+    jobs = [DAYS[1], DAYS[2]] * 6
+    with ThreadPoolExecutor(4) as pool:
+        tables = list(pool.map(lambda d: run_model(model, lake, [d], models)[0], jobs))
+    for d, t in zip(jobs, tables, strict=True):
+        assert set(pd.to_datetime(t.column("trade_date").to_pandas()).dt.strftime("%Y-%m-%d")) == {d}
+    with pytest.raises(FileNotFoundError):  # upstream never materialized
+        run_model(models["stock_daily_panel"], lake, [DAYS[1]], models)
+    names = {r[0] for r in _database().execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+    assert not [n for n in names if n.startswith("model_")], names
+
+
 def test_lookback_makes_per_day_runs_equal_a_range_run(lake):
     """Running day by day (as the daily job does) equals one backfill run: lookback rows are read."""
     models = load_models()
