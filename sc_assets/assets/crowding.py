@@ -17,11 +17,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sc_assets.analytics import crowding as cr
 from sc_assets.assets._metadata import range_metadata, table_metadata
 from sc_assets.assets._upstream import INDEX_WEIGHT
 from sc_assets.assets._upstream import STOCK_PANEL as PANEL
+from sc_assets.assets.factors import read_days
 from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
@@ -169,16 +171,29 @@ def lookback_keys(keys: list[str], n: int) -> list[str]:
 def read_panel(warehouse: Warehouse, days: list[str], columns=PANEL_COLUMNS) -> pd.DataFrame:
     """Stock panel rows of ``days`` (missing partitions are skipped), trade_date as datetime64."""
     try:
-        df = warehouse.read("marts", "stock_daily_panel", days=days, columns=columns)
+        table = read_days(warehouse, "marts", "stock_daily_panel", days, columns, required=True, arrow=True)
     except FileNotFoundError:
         df = pd.DataFrame({c: pd.Series(dtype="float") for c in columns})
-    df["trade_date"] = pd.to_datetime(df["trade_date"]).astype("datetime64[ns]")
-    for c in ("close", "adj_close", "ret", "vol", "amount", "total_mv", "free_float_mv", "limit_pct"):
-        if c in df.columns:
-            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
-    if "is_suspended" in df.columns:
-        df["is_suspended"] = df["is_suspended"].astype("boolean").fillna(False).astype(bool)
-    return df
+        df["trade_date"] = pd.to_datetime(df["trade_date"]).astype("datetime64[ns]")
+        if "is_suspended" in df.columns:
+            df["is_suspended"] = df["is_suspended"].astype(bool)
+        return df
+    # types set in Arrow (no Python date objects, no object-dtype booleans; issue 11)
+    for c in (*_FLOAT_COLUMNS, "is_suspended", "trade_date"):
+        if c in table.column_names:
+            i = table.column_names.index(c)
+            col = table.column(i)
+            if c == "is_suspended":
+                col = pc.fill_null(col.cast(pa.bool_()), False)
+            elif c == "trade_date":
+                col = col.cast(pa.timestamp("ns"))
+            else:
+                col = col.cast(pa.float64())
+            table = table.set_column(i, c, col)
+    return table.to_pandas()
+
+
+_FLOAT_COLUMNS = ("close", "adj_close", "ret", "vol", "amount", "total_mv", "free_float_mv", "limit_pct")
 
 
 def read_index_weights(warehouse: Warehouse, first: str, last: str) -> pd.DataFrame:
@@ -205,8 +220,8 @@ def weights_window(iw: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
 
 def read_holdings(warehouse: Warehouse, days: list[str], columns: list[str] | None = None) -> pd.DataFrame:
     """quant_holdings_estimate rows of ``days`` (``columns`` only, if given); a clear error if none is in the lake."""
-    df = warehouse.read(LAYER, "quant_holdings_estimate", days=days, columns=columns)
-    df["trade_date"] = pd.to_datetime(df["trade_date"]).astype("datetime64[ns]")
+    df = read_days(warehouse, LAYER, "quant_holdings_estimate", days, columns, required=True)
+    df["trade_date"] = df["trade_date"].astype("datetime64[ns]")
     return df
 
 
