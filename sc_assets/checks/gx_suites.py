@@ -172,13 +172,15 @@ def _screen_compound_unique(df: pd.DataFrame, column_list: list[str]) -> bool:
 
 def _screen_between(df: pd.DataFrame, column: str, min_value=None, max_value=None,
                     strict_min: bool = False, strict_max: bool = False) -> bool:
-    s = df[column]
-    if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
-        return False  # strings, dates, booleans: GX's element-wise rules apply
     if min_value is None and max_value is None or (
             min_value is not None and max_value is not None and min_value > max_value):
         return False  # GX raises
+    s = df[column]
     v = s[s.notna()]
+    if not len(v):  # nothing to compare (e.g. an all-null column read as object): passes in GX
+        return True
+    if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        return False  # strings, dates, booleans: GX's element-wise rules apply
     ok = np.ones(len(v), dtype=bool)
     if min_value is not None:
         ok &= np.asarray((min_value < v) if strict_min else (min_value <= v), dtype=bool)

@@ -215,6 +215,7 @@ def _random_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "s": pd.Series(np.where(rng.random(n) < 0.2, None, rng.choice(["a", "b", "c"], n)), dtype="str"),
         "d": days.dt.date.where(rng.random(n) > 0.2, None),
         "dt": days,
+        "o": pd.Series([None] * n, dtype=object),  # an all-null column as read from a null-typed Parquet column
     })
 
 
@@ -238,7 +239,7 @@ def test_pandas_screen_agrees_with_great_expectations_on_random_frames():
 
     rng = np.random.default_rng(11)
     cols = ["f64", "f32", "i64", "i32", "Int64", "Float64", "b", "s", "d", "dt"]
-    numeric = ["f64", "f32", "i64", "i32", "Int64", "Float64"]
+    numeric = ["f64", "f32", "i64", "i32", "Int64", "Float64", "o"]
     exps = (not_null(*cols) + [x for c in cols for x in unique([c])] + unique(["f64", "s"]) + unique(["d", "i64"])
             + [x for c in numeric for lo, hi in [(0, None), (None, 1), (0, 1), (2, 1)] for x in between(c, lo, hi)]
             + [x for c in numeric for x in __import__("sc_assets.checks.gx_suites", fromlist=["positive"]).positive(c)]
