@@ -48,8 +48,10 @@ from sc_assets.resources.parquet_format import write_options
 from sc_assets.settings import DATA_DIR_ENV, data_root
 
 PARTITION_COLUMN = "trade_date"
-#: A temp file this old (seconds) belongs to a writer that was killed; it is removed on refresh.
+#: A temp file this old (seconds) belongs to a writer that was killed; the next write to its folder removes it.
 STALE_TEMP_S = 3600.0
+#: ``Warehouse.files`` over at most this many calendar days checks each day's file directly.
+SHORT_WINDOW_DAYS = 120
 PART_FILE = "part.parquet"
 # lake layer -> catalog schema (issue "Foundation": schemas raw, staging, marts, analytics)
 CATALOG_SCHEMAS = {"raw": "raw", "staging": "staging", "marts": "marts", "quarantine": "quarantine"}
@@ -321,6 +323,11 @@ class Warehouse(dg.ConfigurableResource):
             return [str(d / PART_FILE)]
         lo = _day(start) if start is not None else None
         hi = _day(end) if end is not None else None
+        if lo is not None and hi is not None and (span := pd.date_range(lo, hi, freq="D")).size <= SHORT_WINDOW_DAYS:
+            # a short window (a daily step's lookback): look up its days instead of listing the
+            # table's thousands of partition folders
+            paths = (d / f"{PARTITION_COLUMN}={day:%Y-%m-%d}" / PART_FILE for day in span)
+            return [str(p) for p in paths if p.is_file()]
         found = self._partition_files(d)
         return [found[day] for day in sorted(found) if (lo is None or day >= lo) and (hi is None or day <= hi)]
 

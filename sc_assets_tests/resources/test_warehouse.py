@@ -210,3 +210,14 @@ def test_lake_files_dictionary_encode_text_columns_only(warehouse: Warehouse):
                pd.api.types.is_numeric_dtype(_frame(days)[c])]
     assert numeric and all(not any("DICTIONARY" in x for x in encodings[c]) for c in numeric)
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_files_of_a_short_window_equal_the_listing(warehouse: Warehouse):
+    days = [d.strftime("%Y-%m-%d") for d in pd.bdate_range("2023-06-01", "2024-03-29")]
+    warehouse.write_partitions("raw", "w", _frame(days), days)
+    (warehouse.table_dir("raw", "w") / "trade_date=2024-01-06").mkdir()  # a folder without a file
+    listed = warehouse._partition_files(warehouse.table_dir("raw", "w"))
+    for lo, hi in [("2024-01-02", "2024-01-09"), ("2023-12-30", "2024-03-29"), ("2023-06-01", "2024-03-29"),
+                   ("2024-03-29", "2024-03-29"), ("2024-04-01", "2024-04-30")]:
+        want = [listed[d] for d in sorted(listed) if lo <= d <= hi]
+        assert warehouse.files("raw", "w", lo, hi) == want, (lo, hi)
