@@ -226,7 +226,10 @@ class Warehouse(dg.ConfigurableResource):
 
     def partitions(self, layer: str, asset: str) -> list[str]:
         """Sorted partition days (YYYY-MM-DD) present in the lake for a partitioned table."""
-        return sorted(self._partition_files(self.table_dir(layer, asset)))
+        d = self.table_dir(layer, asset)
+        if isinstance(d, S3Path):  # one object listing
+            return sorted(p.parent.name.split("=", 1)[1] for p in d.glob(f"{PARTITION_COLUMN}=*/{PART_FILE}"))
+        return sorted(self._partition_files(d))
 
     @staticmethod
     def _partition_files(d: Path) -> dict[str, str]:
