@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from sc_assets.analytics import crowding as cr
 from sc_assets.assets._metadata import range_metadata, table_metadata
@@ -200,14 +201,14 @@ def read_index_weights(warehouse: Warehouse, first: str, last: str) -> pd.DataFr
     """Index weight rows published from ``WEIGHT_LOOKBACK_DAYS`` before ``first`` up to ``last``."""
     start = (pd.Timestamp(first) - pd.Timedelta(days=WEIGHT_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
     cols = ["index_code", "con_code", "trade_date", "weight"]
-    try:
-        iw = warehouse.read("staging", "stg_index_weight", start=start, end=last, columns=cols)
-    except FileNotFoundError:
+    files = warehouse.files("staging", "stg_index_weight", start, last)
+    if not files:
         return pd.DataFrame({"index_code": pd.Series(dtype="str"), "con_code": pd.Series(dtype="str"),
                              "trade_date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype="float")})
-    iw["trade_date"] = pd.to_datetime(iw["trade_date"]).astype("datetime64[ns]")
-    iw["weight"] = pd.to_numeric(iw["weight"], errors="coerce").astype(float)
-    return iw
+    # as ``warehouse.read(start=, end=)``, with the types set in Arrow (no Python date objects; issue 11)
+    t = pq.ParquetDataset(files, partitioning=None).read(columns=cols)
+    t = t.set_column(2, "trade_date", t.column(2).cast(pa.timestamp("ns"))).set_column(3, "weight", t.column(3).cast(pa.float64()))
+    return t.to_pandas()
 
 
 def weights_window(iw: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
