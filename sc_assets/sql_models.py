@@ -343,13 +343,29 @@ def _upstream_files(
 
 _database_lock = threading.Lock()
 _catalogs = itertools.count()
+_databases: dict[int, duckdb.DuckDBPyConnection] = {}
 
 
-@lru_cache(maxsize=1)
 def _database() -> duckdb.DuckDBPyConnection:
     """One in-memory DuckDB database per process: creating one costs ~11 ms, a cursor with an
-    attached in-memory catalog ~0.5 ms (issue 11: ~17 models per daily update)."""
-    return duckdb.connect(":memory:")
+    attached in-memory catalog ~0.5 ms (issue 11: ~17 models per daily update).
+
+    Keyed by process id: a forked child (multiprocess executor, tests) must not use the database
+    it inherited — DuckDB is not fork-safe and its worker threads did not survive the fork (a
+    query there hangs) — so it opens its own and never touches the parent's."""
+    pid = os.getpid()
+    db = _databases.get(pid)
+    if db is None:
+        db = _databases[pid] = duckdb.connect(":memory:")
+    return db
+
+
+def _reset_lock_in_child() -> None:
+    global _database_lock
+    _database_lock = threading.Lock()  # a lock held by another thread at fork time stays held
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 @contextlib.contextmanager
