@@ -380,9 +380,9 @@ def connect_model(
     with _database_lock:
         con = _database().cursor()
     catalog = f"model_{next(_catalogs)}"
-    con.execute(f"ATTACH ':memory:' AS {catalog}")
+    con.execute(f"ATTACH ':memory:' AS \"{catalog}\"")
     try:
-        con.execute(f"USE {catalog}")
+        con.execute(f'USE "{catalog}"')
         con.register("calendar", calendar_table())
         for i, dep in enumerate({(d.layer, d.name): d for d in model.deps}.values()):
             files, empty = _upstream_files(warehouse, dep, models, window)
@@ -397,7 +397,7 @@ def connect_model(
     finally:
         with contextlib.suppress(duckdb.Error):
             con.execute("USE memory")
-            con.execute(f"DETACH {catalog}")
+            con.execute(f'DETACH "{catalog}"')
         con.close()
 
 
