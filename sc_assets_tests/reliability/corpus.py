@@ -359,31 +359,22 @@ def on_day(feed: str, day: str, df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{FEEDS[feed].date_column: day})
 
 
-def _index_days(drop: dict[str, str] | None = None) -> Callable[[], dict[str, bytes]]:
-    """index_daily files for 2024-01-22 and 01-23, dropping ``{day: index_code}``."""
-
-    def make() -> dict[str, bytes]:
-        out = {}
-        for day in ("20240122", "20240123"):
-            d = on_day("index_daily", day, good("index_daily"))
-            if drop and day in drop:
-                d = d[d["ts_code"] != drop[day]]
-            out[f"{day}.csv"] = csv_bytes(d)
-        return out
-
-    return make
+#: the key column a cross-row case drops rows by, per feed
+_DROP_KEY = {"index_daily": "ts_code", "fund_nav": "fund_id"}
+INDEX_DAYS = ("20240122", "20240123")
+NAV_WEEKS = ("20240119", "20240126", "20240202")
 
 
-def _nav_weeks(skip: dict[str, str] | None = None,
-               days: tuple[str, ...] = ("20240119", "20240126", "20240202")) -> Callable[[], dict[str, bytes]]:
-    """fund_nav files for the week ends ``days``, dropping ``{day: fund_id}``."""
+def _feed_days(feed: str, days: tuple[str, ...], drop: dict[str, str] | None = None) -> Callable[[], dict[str, bytes]]:
+    """``feed`` files (the good sample) for ``days`` (YYYYMMDD), dropping ``{day: key}`` rows, where
+    the key is the feed's instrument column (index code / fund id)."""
 
     def make() -> dict[str, bytes]:
         out = {}
         for day in days:
-            d = on_day("fund_nav", day, good("fund_nav"))
-            if skip and day in skip:
-                d = d[d["fund_id"] != skip[day]]
+            d = on_day(feed, day, good(feed))
+            if drop and day in drop:
+                d = d[d[_DROP_KEY[feed]] != drop[day]]
             out[f"{day}.csv"] = csv_bytes(d)
         return out
 
@@ -408,29 +399,29 @@ CHECK_CASES: list[CheckCase] = [
     CheckCase("identical_redelivery_ok", SD, _identical_redelivery, _D, _D,
               Warn("no_conflicting_redeliveries", True, "no key was delivered by two landing files",
                    {"conflicting_keys": 0})),
-    CheckCase("index_missing_a_day", "index_daily", _index_days({"20240123": "000852.SH"}), "2024-01-22", "2024-01-23",
+    CheckCase("index_missing_a_day", "index_daily", _feed_days("index_daily", INDEX_DAYS, {"20240123": "000852.SH"}), "2024-01-22", "2024-01-23",
               Warn("expected_indices_present", False, "1 day(s) missing 1 expected index row(s): 2024-01-23: 000852.SH",
                    {"missing": {"2024-01-23": ["000852.SH"]}, "days_checked": 2,
                     "expected_codes_source": "every index code seen in the run's partition range"})),
-    CheckCase("index_missing_configured_code", "index_daily", _index_days(), "2024-01-22", "2024-01-22",
+    CheckCase("index_missing_configured_code", "index_daily", _feed_days("index_daily", INDEX_DAYS), "2024-01-22", "2024-01-22",
               Warn("expected_indices_present", False, "2024-01-22: 000016.SH",
                    {"missing": {"2024-01-22": ["000016.SH"]},
                     "expected_codes_source": "configured (expected_index_codes)"}),
               config={"expected_index_codes": ["000016.SH", "000300.SH", "000852.SH", "000905.SH"]}),
-    CheckCase("index_all_present_ok", "index_daily", _index_days(), "2024-01-22", "2024-01-23",
+    CheckCase("index_all_present_ok", "index_daily", _feed_days("index_daily", INDEX_DAYS), "2024-01-22", "2024-01-23",
               Warn("expected_indices_present", True, "all 5 expected index codes", {"missing": {}})),
-    CheckCase("nav_gap", "fund_nav", _nav_weeks({"20240126": "F002"}), "2024-01-19", "2024-02-02",
+    CheckCase("nav_gap", "fund_nav", _feed_days("fund_nav", NAV_WEEKS, {"20240126": "F002"}), "2024-01-19", "2024-02-02",
               Warn("no_nav_gaps", False,
                    "1 fund(s) without a NAV in 1 week(s) between their first and last NAV: F002: 2024-01-26",
                    {"gaps": {"F002": ["2024-01-26"]}, "funds_with_gaps": 1})),
     # the Spring Festival week 2024-02-12..16 has no session: not a week a NAV is owed for
-    CheckCase("nav_across_spring_festival_ok", "fund_nav", _nav_weeks(days=("20240208", "20240223")),
+    CheckCase("nav_across_spring_festival_ok", "fund_nav", _feed_days("fund_nav", ("20240208", "20240223")),
               "2024-02-08", "2024-02-23",
               Warn("no_nav_gaps", True, "every fund has a NAV in every week", {"gaps": {}, "missing_weeks": 0})),
     CheckCase("nav_gap_before_spring_festival", "fund_nav",
-              _nav_weeks({"20240202": "F001"}, days=("20240126", "20240202", "20240208", "20240223")),
+              _feed_days("fund_nav", ("20240126", "20240202", "20240208", "20240223"), {"20240202": "F001"}),
               "2024-01-26", "2024-02-23",
               Warn("no_nav_gaps", False, "F001: 2024-02-02", {"gaps": {"F001": ["2024-02-02"]}, "missing_weeks": 1})),
-    CheckCase("nav_ends_early_ok", "fund_nav", _nav_weeks({"20240202": "F002"}), "2024-01-19", "2024-02-02",
+    CheckCase("nav_ends_early_ok", "fund_nav", _feed_days("fund_nav", NAV_WEEKS, {"20240202": "F002"}), "2024-01-19", "2024-02-02",
               Warn("no_nav_gaps", True, "every fund has a NAV in every week", {"gaps": {}})),
 ]
