@@ -24,7 +24,6 @@ from sc_assets.analytics import crowding as cr
 from sc_assets.assets._metadata import range_metadata, table_metadata
 from sc_assets.assets._upstream import INDEX_WEIGHT
 from sc_assets.assets._upstream import STOCK_PANEL as PANEL
-from sc_assets.assets.factors import read_days
 from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
@@ -172,7 +171,7 @@ def lookback_keys(keys: list[str], n: int) -> list[str]:
 def read_panel(warehouse: Warehouse, days: list[str], columns=PANEL_COLUMNS) -> pd.DataFrame:
     """Stock panel rows of ``days`` (missing partitions are skipped), trade_date as datetime64."""
     try:
-        table = read_days(warehouse, "marts", "stock_daily_panel", days, columns, required=True, arrow=True)
+        table = warehouse.read_days("marts", "stock_daily_panel", days, columns, required=True, arrow=True)
     except FileNotFoundError:
         df = pd.DataFrame({c: pd.Series(dtype="float") for c in columns})
         df["trade_date"] = pd.to_datetime(df["trade_date"]).astype("datetime64[ns]")
@@ -221,7 +220,7 @@ def weights_window(iw: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
 
 def read_holdings(warehouse: Warehouse, days: list[str], columns: list[str] | None = None) -> pd.DataFrame:
     """quant_holdings_estimate rows of ``days`` (``columns`` only, if given); a clear error if none is in the lake."""
-    df = read_days(warehouse, LAYER, "quant_holdings_estimate", days, columns, required=True)
+    df = warehouse.read_days(LAYER, "quant_holdings_estimate", days, columns, required=True)
     df["trade_date"] = df["trade_date"].astype("datetime64[ns]")
     return df
 

@@ -7,15 +7,12 @@ lake, including one session before the first key of the run; a t-1 partition tha
 the lake yet is computed on the fly from ``marts.stock_daily_panel`` of t-1.
 """
 
-import os
 from dataclasses import replace
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from sc_assets.analytics import size as sz
 from sc_assets.assets._metadata import range_metadata, table_metadata
@@ -29,7 +26,6 @@ from sc_assets.partitions import (
     trading_days_between,
 )
 from sc_assets.resources import Warehouse
-from sc_assets.resources.warehouse import PART_FILE, PARTITION_COLUMN
 
 LAYER = "factors"
 EXPOSURES = dg.AssetKey([LAYER, "size_exposures"])
@@ -65,48 +61,8 @@ def _dates(df: pd.DataFrame, col: str = "trade_date") -> pd.DataFrame:
     return out
 
 
-def _local_files(warehouse: Warehouse, layer: str, name: str, days: list[str]) -> list[str]:
-    """Paths of the local partition files of ``days`` (``warehouse.partition_path``, the table
-    folder resolved once rather than per day)."""
-    d = str(warehouse.table_dir(layer, name))
-    return [os.path.join(d, f"{PARTITION_COLUMN}={day}", PART_FILE) for day in days]
-
-
-def read_days(
-    warehouse: Warehouse, layer: str, name: str, days: list[str], columns: list[str] | None,
-    required: bool = False, arrow: bool = False,
-) -> pd.DataFrame | pa.Table:
-    """Rows of the partitions ``days`` (only ``columns``; trade_date as datetime64, not date objects).
-
-    Reads the partition files of ``days`` (on object storage: the span days[0]..days[-1], rows
-    of other days dropped in Arrow) with a column projection, as ``warehouse.read(days=)`` but
-    kept in Arrow until one ``to_pandas`` (a local partition file holds only its day's rows: no
-    per-row date filter, issue 11). A table not in the lake gives no rows (``required``: a
-    FileNotFoundError). ``columns`` None: all columns; ``arrow``: the Arrow table (rows found)."""
-    days = sorted(days)
-    if not days:
-        files = []
-    elif warehouse.lake_store is None:
-        files = [f for f in _local_files(warehouse, layer, name, days) if os.path.isfile(f)]
-    else:
-        files = warehouse.files(layer, name, days[0], days[-1])
-    if not files:
-        if required:
-            raise FileNotFoundError(f"{layer}.{name} has no data in the lake for {len(days)} day(s) "
-                                    f"{days[:1]}..{days[-1:]} — materialize it first")
-        return pd.DataFrame({c: pd.Series(dtype="datetime64[ms]" if c == "trade_date" else object) for c in columns})
-    table = pq.ParquetDataset(files, partitioning=None).read(columns=list(columns) if columns else None)
-    if warehouse.lake_store is not None and table.num_rows:  # the span's files: keep the rows of ``days``
-        day = table.column("trade_date")
-        if not pa.types.is_date32(day.type):
-            day = day.cast(pa.timestamp("ms")).cast(pa.date32())
-        keep = pc.is_in(day, value_set=pa.array(np.array(days, dtype="datetime64[D]"), type=pa.date32()))
-        table = table.filter(keep)
-    return table if arrow else table.to_pandas(date_as_object=False)
-
-
 def _read_panel(warehouse: Warehouse, days: list[str], columns=PANEL_COLUMNS) -> pd.DataFrame:
-    return read_days(warehouse, "marts", "stock_daily_panel", days, list(columns))
+    return warehouse.read_days("marts", "stock_daily_panel", days, list(columns))
 
 
 def _chunks(keys: list[str]) -> list[list[str]]:
@@ -133,12 +89,8 @@ def _aligned(warehouse: Warehouse, keys: list[str], params: sz.SizeParams) -> tu
     """Panel rows of ``keys`` joined to exposures of t-1 (from the lake or recomputed)."""
     prev = _previous(keys)
     prev_days = sorted(set(prev.values()))
-    if warehouse.lake_store is None:
-        paths = _local_files(warehouse, LAYER, "size_exposures", prev_days)
-        in_lake = [d for d, f in zip(prev_days, paths, strict=True) if os.path.isfile(f)]
-    else:
-        in_lake = [d for d in prev_days if warehouse.partition_path(LAYER, "size_exposures", d).exists()]
-    frames = [read_days(warehouse, LAYER, "size_exposures", in_lake, EXPOSURE_COLUMNS)] if in_lake else []
+    in_lake = warehouse.days_present(LAYER, "size_exposures", prev_days)
+    frames = [warehouse.read_days(LAYER, "size_exposures", in_lake, EXPOSURE_COLUMNS)] if in_lake else []
     lake_set = set(in_lake)
     missing = [d for d in prev_days if d not in lake_set]
     if missing:
@@ -426,7 +378,7 @@ def smb_returns(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     """
     params = DEFAULTS
     keys = list(context.partition_keys)
-    dec = read_days(warehouse, LAYER, "size_decile_returns", keys, ["trade_date", "decile", "ret_ew", "ret_cw"])
+    dec = warehouse.read_days(LAYER, "size_decile_returns", keys, ["trade_date", "decile", "ret_ew", "ret_cw"])
     out = _dates(sz.smb(dec, params))
     warehouse.write_partitions(LAYER, "smb_returns", out, days=keys)
     warehouse.refresh_catalog([(LAYER, "smb_returns")])

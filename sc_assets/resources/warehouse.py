@@ -41,6 +41,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sc_assets.resources.object_store import LAKE_URI_ENV, S3Lake, S3Path, is_s3_uri
@@ -362,6 +363,48 @@ class Warehouse(dg.ConfigurableResource):
             )
         dataset = pq.ParquetDataset(files, partitioning=None)
         return dataset.read(columns=list(columns) if columns else None).to_pandas()
+
+    def days_present(self, layer: str, asset: str, days: Sequence[str]) -> list[str]:
+        """The ``days`` (YYYY-MM-DD) whose partition file of ``layer/asset`` is in the lake."""
+        if self.lake_store is not None:
+            return [d for d in days if self.partition_path(layer, asset, d).exists()]
+        d = str(self.table_dir(layer, asset))  # resolved once, not per day
+        return [day for day in days if os.path.isfile(os.path.join(d, f"{PARTITION_COLUMN}={day}", PART_FILE))]
+
+    def read_days(
+        self, layer: str, asset: str, days: Sequence[str], columns: Sequence[str] | None,
+        required: bool = False, arrow: bool = False,
+    ) -> pd.DataFrame | pa.Table:
+        """Rows of the partitions ``days`` (YYYY-MM-DD; only ``columns``), trade_date as datetime64.
+
+        Like ``read(days=)`` but kept in Arrow until one ``to_pandas`` without Python date objects
+        (the factor and crowding layers read millions of rows this way; issue 11). A local
+        partition file holds only its day's rows, so no per-row date filter; on object storage
+        the span days[0]..days[-1] is read and the other days' rows dropped in Arrow. A table not
+        in the lake gives no rows (``required``: a FileNotFoundError). ``columns`` None: all
+        columns; ``arrow``: the Arrow table (rows found)."""
+        days = sorted(days)
+        if not days:
+            files = []
+        elif self.lake_store is None:
+            d = str(self.table_dir(layer, asset))
+            present = self.days_present(layer, asset, days)
+            files = [os.path.join(d, f"{PARTITION_COLUMN}={day}", PART_FILE) for day in present]
+        else:
+            files = self.files(layer, asset, days[0], days[-1])
+        if not files:
+            if required:
+                raise FileNotFoundError(f"{layer}.{asset} has no data in the lake for {len(days)} day(s) "
+                                        f"{days[:1]}..{days[-1:]} — materialize it first")
+            return pd.DataFrame({c: pd.Series(dtype="datetime64[ms]" if c == "trade_date" else object) for c in columns})
+        table = pq.ParquetDataset(files, partitioning=None).read(columns=list(columns) if columns else None)
+        if self.lake_store is not None and table.num_rows:  # the span's files: keep the rows of ``days``
+            day = table.column(PARTITION_COLUMN)
+            if not pa.types.is_date32(day.type):
+                day = day.cast(pa.timestamp("ms")).cast(pa.date32())
+            keep = pc.is_in(day, value_set=pa.array(np.array(days, dtype="datetime64[D]"), type=pa.date32()))
+            table = table.filter(keep)
+        return table if arrow else table.to_pandas(date_as_object=False)
 
     @contextlib.contextmanager
     def connect(self, tables: Sequence[tuple[str, str]] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -305,11 +305,11 @@ def test_read_returns_exactly_the_requested_days(warehouse, synthetic):
     panel, _ = synthetic
     days = _seed_lake(warehouse, panel)
     want = [days[3], days[9], "2023-12-30"]  # gaps with partitions in between; the last has no file
-    got = fa.read_days(warehouse, "marts", "stock_daily_panel", want, ["trade_date", "ts_code", "ret"])
+    got = warehouse.read_days("marts", "stock_daily_panel", want, ["trade_date", "ts_code", "ret"])
     assert list(got.columns) == ["trade_date", "ts_code", "ret"]
     assert sorted({to_key(d) for d in got["trade_date"]}) == want[:2]
     ref = panel[pd.to_datetime(panel["trade_date"]).isin(pd.to_datetime(want))]
     assert len(got) == len(ref)
-    assert fa.read_days(warehouse, "factors", "size_exposures", want, ["trade_date", "size"]).empty
+    assert warehouse.read_days("factors", "size_exposures", want, ["trade_date", "size"]).empty
     with pytest.raises(FileNotFoundError, match="size_exposures"):
-        fa.read_days(warehouse, "factors", "size_exposures", want, ["trade_date", "size"], required=True)
+        warehouse.read_days("factors", "size_exposures", want, ["trade_date", "size"], required=True)
