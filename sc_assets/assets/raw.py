@@ -5,7 +5,7 @@
   ``chunk_days`` days at a time (bounded memory on multi-year backfills), validates rows
   (``feeds/validation.py``), writes accepted rows to ``lake/raw/<feed>/trade_date=.../`` (every
   requested day gets a file) and rejected rows to ``lake/quarantine/<feed>/trade_date=.../``
-  (only days with quarantined rows have a file; a stale one is removed). Both are replaced on
+  (only days with quarantined rows have a file; a stale one is emptied). Both are replaced on
   rerun: the run is idempotent. A day without a landing file gets an empty partition and a
   WARN check.
 * Reference feeds (stock_basic, fut_basic): unpartitioned; all snapshot files merged, the
@@ -324,15 +324,18 @@ def _metadata(spec: FeedSpec, t: _Totals, source: LandingFeedSource, seconds: fl
 
 
 def _write_quarantine(warehouse: Warehouse, feed: str, q: pd.DataFrame, days: Sequence[str]) -> None:
-    """Replace the quarantine partitions of ``days``: a file for each day with quarantined rows,
-    and no file (a stale one is removed) for the others, so reruns are idempotent without
-    writing thousands of empty files. One empty partition keeps the table (and view) defined."""
+    """Replace the quarantine partitions of ``days``: a file for each day with quarantined rows and
+    none for days that never had any, so reruns are idempotent without writing thousands of empty
+    files. A day whose earlier file is stale gets an empty file by atomic replace, never an unlink:
+    a concurrent run of the same day must always find the table's files (an unlink between its
+    existence check and its catalog view made DuckDB fail with "no files found"). One empty
+    partition keeps the table (and view) defined."""
     have = set(pd.to_datetime(q["trade_date"]).dt.strftime("%Y-%m-%d")) if len(q) else set()
     if have:
         warehouse.write_partitions("quarantine", feed, q, days=sorted(have), schema=quarantine_schema(feed))
-    for day in days:
-        if day not in have:
-            warehouse.partition_path("quarantine", feed, day).unlink(missing_ok=True)
+    stale = [d for d in days if d not in have and warehouse.partition_path("quarantine", feed, d).exists()]
+    if stale:
+        warehouse.write_partitions("quarantine", feed, q.iloc[0:0], days=stale, schema=quarantine_schema(feed))
     if not warehouse.exists("quarantine", feed):
         warehouse.write_partitions("quarantine", feed, q.iloc[0:0], days=[days[0]], schema=quarantine_schema(feed))
 
