@@ -150,28 +150,45 @@ def size_exposures(panel: pd.DataFrame, params: SizeParams = SizeParams()) -> pd
     ``panel`` columns: trade_date, ts_code, industry, total_mv (CNY), days_listed, is_suspended.
     Returns one row per stock-day of the estimation universe:
     trade_date, ts_code, industry, total_mv (CNY), lncap (ln CNY), size, nlsize (standardized,
-    unitless), in the panel's row order.
+    unitless), in the panel's row order. The frame is built once from arrays (no per-column
+    inserts into a growing frame: a backfill chunk has ~1M rows; issue 11).
     """
-    cols = ["trade_date", "ts_code", "industry", "total_mv"]
-    df = panel.loc[estimation_universe(panel, params), cols].copy()
-    df["total_mv"] = df["total_mv"].astype(float)
-    df = df.reset_index(drop=True)
-    codes, uniq = _day_codes(df["trade_date"])
+    rows = np.flatnonzero(estimation_universe(panel, params).to_numpy())
+    codes, uniq = _day_codes(panel["trade_date"].take(rows))
     T = len(uniq)
-    cap = df["total_mv"].to_numpy()
+    cap = _floats(panel["total_mv"])[rows]
     lncap = np.log(cap)
     size = winsorized_standardize(lncap, cap, codes, T, params.winsor)
     resid = weighted_residual(size**3, size, np.sqrt(cap), codes, T)
     nlsize = winsorized_standardize(resid, cap, codes, T, params.winsor)
-    df["lncap"] = lncap
-    df["size"] = size
-    df["nlsize"] = nlsize
-    return df
+    out = {c: panel[c].array.take(rows) for c in ("trade_date", "ts_code", "industry")}
+    return pd.DataFrame({**out, "total_mv": cap, "lncap": lncap, "size": size, "nlsize": nlsize})
+
+
+def _floats(values) -> np.ndarray:
+    """A numeric column as float64 (non-numbers and nulls -> NaN), without a copy when already float."""
+    if isinstance(values, pd.Series) and pd.api.types.is_float_dtype(values.dtype):
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 # ---- regression inputs: exposures of t-1 with returns of t --------------------------------------
 
 EXCLUSION_REASONS = ("suspended", "locked", "listing_day", "no_exposure_t_minus_1", "no_return", "no_industry")
+
+
+def _factorize(values) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1: null) and the distinct values; a categorical gives its own codes and categories."""
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        cat = values.array if isinstance(values, pd.Series) else values
+        return np.asarray(cat.codes, dtype=np.int64), pd.Index(cat.categories)
+    codes, uniq = pd.factorize(values)
+    return codes.astype(np.int64, copy=False), pd.Index(uniq)
+
+
+def _flags(values: pd.Series) -> np.ndarray:
+    """A boolean column as a numpy mask, nulls -> False."""
+    return values.fillna(False).astype(bool).to_numpy()
 
 
 def align_previous_exposures(
@@ -183,51 +200,72 @@ def align_previous_exposures(
     caller uses the exchange calendar). Returns the panel rows with columns
     ``prev_date, industry_prev, total_mv_prev, size, nlsize`` added (NaN when no exposure on t-1)
     and an ``exclusion`` column (categorical; NaN when the row enters the regression, otherwise
-    the first of :data:`EXCLUSION_REASONS` that applies). Industry and cap are those of t-1.
+    the first of :data:`EXCLUSION_REASONS` that applies). Industry and cap are those of t-1;
+    ``industry_prev`` is categorical (the exposures' industries as categories, null when none).
+
+    Days and stocks are integer codes and the join is a lookup in a (day, stock) position
+    table; the industry travels as its integer code (no gathering of millions of strings: a
+    backfill chunk has ~1M rows; issue 11).
     """
-    out = panel[["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]].reset_index(drop=True)
-    # days and stocks as integer codes: the join is a lookup in a (day, stock) position table
-    t_codes, t_days = _day_codes(out["trade_date"])
-    out["trade_date"] = t_days[np.maximum(t_codes, 0)] if len(out) else pd.to_datetime(out["trade_date"])
+    n = len(panel)
+    t_codes, t_days = _day_codes(panel["trade_date"])
+    t_ix = np.maximum(t_codes, 0)
+    trade_date = t_days[t_ix] if n else pd.to_datetime(panel["trade_date"]).array
     prev = {pd.Timestamp(k): pd.Timestamp(v) for k, v in previous_day.items()}
     prev_of_day = pd.to_datetime(pd.Series(t_days).map(prev)).to_numpy()
-    out["prev_date"] = prev_of_day[np.maximum(t_codes, 0)] if len(out) else pd.to_datetime(pd.Series([], dtype=object))
+    prev_date = prev_of_day[t_ix] if n else pd.to_datetime(pd.Series([], dtype=object)).array
     e_codes, e_days = _day_codes(exposures["trade_date"])
-    s_codes, stocks = pd.factorize(out["ts_code"])
-    e_stock = pd.Index(stocks).get_indexer(exposures["ts_code"])  # -1: stock not in the panel
-    n_stocks = max(len(stocks), 1)
-    keep = (e_stock >= 0) & (e_codes >= 0)
+    # one factorization of both code columns: the panel's stocks come first, so codes below
+    # n_stocks are the panel's and an exposure of any other stock is never looked up
+    codes = pd.factorize(pd.concat([panel["ts_code"], exposures["ts_code"]], ignore_index=True))[0]
+    s_codes, e_stock = codes[:n], codes[n:]
+    n_stocks = int(s_codes.max()) + 1 if n and s_codes.max() >= 0 else 0
+    keep = (e_stock >= 0) & (e_stock < n_stocks) & (e_codes >= 0)
+    n_stocks = max(n_stocks, 1)
     flat = e_codes[keep] * n_stocks + e_stock[keep]
     if len(flat) and np.bincount(flat).max() > 1:
         raise pd.errors.MergeError("exposures are not unique on (trade_date, ts_code): many_to_one join refused")
     pos = np.full(len(e_days) * n_stocks, -1, dtype=np.int64)
     pos[flat] = np.flatnonzero(keep)
     p_prev = e_days.get_indexer(pd.DatetimeIndex(prev_of_day)) if len(t_days) else np.zeros(0, dtype=np.int64)
-    p_prev_row = p_prev[np.maximum(t_codes, 0)] if len(out) else np.zeros(0, dtype=np.int64)
+    p_prev_row = p_prev[t_ix] if n else np.zeros(0, dtype=np.int64)
     hit = (p_prev_row >= 0) & (s_codes >= 0)
-    j = np.full(len(out), -1, dtype=np.int64)
+    j = np.full(n, -1, dtype=np.int64)
     j[hit] = pos[p_prev_row[hit] * n_stocks + s_codes[hit]]
     found = j >= 0
     jj = np.maximum(j, 0)
-    ind = exposures["industry"].array.take(j, allow_fill=True)
-    out["industry_prev"] = ind
+    i_codes, i_uniq = _factorize(exposures["industry"])
+    ind = np.where(found, i_codes[jj], -1) if len(i_codes) else np.full(n, -1, dtype=np.int64)
+    industry_prev = pd.Categorical.from_codes(ind, categories=i_uniq)
+    prev_vals = {}
     for src, dst in (("total_mv", "total_mv_prev"), ("size", "size"), ("nlsize", "nlsize")):
-        vals = exposures[src].to_numpy(dtype=float)
-        out[dst] = np.where(found, vals[jj] if len(vals) else np.nan, np.nan)
-    ret = pd.to_numeric(out["ret"], errors="coerce")
+        vals = _floats(exposures[src])
+        prev_vals[dst] = np.where(found, vals[jj] if len(vals) else np.nan, np.nan)
+    ret = _floats(panel["ret"])
     masks = [  # same order as EXCLUSION_REASONS: the first that applies is recorded
-        out["is_suspended"].fillna(False).astype(bool).to_numpy(),
-        out["is_locked"].fillna(False).astype(bool).to_numpy(),
-        (pd.to_numeric(out["days_listed"], errors="coerce").fillna(0) <= 1).to_numpy(),
-        (out["size"].isna() | out["nlsize"].isna()).to_numpy(),
-        ret.isna().to_numpy(),
-        out["industry_prev"].isna().to_numpy(),
+        _flags(panel["is_suspended"]),
+        _flags(panel["is_locked"]),
+        ~(_floats(panel["days_listed"]) > 1),  # listing day, or unknown (NaN) as before
+        np.isnan(prev_vals["size"]) | np.isnan(prev_vals["nlsize"]),
+        np.isnan(ret),
+        ind < 0,
     ]
-    code = np.full(len(out), -1, dtype=np.int8)
+    code = np.full(n, -1, dtype=np.int8)
     for i in range(len(masks) - 1, -1, -1):
         code = np.where(masks[i], np.int8(i), code)
-    out["exclusion"] = pd.Categorical.from_codes(code, categories=list(EXCLUSION_REASONS))
-    return out
+    out = {c: panel[c].array for c in ("ts_code", "ret", "is_suspended", "is_locked", "days_listed")}
+    return pd.DataFrame(
+        {
+            "trade_date": trade_date,
+            **out,
+            "prev_date": prev_date,
+            "industry_prev": industry_prev,
+            **prev_vals,
+            "exclusion": pd.Categorical.from_codes(code, categories=list(EXCLUSION_REASONS)),
+        },
+        columns=["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed", "prev_date",
+                 "industry_prev", "total_mv_prev", "size", "nlsize", "exclusion"],
+    )
 
 
 def factor_returns(
@@ -253,7 +291,7 @@ def factor_returns(
         excl = pd.Series(pd.Categorical(excl, categories=list(EXCLUSION_REASONS)))
     excl = excl.cat.codes.to_numpy().astype(np.int64)
     use = excl < 0
-    i_codes, i_uniq = pd.factorize(aligned["industry_prev"])  # -1: no industry
+    i_codes, i_uniq = _factorize(aligned["industry_prev"])  # -1: no industry
     if industries is None:
         seen = np.unique(i_codes[use & (i_codes >= 0)])
         industries = sorted(pd.Index(i_uniq)[seen].tolist())

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sc_assets.analytics import size as sz
-from sc_assets.assets._metadata import range_metadata, table_metadata
+from sc_assets.assets._metadata import PREVIEW_ROWS, range_metadata, table_metadata
 from sc_assets.assets._upstream import INDEX_PANEL
 from sc_assets.assets._upstream import STOCK_PANEL as PANEL
 from sc_assets.partitions import (
@@ -200,8 +200,8 @@ def size_exposures(
 
     ok = worst_mean < 1e-8 and worst_std < 1e-8
     context.log.info(f"size_exposures: {n_rows} rows over {len(keys)} day(s)")
-    meta = table_metadata(
-        exp,
+    meta = table_metadata(  # schema and preview from the head: the date range of a ~1M-row chunk costs ~1 s
+        exp.head(PREVIEW_ROWS),
         parameters=params.to_dict(),
         n_days=len(keys),
         n_panel_rows=int(n_panel),
@@ -302,7 +302,7 @@ def _constraint_residual(aligned: pd.DataFrame, long: pd.DataFrame) -> float:
     if not use.any():
         return 0.0
     codes, days = sz._day_codes(aligned["trade_date"])
-    i_codes, i_uniq = pd.factorize(aligned["industry_prev"])
+    i_codes, i_uniq = sz._factorize(aligned["industry_prev"])
     use = use & (i_codes >= 0)
     T, K = len(days), len(i_uniq)
     cell = codes[use] * K + i_codes[use]
