@@ -142,14 +142,24 @@ def _as_arrow(df: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> p
     return _to_arrow(df) if schema is None else pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
 
-def _day_strings(dates: pd.Series) -> np.ndarray:
-    """``YYYY-MM-DD`` of every value, formatted once per distinct day (strftime of every row of a
-    million-row chunk costs seconds; a chunk holds a few hundred days)."""
-    if isinstance(dates.dtype, pd.ArrowDtype):  # Arrow dates: numpy datetime64 without per-row objects
-        dates = pa.array(dates.array).to_pandas(date_as_object=False)
-    codes, uniq = pd.factorize(dates)
-    names = np.append(np.asarray(pd.to_datetime(pd.Index(uniq)).strftime("%Y-%m-%d"), dtype=object), "NaT")
-    return names[codes]  # code -1 (null) -> 'NaT', refused as a day outside the partitions
+#: day number given to a null partition value (never a requested day)
+_NULL_DAY = np.iinfo(np.int32).min
+
+
+def _day_numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """Days since 1970-01-01 (int32) of a partition column: DATE as is; timestamps (the local
+    date of tz-aware ones) and ``YYYY-MM-DD`` strings cast to DATE in Arrow; null -> ``_NULL_DAY``.
+    Whole-column integer work: splitting a chunk by day formatted and argsorted one string per row
+    (~1.35 ms per written file, as much as encoding it; issue 11)."""
+    if not pa.types.is_date32(column.type):
+        column = pc.cast(column, pa.date32())
+    return pc.fill_null(column.cast(pa.int32()), _NULL_DAY).to_numpy()
+
+
+def _day_names(numbers: np.ndarray) -> list[str]:
+    """``YYYY-MM-DD`` of day numbers (``_NULL_DAY`` -> 'NaT', refused as a day outside the partitions)."""
+    return ["NaT" if n == _NULL_DAY else s for n, s in
+            zip(numbers.tolist(), np.datetime_as_string(numbers.astype("datetime64[D]"), unit="D").tolist(), strict=True)]
 
 
 #: Partition files written concurrently by one ``write_partitions`` call (``$SC_ASSETS_WRITE_THREADS``).
@@ -271,29 +281,27 @@ class Warehouse(dg.ConfigurableResource):
         table = _as_arrow(df, schema)
         if PARTITION_COLUMN not in table.column_names:
             raise ValueError(f"{layer}.{asset}: frame has no {PARTITION_COLUMN!r} column")
-        if isinstance(df, pa.Table):
-            dates = table.column(PARTITION_COLUMN).to_pandas(date_as_object=False)
-        else:
-            dates = df[PARTITION_COLUMN]
-        day_str = _day_strings(dates) if len(df) else []
-        extra = sorted(set(day_str) - set(keys))
-        if extra:
-            raise ValueError(f"{layer}.{asset}: rows for days outside the requested partitions: {extra[:5]}")
         counts: dict[str, int] = {}
         items: list[tuple[pa.Table, Path]] = []
-        if len(df):
-            import numpy as np
+        folder = self.table_dir(layer, asset)  # resolved once, not per file
 
-            order = np.argsort(day_str, kind="stable")
-            sorted_days = np.asarray(day_str)[order]
-            table = table.take(pa.array(order))
-            bounds = np.flatnonzero(sorted_days[1:] != sorted_days[:-1]) + 1
-            starts = np.r_[0, bounds]
-            ends = np.r_[bounds, len(sorted_days)]
-            for s, e in zip(starts, ends, strict=True):
-                key = str(sorted_days[s])
-                items.append((table.slice(s, e - s), self.partition_path(layer, asset, key)))
-                counts[key] = int(e - s)
+        def target(key: str) -> Path:
+            return folder / f"{PARTITION_COLUMN}={key}" / PART_FILE
+
+        if table.num_rows:
+            day = _day_numbers(table.column(PARTITION_COLUMN))
+            if not (day[1:] >= day[:-1]).all():  # rows grouped by day (a copy only when out of order)
+                order = np.argsort(day, kind="stable")
+                day, table = day[order], table.take(pa.array(order))
+            starts = np.r_[0, np.flatnonzero(day[1:] != day[:-1]) + 1]
+            ends = np.r_[starts[1:], len(day)]
+            names = _day_names(day[starts])
+            extra = sorted(set(names) - set(keys))
+            if extra:
+                raise ValueError(f"{layer}.{asset}: rows for days outside the requested partitions: {extra[:5]}")
+            for key, s, e in zip(names, starts.tolist(), ends.tolist(), strict=True):
+                items.append((table.slice(s, e - s), target(key)))
+                counts[key] = e - s
         empty: pa.Table | bytes = table.slice(0, 0)
         if len(counts) < len(keys) and self.lake_store is None:
             # every empty day gets the same file: serialise it once, not once per day (a sparse feed's
@@ -303,7 +311,7 @@ class Warehouse(dg.ConfigurableResource):
             empty = buf.getvalue().to_pybytes()
         for key in keys:
             if key not in counts:
-                items.append((empty, self.partition_path(layer, asset, key)))
+                items.append((empty, target(key)))
                 counts[key] = 0
         _write_files(items)
         return counts

@@ -221,3 +221,37 @@ def test_files_of_a_short_window_equal_the_listing(warehouse: Warehouse):
                    ("2024-03-29", "2024-03-29"), ("2024-04-01", "2024-04-30")]:
         want = [listed[d] for d in sorted(listed) if lo <= d <= hi]
         assert warehouse.files("raw", "w", lo, hi) == want, (lo, hi)
+
+
+@pytest.mark.parametrize("kind", ["date", "timestamp", "timestamp_tz", "string"])
+def test_rows_in_any_order_and_any_date_type_land_in_their_day_in_input_order(warehouse: Warehouse, kind: str):
+    """Partition split on day numbers: each file holds its day's rows in input order (an oracle per
+    day with pandas), whatever the row order and the partition column's type."""
+    days = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+    rng = pd.Series(range(40)).sample(frac=1.0, random_state=7).to_numpy()
+    df = pd.DataFrame({"trade_date": pd.to_datetime([days[i % 3] for i in rng]), "seq": rng,
+                       "ts_code": [f"{i:06d}.SZ" for i in rng]})
+    if kind == "date":
+        table = pa.Table.from_pandas(df.assign(trade_date=df["trade_date"].dt.date), preserve_index=False)
+    elif kind == "timestamp":  # a time of day is dropped: the row belongs to its date
+        table = pa.Table.from_pandas(df.assign(trade_date=df["trade_date"] + pd.Timedelta(hours=15)),
+                                     preserve_index=False)
+    elif kind == "timestamp_tz":  # the local date of an aware timestamp (07:00 Shanghai = 23:00 UTC the day before)
+        table = pa.Table.from_pandas(df.assign(trade_date=(df["trade_date"] + pd.Timedelta(hours=7))
+                                               .dt.tz_localize("Asia/Shanghai")), preserve_index=False)
+    else:
+        table = pa.Table.from_pandas(df.assign(trade_date=df["trade_date"].dt.strftime("%Y-%m-%d")),
+                                     preserve_index=False)
+    counts = warehouse.write_partitions("raw", f"order_{kind}", table, days)
+    want = df.groupby(df["trade_date"].dt.strftime("%Y-%m-%d"))["seq"].agg(list).to_dict()
+    assert counts == {d: len(want.get(d, [])) for d in days}
+    for d in days:
+        got = pq.read_table(warehouse.partition_path("raw", f"order_{kind}", d)).column("seq").to_pylist()
+        assert got == want.get(d, []), d
+
+
+def test_rows_without_a_day_are_refused(warehouse: Warehouse):
+    table = pa.table({"trade_date": pa.array([pd.Timestamp("2024-01-02").date(), None], pa.date32()), "x": [1, 2]})
+    with pytest.raises(ValueError, match="outside the requested partitions: \\['NaT'\\]"):
+        warehouse.write_partitions("raw", "nulls", table, ["2024-01-02"])
+    assert not warehouse.exists("raw", "nulls")
