@@ -49,16 +49,32 @@ def _as_dates(df: pd.DataFrame) -> pd.DataFrame:
     for c in DATE_COLS:
         if c in out.columns:
             s = pd.to_datetime(out[c])
-            out[c] = pd.Series([d.date() if pd.notna(d) else None for d in s], index=out.index, dtype=object)
+            out[c] = pd.Series(np.where(s.notna(), s.dt.date, None), index=out.index, dtype=object)
     return out
+
+
+def _read_files(warehouse: Warehouse, layer: str, name: str, sql: str, start: str | None = None,
+                end: str | None = None, **params) -> pd.DataFrame:
+    """``sql`` (a SELECT ... FROM files ...) over the partition files of ``layer.name`` in [start, end].
+
+    ``files`` stands for ``read_parquet($files)``; ``params`` are bound as ``$name``. DuckDB reads
+    a list of thousands of small day files 3-5x faster than a pyarrow dataset (one footer read per
+    file, in parallel, only the columns and rows the query needs; issue 11). Date columns come
+    back as datetime64."""
+    files = warehouse.files(layer, name, start, end)
+    if not files:
+        raise FileNotFoundError(f"{layer}.{name} has no data in the lake for {start}..{end} — materialize it first")
+    with warehouse.connect(tables=[]) as con:
+        return con.execute(sql.replace("FROM files", "FROM read_parquet($files)"), {"files": files, **params}).df()
 
 
 def _index_closes(warehouse: Warehouse, codes: list[str], start: str | None = None,
                   end: str | None = None) -> pd.DataFrame:
-    """Daily closes (rows = sessions, columns = index codes) from marts.index_daily_panel."""
-    raw = warehouse.read("marts", "index_daily_panel", start=start, end=end,
-                         columns=["trade_date", "index_code", "close"])
-    raw = raw[raw["index_code"].astype(str).isin(codes)]
+    """Daily closes (rows = sessions, columns = index codes) from marts.index_daily_panel (start/end:
+    YYYY-MM-DD or dates, inclusive; None = open)."""
+    raw = _read_files(warehouse, "marts", "index_daily_panel",
+                      "SELECT trade_date, index_code, close FROM files WHERE index_code IN (SELECT unnest($codes))",
+                      start=start, end=end, codes=[str(c) for c in codes])
     if raw.empty:
         return pd.DataFrame(columns=codes, dtype="float64")
     raw = raw.assign(trade_date=pd.to_datetime(raw["trade_date"]))
@@ -228,13 +244,25 @@ def _index_median_logcap(warehouse: Warehouse, codes: list[str], base: pd.Timest
     before ``base``); indices without weights are left out (NaN in the table)."""
     if not warehouse.exists("staging", "stg_index_weight"):
         return {}
-    with warehouse.connect(tables=[("staging", "stg_index_weight")]) as con:
-        w = con.execute(
-            'SELECT index_code, con_code FROM staging.stg_index_weight w '
-            'WHERE trade_date = (SELECT max(trade_date) FROM staging.stg_index_weight v '
-            '  WHERE v.index_code = w.index_code AND v.trade_date <= ?) '
-            'AND index_code IN (SELECT unnest(?::VARCHAR[]))',
-            [base.date(), codes]).df()
+    # Two passes over the partition files on or before the base day (each holds its day's rows):
+    # the latest day of each index (two narrow columns), then the constituents of those days only.
+    # An index without weights (e.g. the micro-cap index) still needs the whole first pass.
+    codes = [str(c) for c in codes]
+    try:
+        latest = _read_files(warehouse, "staging", "stg_index_weight",
+                             "SELECT index_code, max(trade_date) AS trade_date FROM files "
+                             "WHERE index_code IN (SELECT unnest($codes)) GROUP BY index_code",
+                             end=base, codes=codes)
+    except FileNotFoundError:  # no weights on or before the base day
+        return {}
+    if latest.empty:
+        return {}
+    days = pd.to_datetime(latest["trade_date"])
+    w = _read_files(warehouse, "staging", "stg_index_weight",
+                    "SELECT w.index_code, w.con_code FROM files w JOIN (SELECT unnest($codes) AS index_code, "
+                    "unnest($days)::DATE AS trade_date) l USING (index_code, trade_date)",
+                    start=days.min(), end=days.max(), codes=latest["index_code"].astype(str).tolist(),
+                    days=days.dt.strftime("%Y-%m-%d").tolist())
     logcap = np.log(caps[caps > 0])
     return {str(code): float(logcap.reindex(g["con_code"].astype(str)).median())
             for code, g in w.groupby("index_code")}

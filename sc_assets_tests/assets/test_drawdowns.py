@@ -259,6 +259,20 @@ def test_index_median_logcap_uses_latest_constituents_on_or_before_base(warehous
     assert got == pytest.approx({"A": 2.0, "B": 4.0})  # the 2024-01-02 weights are after the base day
 
 
+def test_index_median_logcap_takes_each_index_on_its_own_latest_day(warehouse):
+    import datetime as dt
+
+    d1, d2, d3 = dt.date(2023, 11, 1), dt.date(2023, 11, 15), dt.date(2023, 12, 1)
+    w = pd.DataFrame({"index_code": ["A", "A", "B", "B", "A", "C"], "con_code": ["s9", "s9", "s1", "s2", "s3", "s9"],
+                      "trade_date": [d1, d1, d1, d1, d3, d2], "weight": 0.5})
+    warehouse.write_partitions("staging", "stg_index_weight", w, days=["2023-11-01", "2023-11-15", "2023-12-01"])
+    caps = pd.Series({"s1": np.e ** 1, "s2": np.e ** 3, "s3": np.e ** 4, "s9": np.e ** 9})
+    got = A._index_median_logcap(warehouse, ["A", "B", "C", "D"], pd.Timestamp("2023-12-29"), caps)
+    # A: only its 2023-12-01 constituents (s3); B: its 2023-11-01 ones (s1, s2); C: 2023-11-15; D: none
+    assert got == pytest.approx({"A": 4.0, "B": 2.0, "C": 9.0})
+    assert A._index_median_logcap(warehouse, ["A"], pd.Timestamp("2023-10-31"), caps) == {}
+
+
 # ---------------------------------------------------------------- ground truth: the synthetic market
 def _simulate(root) -> None:
     """The shared small simulated market (sc_assets_tests.simulated) when present, else the
