@@ -392,7 +392,7 @@ def estimate_quant_holdings(
 
 
 # ---------------------------------------------------------------------------------------------
-# row keys and rolling liquidity inputs
+# row keys, the sessions x stocks grid and rolling liquidity inputs
 # ---------------------------------------------------------------------------------------------
 
 
@@ -403,8 +403,8 @@ def _day_numbers(dates) -> np.ndarray:
 
 
 def _strings(col) -> pa.Array:
-    """A string column as one Arrow array (zero-copy for pandas ``str`` columns)."""
-    arr = pa.array(pd.array(col, dtype="str"))
+    """A string column as one Arrow array (zero-copy for pandas ``str`` columns and Arrow arrays)."""
+    arr = col if isinstance(col, pa.Array | pa.ChunkedArray) else pa.array(pd.array(col, dtype="str"))
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
@@ -428,6 +428,92 @@ def row_positions(table: pd.DataFrame, rows: pd.DataFrame, what: str = "table") 
     return np.where(r_code >= 0, idx.get_indexer(r_key), -1)
 
 
+class StockGrid:
+    """Stock-day rows laid out on a sessions x stocks grid.
+
+    Grid rows are the distinct sessions (ascending day numbers, ``days``), columns the distinct
+    ts_codes (sorted, ``codes``, an Arrow string array); ``di`` / ``si`` give the grid row and
+    column of each input row and ``present`` marks the cells that have a row. Joins, per-bucket
+    sums and rolling windows become array indexing and matrix products on the grid instead of
+    hash joins and merges on (date, code) keys (issue 11). A repeated (day, code) is a ValueError
+    naming ``what``.
+    """
+
+    def __init__(self, day, code, what: str = "table"):
+        dn = np.asarray(day)
+        dn = dn.astype(np.int64) if np.issubdtype(dn.dtype, np.integer) else _day_numbers(day)
+        di, days = pd.factorize(dn, sort=True)
+        self.days = np.asarray(days, dtype=np.int64)
+        codes = _strings(code)
+        uniq = pc.unique(codes)
+        self.codes = uniq.take(pc.array_sort_indices(uniq))
+        self.di = np.asarray(di, dtype=np.int64)
+        self.si = pc.index_in(codes, value_set=self.codes).to_numpy(zero_copy_only=False).astype(np.int64)
+        n = np.bincount(self.di * len(self.codes) + self.si, minlength=len(self.days) * len(self.codes))
+        if len(n) and n.max() > 1:
+            dup = np.flatnonzero(n > 1)[:3]
+            ex = [{"trade_date": str(np.datetime64(int(self.days[k // len(self.codes)]), "D")),
+                   "ts_code": self.codes[int(k % len(self.codes))].as_py()} for k in dup]
+            raise ValueError(f"{what}: duplicate (trade_date, ts_code) rows, e.g. {ex}")
+        self.present = (n > 0).reshape(self.shape)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.days), len(self.codes)
+
+    def wide(self, values, fill=np.nan, dtype=float) -> np.ndarray:
+        """``values`` (one per input row) on the grid; ``fill`` where a cell has no row."""
+        a = np.full(self.shape, fill, dtype=dtype)
+        a[self.di, self.si] = values
+        return a
+
+    def locate(self, day, code) -> tuple[np.ndarray, np.ndarray]:
+        """Grid row and column of (day, code) rows; -1 where the day or the code is not in the grid."""
+        dn = np.asarray(day)
+        dn = dn.astype(np.int64) if np.issubdtype(dn.dtype, np.integer) else _day_numbers(day)
+        d = np.searchsorted(self.days, dn)
+        d = np.where((d < len(self.days)) & (self.days[np.minimum(d, max(len(self.days) - 1, 0))] == dn), d, -1) \
+            if len(self.days) else np.full(len(dn), -1)
+        s = pc.index_in(_strings(code), value_set=self.codes).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return d, s
+
+    def select_days(self, keep: np.ndarray) -> tuple[StockGrid, np.ndarray]:
+        """The sub-grid of the sessions where ``keep`` (bool per grid row) and which input rows it keeps."""
+        sub = object.__new__(StockGrid)
+        sub.days, sub.codes, sub.present = self.days[keep], self.codes, self.present[keep]
+        rows = keep[self.di]
+        new = np.cumsum(keep) - 1
+        sub.di, sub.si = new[self.di[rows]], self.si[rows]
+        return sub, rows
+
+    def dates(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.days.astype("datetime64[D]").astype("datetime64[ns]"))
+
+
+def _window_sum(a: np.ndarray, window: int) -> np.ndarray:
+    """Sum of each cell and the ``window - 1`` rows above it (fewer at the top), column by column."""
+    out = a.copy()
+    for k in range(1, min(window, len(a))):
+        out[k:] += a[:-k]
+    return out
+
+
+def rolling_stat(a: np.ndarray, window: int, min_periods: int, how: str = "mean") -> np.ndarray:
+    """Rolling mean or standard deviation (ddof=1) down the rows of a sessions x stocks array.
+
+    NaN cells are skipped (a window needs ``min_periods`` finite values), as pandas ``rolling``
+    does column by column. The mean is a direct sum over the window (``window`` shifted adds, no
+    running sum: exact zeros stay zero); the std is pandas'.
+    """
+    if how != "mean":
+        return pd.DataFrame(a, copy=False).rolling(window, min_periods=min_periods).std(ddof=1).to_numpy()
+    ok = np.isfinite(a)
+    s = _window_sum(np.where(ok, a, 0.0), window)
+    n = _window_sum(ok.astype(np.float64), window)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n >= max(min_periods, 1), s / n, np.nan)
+
+
 def wide_rolling(
     panel: pd.DataFrame, stats: Mapping[str, tuple[str, int, int, str]]
 ) -> tuple[pd.DatetimeIndex, pd.Index, dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -436,19 +522,16 @@ def wide_rolling(
     panel: trade_date, ts_code and the value columns (NaN on suspended days: skipped, not zero;
     a stock without a row on a session is NaN there too). stats: output name -> (value column,
     window, min_periods, 'mean'|'std'); windows count panel sessions (rows of the wide array),
-    the day itself included; std has ddof=1 (pandas ``rolling`` on the wide frame, column by column).
+    the day itself included; std has ddof=1 (see :func:`rolling_stat`).
     Returns (sessions, codes (both sorted), {name: sessions x codes array}, row session index,
     row code index) — the last two locate each panel row in the arrays.
     """
-    di, days = pd.factorize(pd.to_datetime(panel["trade_date"]).to_numpy(dtype="datetime64[ns]"), sort=True)
-    si, codes = pd.factorize(panel["ts_code"], sort=True)
+    g = StockGrid(panel["trade_date"], panel["ts_code"], "panel")
     out: dict[str, np.ndarray] = {}
     for name, (value, window, min_periods, how) in stats.items():
-        a = np.full((len(days), len(codes)), np.nan)
-        a[di, si] = pd.to_numeric(panel[value], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        roll = pd.DataFrame(a, copy=False).rolling(window, min_periods=min_periods)
-        out[name] = (roll.mean() if how == "mean" else roll.std(ddof=1)).to_numpy()
-    return pd.DatetimeIndex(days), pd.Index(codes), out, di, si
+        a = g.wide(pd.to_numeric(panel[value], errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+        out[name] = rolling_stat(a, window, min_periods, how)
+    return g.dates(), pd.Index(pd.array(g.codes, dtype="str")), out, g.di, g.si
 
 
 def adv_and_sigma(
@@ -492,6 +575,65 @@ def liquidity_stats(
 # buckets
 # ---------------------------------------------------------------------------------------------
 
+BUCKET_ORDER = {"micro": 0, "index": 1, "cap_decile": 2, "user": 3, "all": 4, "stock": 5}
+
+
+def _size_buckets(day: np.ndarray, total_mv: np.ndarray, traded: np.ndarray, params: CrowdingParams):
+    """Per row: cap decile (1 = smallest; 0 if not traded) and micro-cap membership, among the day's
+    traded rows by total cap (ties by row order)."""
+    rank, n_day = _rank_by_day(day, total_mv, traded)
+    dec = np.zeros(len(total_mv), dtype=np.int64)
+    if traded.any():
+        pct = rank[traded] / n_day[traded]
+        dec[traded] = np.clip(np.ceil(pct * params.n_deciles), 1, params.n_deciles).astype(np.int64)
+    return dec, _smallest(traded, rank, n_day, params.micro_fraction, params.micro_n)
+
+
+def _index_members(grid: StockGrid, index_weights: pd.DataFrame, index_code: str) -> np.ndarray:
+    """Constituents of ``index_code`` in force on each grid session (the latest rebalance on or before
+    the day, weight > 0), among the stocks with a row that day: a sessions x stocks mask. Same rule
+    as :func:`carry_forward_weights`, without expanding the weights to one row per day."""
+    sel = (index_weights["index_code"] == index_code).to_numpy(dtype=bool, na_value=False)
+    if not sel.any() or not grid.present.size:
+        return np.zeros(grid.shape, dtype=bool)
+    iw = index_weights[sel]
+    td = _day_numbers(iw["trade_date"])
+    reb = np.unique(td)
+    j = np.searchsorted(reb, grid.days, side="right") - 1  # rebalance in force per session
+    s = pc.index_in(_strings(iw["con_code"]), value_set=grid.codes).fill_null(-1).to_numpy(zero_copy_only=False)
+    w = iw["weight"].to_numpy(dtype=float, na_value=np.nan)
+    ok = (w > 0) & (s >= 0)
+    cons = np.zeros((len(reb), grid.shape[1]), dtype=bool)  # rebalance x stocks
+    cons[np.searchsorted(reb, td)[ok], s[ok]] = True
+    return np.where((j >= 0)[:, None], cons[np.maximum(j, 0)], False) & grid.present
+
+
+def bucket_masks(
+    grid: StockGrid, total_mv, is_suspended, index_weights: pd.DataFrame, params: CrowdingParams = CrowdingParams(),
+) -> list[tuple[str, str, np.ndarray]]:
+    """The buckets of :func:`assign_buckets` as (bucket_type, bucket, sessions x stocks mask), in
+    output order (``BUCKET_ORDER``, then bucket name); buckets without a member are left out.
+
+    ``total_mv`` / ``is_suspended``: one value per input row of ``grid`` (size-rank ties go by
+    input row order, as in :func:`assign_buckets`).
+    """
+    mv = np.asarray(total_mv, dtype=float)
+    traded = np.isfinite(mv) & (mv > 0)
+    if is_suspended is not None:
+        traded &= ~np.asarray(pd.array(is_suspended, dtype="boolean").fillna(False), dtype=bool)
+    dec, micro = _size_buckets(grid.di, mv, traded, params)
+    out = [("micro", "micro_cap", grid.wide(micro, False, bool))]
+    if len(index_weights):
+        out += [("index", c, _index_members(grid, index_weights, c)) for c in sorted(set(params.index_codes))]
+    dg = grid.wide(dec, 0, np.int64)
+    out += sorted((("cap_decile", f"D{d:02d}", dg == d) for d in range(1, params.n_deciles + 1)), key=lambda b: b[1])
+    for name in sorted(params.user_lists):
+        col = pc.is_in(grid.codes, value_set=pa.array(list(params.user_lists[name]), type=pa.string())).to_numpy(
+            zero_copy_only=False)
+        out.append(("user", name, grid.present & col[None, :]))
+    out.append(("all", "market", grid.present))
+    return [b for b in out if b[2].any()]
+
 
 def assign_buckets(
     universe: pd.DataFrame,
@@ -507,49 +649,56 @@ def assign_buckets(
       'micro' / 'micro_cap'     the smallest ``micro_n`` (or ``micro_fraction``) traded stocks by total cap;
       'user' / list name        ``params.user_lists``;
       'all' / 'market'          every stock of the universe.
+    Rows: 'all' (universe order), 'index' (by index code, then day, then universe order),
+    'cap_decile', 'micro', 'user' (universe order). The same rules as :func:`bucket_masks`.
     """
-    u = universe[["trade_date", "ts_code", "total_mv"] + (["is_suspended"] if "is_suspended" in universe else [])].copy()
-    u["trade_date"] = pd.to_datetime(u["trade_date"]).astype("datetime64[ns]")
-    parts = [u[["trade_date", "ts_code"]].assign(bucket_type="all", bucket="market")]
-    cw = carry_forward_weights(index_weights, u["trade_date"].unique(), params.index_codes)
-    if len(cw):
-        mem = cw.loc[cw["weight"] > 0, ["trade_date", "con_code", "index_code"]].rename(
-            columns={"con_code": "ts_code", "index_code": "bucket"}
-        )
-        mem = mem[row_positions(u, mem, "universe") >= 0]
-        parts.append(mem.assign(bucket_type="index")[["trade_date", "ts_code", "bucket_type", "bucket"]])
-    traded = _traded(u)
-    t = u.loc[traded, ["trade_date", "ts_code"]]
-    if len(t):
-        rank, n_day = _rank_by_day(u["trade_date"].to_numpy(), u["total_mv"].to_numpy(dtype=float, na_value=np.nan), traded)
-        pct = rank[traded] / n_day[traded]
-        dec = np.clip(np.ceil(pct * params.n_deciles), 1, params.n_deciles).astype(int)
-        parts.append(
-            t[["trade_date", "ts_code"]].assign(
-                bucket_type="cap_decile", bucket=np.array([f"D{d:02d}" for d in range(1, params.n_deciles + 1)])[dec - 1])
-        )
-        micro = _smallest(traded, rank, n_day, params.micro_fraction, params.micro_n)  # = micro_mask(u, ...)
-        parts.append(u.loc[micro, ["trade_date", "ts_code"]].assign(bucket_type="micro", bucket="micro_cap"))
+    day = pd.to_datetime(universe["trade_date"]).to_numpy(dtype="datetime64[ns]")
+    g = StockGrid(day, universe["ts_code"], "universe")
+    key = pd.DataFrame({"trade_date": day, "ts_code": pd.array(universe["ts_code"], dtype="str")})
+    parts = [key.assign(bucket_type="all", bucket="market")]
+    if len(index_weights):
+        for c in sorted(set(params.index_codes)):
+            hit = _index_members(g, index_weights, c)[g.di, g.si]
+            r = np.flatnonzero(hit)
+            r = r[np.argsort(g.di[r], kind="stable")]
+            parts.append(key.iloc[r].assign(bucket_type="index", bucket=c))
+    traded = _traded(universe)
+    if traded.any():
+        dec, micro = _size_buckets(g.di, universe["total_mv"].to_numpy(dtype=float, na_value=np.nan), traded, params)
+        labels = np.array([f"D{d:02d}" for d in range(1, params.n_deciles + 1)])
+        parts.append(key[traded].assign(bucket_type="cap_decile", bucket=labels[dec[traded] - 1]))
+        parts.append(key[micro].assign(bucket_type="micro", bucket="micro_cap"))
     for name, codes in params.user_lists.items():
-        sel = u["ts_code"].isin(list(codes))
-        parts.append(u.loc[sel, ["trade_date", "ts_code"]].assign(bucket_type="user", bucket=name))
+        parts.append(key[key["ts_code"].isin(list(codes)).to_numpy()].assign(bucket_type="user", bucket=name))
     out = pd.concat(parts, ignore_index=True)
     out["bucket_type"] = out["bucket_type"].astype(str)
     out["bucket"] = out["bucket"].astype(str)
     return out
 
 
+def masks_from_rows(grid: StockGrid, buckets: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    """Long bucket rows (:func:`assign_buckets`) as :func:`bucket_masks` (rows whose stock-day is
+    not in ``grid`` are dropped; membership is a set)."""
+    if not len(buckets):
+        return []
+    d, s = grid.locate(buckets["trade_date"], buckets["ts_code"])
+    ok = (d >= 0) & (s >= 0)
+    ok[ok] = grid.present[d[ok], s[ok]]
+    t_code, t_vals = pd.factorize(pd.array(buckets["bucket_type"], dtype="str"))
+    b_code, b_vals = pd.factorize(pd.array(buckets["bucket"], dtype="str"))
+    grp = t_code * len(b_vals) + b_code
+    out = []
+    for gk in np.unique(grp[ok]):
+        m = np.zeros(grid.shape, dtype=bool)
+        r = ok & (grp == gk)
+        m[d[r], s[r]] = True
+        out.append((str(t_vals[gk // len(b_vals)]), str(b_vals[gk % len(b_vals)]), m))
+    return sorted(out, key=lambda b: (BUCKET_ORDER.get(b[0], 9), b[1]))
+
+
 # ---------------------------------------------------------------------------------------------
-# crowding table
+# crowding table and days to liquidate on the grid
 # ---------------------------------------------------------------------------------------------
-
-BUCKET_ORDER = {"micro": 0, "index": 1, "cap_decile": 2, "user": 3, "all": 4, "stock": 5}
-
-
-def _dict_codes(col) -> tuple[np.ndarray, pa.Array]:
-    """Integer codes (first-appearance order) and the distinct values of a string column (Arrow hashing)."""
-    enc = pc.dictionary_encode(_strings(col))
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
 
 
 def _labels(codes: np.ndarray, values: pa.Array) -> pd.arrays.ArrowStringArray:
@@ -558,51 +707,130 @@ def _labels(codes: np.ndarray, values: pa.Array) -> pd.arrays.ArrowStringArray:
     return pd.array(arr.cast(pa.large_string()), dtype="str")
 
 
-class _Keyed:
-    """Output rows keyed by integers: day number, bucket-type code and bucket code (into
-    ``types`` / ``labels``), for aggregation with ``np.bincount`` and a stable numeric sort."""
+def _mask_sums(masks: list[tuple[str, str, np.ndarray]], v: np.ndarray) -> np.ndarray:
+    """Per bucket and session, the sums of ``v`` (sessions x stocks x k, no NaN) over the bucket's
+    stocks: (buckets, sessions, k), one matrix product per bucket."""
+    out = np.zeros((len(masks), v.shape[0], v.shape[2]))
+    for i, (_, _, m) in enumerate(masks):
+        out[i] = np.matmul(m[:, None, :].astype(np.float64), v)[:, 0, :]
+    return out
 
-    def __init__(self, stock: pd.DataFrame, buckets: pd.DataFrame):
-        s_day = _day_numbers(stock["trade_date"])
-        pos = row_positions(stock, buckets, "stock")
-        keep = pos >= 0
-        self.pos = pos[keep]  # stock row of each membership (inner join)
-        bt, bt_vals = _dict_codes(buckets["bucket_type"])
-        b, b_vals = _dict_codes(buckets["bucket"])
-        bt, b = bt[keep], b[keep]
-        n_bt, n_b = max(len(bt_vals), 1), max(len(b_vals), 1)
-        d = s_day[self.pos]
-        d0 = int(d.min()) if len(d) else 0
-        self.grp, first = pd.factorize(((d - d0) * n_bt + bt) * n_b + b)  # groups in first-appearance order
-        first = np.asarray(first, dtype=np.int64)
-        s_code, s_vals = _dict_codes(stock["ts_code"])
-        self.n_groups = len(first)
-        # output rows: the bucket groups, then one row per stock ('stock', ts_code)
-        self.day = np.concatenate([first // (n_bt * n_b) + d0, s_day])
-        self.type = np.concatenate([(first // n_b) % n_bt, np.full(len(stock), len(bt_vals))])
-        self.label = np.concatenate([first % n_b, len(b_vals) + s_code])
-        self.types = pa.concat_arrays([bt_vals.cast(pa.large_string()), pa.array(["stock"], type=pa.large_string())])
-        self.labels = pa.concat_arrays([b_vals.cast(pa.large_string()), s_vals.cast(pa.large_string())])
 
-    def order(self, *extra: np.ndarray) -> np.ndarray:
-        """Stable order by trade_date, ``extra`` keys, bucket type (``BUCKET_ORDER``, others last), bucket."""
-        t_rank = np.array([BUCKET_ORDER.get(t, 9) for t in self.types.to_pylist()])[self.type]
-        lab = np.asarray(self.labels.to_pylist(), dtype=object)
-        _, lab_rank = np.unique(lab, return_inverse=True) if len(lab) else (None, np.zeros(0, dtype=np.int64))
-        key = self.day - (self.day.min() if len(self.day) else 0)
-        for e in extra:
-            _, e_rank = np.unique(e, return_inverse=True)
-            key = key * (int(e_rank.max()) + 1 if len(e_rank) else 1) + e_rank
-        key = (key * 10 + t_rank) * max(len(lab), 1) + lab_rank[self.label]
-        return np.argsort(key, kind="stable")  # one composite integer key: ties keep row order
+class _Layout:
+    """Output rows of a bucket table: per session, ``n_rep`` blocks (one per participation) of the
+    session's bucket rows (``masks`` order) then its stock rows (code order)."""
 
-    def frame(self, rows: np.ndarray) -> pd.DataFrame:
-        """trade_date, bucket_type, bucket of output ``rows``."""
+    def __init__(self, grid: StockGrid, masks, exists: np.ndarray, n_rep: int = 1):
+        self.grid, self.n_rep = grid, n_rep
+        self.d_b, self.b_b = np.nonzero(exists)  # exists: sessions x buckets
+        self.d_s, self.s_s = np.nonzero(grid.present)
+        nb, ns = exists.sum(axis=1), grid.present.sum(axis=1)
+        blk = nb + ns
+        self.n = int(blk.sum()) * n_rep
+        start = np.r_[0, np.cumsum(blk * n_rep)[:-1]].astype(np.int64)
+        loc_b = np.arange(len(self.d_b)) - np.r_[0, np.cumsum(nb)[:-1]].astype(np.int64)[self.d_b]
+        loc_s = nb[self.d_s] + np.arange(len(self.d_s)) - np.r_[0, np.cumsum(ns)[:-1]].astype(np.int64)[self.d_s]
+        self._b = (start[self.d_b] + loc_b, blk[self.d_b])
+        self._s = (start[self.d_s] + loc_s, blk[self.d_s])
+        self.types = [t for t, _, _ in masks]
+        self.labels = [b for _, b, _ in masks]
+
+    def pos(self, part: str, rep: int = 0) -> np.ndarray:
+        p, blk = self._b if part == "bucket" else self._s
+        return p + rep * blk
+
+    def fill(self, bucket_vals: Sequence[np.ndarray], stock_vals: Sequence[np.ndarray], dtype=float) -> np.ndarray:
+        """One output column from per-rep values of the bucket rows and of the stock rows."""
+        out = np.empty(self.n, dtype=dtype)
+        for r in range(self.n_rep):
+            out[self.pos("bucket", r)] = bucket_vals[r]
+            out[self.pos("stock", r)] = stock_vals[r]
+        return out
+
+    def keys(self) -> pd.DataFrame:
+        """trade_date, bucket_type, bucket of every output row."""
+        type_vals = list(dict.fromkeys(self.types)) + ["stock"]
+        t_code = np.array([type_vals.index(t) for t in self.types], dtype=np.int64)
+        day = self.fill([self.grid.days[self.d_b]] * self.n_rep, [self.grid.days[self.d_s]] * self.n_rep, np.int64)
+        typ = self.fill([t_code[self.b_b]] * self.n_rep, [np.full(len(self.d_s), len(type_vals) - 1)] * self.n_rep, np.int64)
+        lab = self.fill([self.b_b] * self.n_rep, [len(self.labels) + self.s_s] * self.n_rep, np.int64)
+        labels = pa.concat_arrays([pa.array(self.labels, type=pa.large_string()), self.grid.codes.cast(pa.large_string())])
         return pd.DataFrame({
-            "trade_date": self.day[rows].astype("datetime64[D]").astype("datetime64[ns]"),
-            "bucket_type": _labels(self.type[rows], self.types),
-            "bucket": _labels(self.label[rows], self.labels),
+            "trade_date": day.astype("datetime64[D]").astype("datetime64[ns]"),
+            "bucket_type": _labels(typ, pa.array(type_vals, type=pa.large_string())),
+            "bucket": _labels(lab, labels),
         })
+
+
+def crowding_table_grid(
+    grid: StockGrid, masks, free_float_mv: np.ndarray, holdings: np.ndarray, adv_cny: np.ndarray,
+    params: CrowdingParams = CrowdingParams(),
+) -> pd.DataFrame:
+    """:func:`crowding_table` on the grid: ``masks`` from :func:`bucket_masks`, the values as
+    sessions x stocks arrays (read at the cells of ``grid.present``)."""
+    pr = grid.present
+    ff, q, adv = (np.where(pr, a, np.nan) for a in (free_float_mv, holdings, adv_cny))
+    missing = pr & (np.isnan(ff) | np.isnan(adv))
+    v = np.stack([pr, missing, np.nan_to_num(ff), np.nan_to_num(q), np.nan_to_num(adv)], axis=-1).astype(np.float64)
+    s = _mask_sums(masks, v)  # buckets x sessions x 5
+    lay = _Layout(grid, masks, (s[:, :, 0] > 0).T)
+    sb = s[lay.b_b, lay.d_b]  # bucket rows x 5
+    cell = (lay.d_s, lay.s_s)
+    cols = {
+        "n_stocks": lay.fill([sb[:, 0]], [np.ones(len(lay.d_s))]).astype(np.int64),
+        "n_missing": lay.fill([sb[:, 1]], [missing[cell].astype(float)]).astype(np.int64),
+        "free_float_mv": lay.fill([sb[:, 2]], [ff[cell]]),
+        "holdings": lay.fill([sb[:, 3]], [q[cell]]),
+        "adv_cny": lay.fill([sb[:, 4]], [adv[cell]]),
+    }
+    cols.update(crowding_ratios(cols["free_float_mv"], cols["holdings"], cols["adv_cny"], params.annual_turnover,
+                                params.days_per_year, params.rho))
+    out = lay.keys()
+    for c, v_ in cols.items():
+        out[c] = v_
+    return out
+
+
+def days_to_liquidate_grid(
+    grid: StockGrid, masks, holdings: np.ndarray, adv_cny: np.ndarray,
+    participations: Sequence[float] = (0.10, 0.20), thresholds: Sequence[float] = (1.0, 3.0, 5.0),
+) -> pd.DataFrame:
+    """:func:`days_to_liquidate` on the grid (see :func:`crowding_table_grid`)."""
+    pr = grid.present
+    q, adv = (np.where(pr, a, np.nan) for a in (holdings, adv_cny))
+    ok = pr & np.isfinite(adv) & (adv > 0) & np.isfinite(q)
+    hq = np.where(ok, q, 0.0)
+    no_adv = np.where(pr & ~ok, np.nan_to_num(q), 0.0)
+    layers = [pr.astype(np.float64), hq, no_adv]
+    for p in participations:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(ok, q / (p * np.where(ok, adv, 1.0)), np.nan)
+        layers.append(np.where(ok, q * d, 0.0))
+        layers += [np.where(ok & (d > t), q, 0.0) for t in thresholds]
+    s = _mask_sums(masks, np.stack(layers, axis=-1))
+    n_p, n_t = len(participations), len(thresholds)
+    lay = _Layout(grid, masks, (s[:, :, 0] > 0).T, n_p)
+    sb = s[lay.b_b, lay.d_b]
+    cell = (lay.d_s, lay.s_s)
+    st = {"n_stocks": np.ones(len(lay.d_s)), "holdings": hq[cell], "holdings_no_adv": no_adv[cell]}
+    cols = {
+        "participation": lay.fill([np.full(len(lay.d_b), float(p)) for p in participations],
+                                  [np.full(len(lay.d_s), float(p)) for p in participations]),
+        "n_stocks": lay.fill([sb[:, 0]] * n_p, [st["n_stocks"]] * n_p).astype(np.int64),
+        "holdings": lay.fill([sb[:, 1]] * n_p, [st["holdings"]] * n_p),
+        "holdings_no_adv": lay.fill([sb[:, 2]] * n_p, [st["holdings_no_adv"]] * n_p),
+    }
+    hq_b, hq_s = sb[:, 1], st["holdings"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, c in enumerate(["dtl_days"] + [f"share_gt_{t:g}d" for t in thresholds]):
+            # layer k of each participation (q x DTL, then q above each threshold) over the holdings with an ADV
+            li = [3 + i * (1 + n_t) + k for i in range(n_p)]
+            cols[c] = lay.fill([np.where(hq_b > 0, sb[:, j] / hq_b, np.nan) for j in li],
+                               [np.where(hq_s > 0, layers[j][cell] / hq_s, np.nan) for j in li])
+    out = lay.keys()
+    for c, v_ in cols.items():
+        out[c] = v_
+    return out
 
 
 def crowding_table(
@@ -617,32 +845,11 @@ def crowding_table(
     free_float_mv, holdings, adv_cny, holdings_share, turnover_share, redemption_share.
     Bucket sums skip missing values (a suspended stock adds its holdings but no cap/ADV; such
     stocks are counted in ``n_missing``). Rows sorted by trade_date, bucket type
-    (``BUCKET_ORDER``), bucket. Aggregation by integer keys (``np.bincount``), no merge/groupby.
+    (``BUCKET_ORDER``), bucket. Computed on a sessions x stocks grid (:func:`crowding_table_grid`).
     """
-    k = _Keyed(stock, buckets)
-    ff = stock["free_float_mv"].to_numpy(dtype=float, na_value=np.nan)
-    q = stock["holdings"].to_numpy(dtype=float, na_value=np.nan)
-    adv = stock["adv_cny"].to_numpy(dtype=float, na_value=np.nan)
-    missing = (np.isnan(ff) | np.isnan(adv)).astype(np.int64)
-    pos, grp, n = k.pos, k.grp, k.n_groups
-    cols = {
-        "n_stocks": np.concatenate([np.bincount(grp, minlength=n), np.ones(len(stock))]).astype(np.int64),
-        "n_missing": np.concatenate([np.bincount(grp, weights=missing[pos], minlength=n), missing]).astype(np.int64),
-    }
-    for c, v in (("free_float_mv", ff), ("holdings", q), ("adv_cny", adv)):
-        cols[c] = np.concatenate([np.bincount(grp, weights=np.nan_to_num(v[pos], nan=0.0), minlength=n), v])
-    cols.update(crowding_ratios(cols["free_float_mv"], cols["holdings"], cols["adv_cny"], params.annual_turnover,
-                                params.days_per_year, params.rho))
-    rows = k.order()
-    out = k.frame(rows)
-    for c, v in cols.items():
-        out[c] = v[rows]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# days to liquidate
-# ---------------------------------------------------------------------------------------------
+    g = StockGrid(stock["trade_date"], stock["ts_code"], "stock")
+    val = {c: g.wide(stock[c].to_numpy(dtype=float, na_value=np.nan)) for c in ("free_float_mv", "holdings", "adv_cny")}
+    return crowding_table_grid(g, masks_from_rows(g, buckets), val["free_float_mv"], val["holdings"], val["adv_cny"], params)
 
 
 def days_to_liquidate(
@@ -661,61 +868,33 @@ def days_to_liquidate(
 
     stock: trade_date, ts_code, holdings (CNY), adv_cny; one row per (trade_date, ts_code).
     Returns one row per (trade_date, bucket_type, bucket, participation), sorted by trade_date,
-    participation, bucket type (``BUCKET_ORDER``), bucket.
+    participation, bucket type (``BUCKET_ORDER``), bucket. Computed on a sessions x stocks grid
+    (:func:`days_to_liquidate_grid`).
     """
-    k = _Keyed(stock, buckets)
-    n_s = len(stock)
-    n = k.n_groups + n_s
-    # members: every bucket membership, then each stock as its own group
-    mpos = np.concatenate([k.pos, np.arange(n_s)])
-    mgrp = np.concatenate([k.grp, k.n_groups + np.arange(n_s)])
-    q_s = stock["holdings"].to_numpy(dtype=float, na_value=np.nan)
-    adv_s = stock["adv_cny"].to_numpy(dtype=float, na_value=np.nan)
-    ok_s = np.isfinite(adv_s) & (adv_s > 0) & np.isfinite(q_s)
-    q, ok = q_s[mpos], ok_s[mpos]
-    n_stocks = np.bincount(mgrp, minlength=n).astype(np.int64)
-    hq = np.bincount(mgrp, weights=np.where(ok, q, 0.0), minlength=n)
-    no_adv = np.bincount(mgrp, weights=np.where(ok, 0.0, np.nan_to_num(q)), minlength=n)
-    cols: dict[str, list[np.ndarray]] = {c: [] for c in ["participation", "n_stocks", "holdings", "holdings_no_adv", "dtl_days"]
-                                         + [f"share_gt_{t:g}d" for t in thresholds]}
-    for p in participations:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dtl = np.where(ok_s, q_s / (p * np.where(ok_s, adv_s, 1.0)), np.nan)[mpos]
-        qd = np.bincount(mgrp, weights=np.where(ok, q * dtl, 0.0), minlength=n)
-        cols["participation"].append(np.full(n, float(p)))
-        cols["n_stocks"].append(n_stocks)
-        cols["holdings"].append(hq)
-        cols["holdings_no_adv"].append(no_adv)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cols["dtl_days"].append(np.where(hq > 0, qd / hq, np.nan))
-            for t in thresholds:
-                gt = np.bincount(mgrp, weights=np.where(ok & (dtl > t), q, 0.0), minlength=n)
-                cols[f"share_gt_{t:g}d"].append(np.where(hq > 0, gt / hq, np.nan))
-    flat = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
-    n_p = len(participations)
-    for a in ("day", "type", "label"):  # the keys repeat once per participation
-        setattr(k, a, np.tile(getattr(k, a), n_p))
-    rows = k.order(flat["participation"])
-    out = k.frame(rows)
-    for c, v in flat.items():
-        out[c] = v[rows]
-    out["n_stocks"] = out["n_stocks"].astype("int64")
-    return out
+    g = StockGrid(stock["trade_date"], stock["ts_code"], "stock")
+    val = {c: g.wide(stock[c].to_numpy(dtype=float, na_value=np.nan)) for c in ("holdings", "adv_cny")}
+    return days_to_liquidate_grid(g, masks_from_rows(g, buckets), val["holdings"], val["adv_cny"], participations, thresholds)
 
 
 __all__ = [
     "CrowdingParams",
     "HoldingsParams",
     "Sleeve",
+    "StockGrid",
     "adv_and_sigma",
     "assign_buckets",
+    "bucket_masks",
     "carry_forward_weights",
     "crowding_ratios",
     "crowding_table",
+    "crowding_table_grid",
     "days_to_liquidate",
+    "days_to_liquidate_grid",
     "estimate_quant_holdings",
     "liquidity_stats",
+    "masks_from_rows",
     "micro_mask",
+    "rolling_stat",
     "row_positions",
     "wide_rolling",
 ]

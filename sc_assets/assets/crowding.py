@@ -57,7 +57,8 @@ def chunks(keys: list[str], size: int | None = None) -> list[list[str]]:
     return [keys[i:i + size] for i in range(0, len(keys), size)] or [[]]
 
 
-def _run_meta(context: dg.AssetExecutionContext, last: pd.DataFrame, rows: int, keys: list[str], **kw) -> dict:
+def _run_meta(context: dg.AssetExecutionContext, last: pd.DataFrame, rows: int, keys: list[str],
+              asset_key: dg.AssetKey | None = None, **kw) -> dict:
     """Run totals + the last chunk's schema/preview. Heavy entries (see ``range_metadata``) and the
     JSON ones (parameters, lists) go on the last partition's event only: Dagster copies the
     returned metadata into every partition's event of a multi-partition run (issue 11)."""
@@ -67,9 +68,9 @@ def _run_meta(context: dg.AssetExecutionContext, last: pd.DataFrame, rows: int, 
         meta["date_range"] = f"{keys[0]} .. {keys[-1]}"
     if len(keys) > 1:
         per_run = {k: v for k, v in meta.items() if isinstance(v, dg.JsonMetadataValue)}
-        context.add_asset_metadata(per_run, partition_key=keys[-1])
+        context.add_asset_metadata(per_run, asset_key=asset_key, partition_key=keys[-1])
         meta = {k: v for k, v in meta.items() if k not in per_run}
-    return range_metadata(context, meta)
+    return range_metadata(context, meta, asset_key=asset_key)
 
 
 class HoldingsConfig(dg.Config):
@@ -351,43 +352,122 @@ def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsPa
     return out, table, iw, worst
 
 
-# ---- crowding_table ------------------------------------------------------------------------
+# ---- crowding_table + days_to_liquidate ------------------------------------------------------
+
+CROWDING_DESCRIPTION = """Table 2 per day, per bucket and per stock: free-float cap, quant holdings, HS, TS, RS and 20-day ADV.
+
+METHODS §8: HS = Q/FF, TS = Q·(A/D)/ADV (A = 30x, D = 242), RS = ρ·Q/ADV (ρ = 10 %/day) — the
+constants that reproduce the study's Table 2. Buckets: index membership (CSI300/500/1000/2000,
+weights carried forward), total-cap deciles (D01 smallest), micro-cap (smallest 20 % of traded
+stocks, like the study's "Wind small-cap 1000"), user lists, the whole market; ``level`` =
+'bucket' or 'stock'. Reads ``adv_window + 5`` sessions of marts.stock_daily_panel before the
+first key (ADV lookback). Computed with days_to_liquidate in one pass (op ``crowding_tables``).
+"""
+
+DTL_DESCRIPTION = """Days to liquidate quant holdings at 10 % / 20 % of ADV, per stock and bucket, with the share of holdings needing >1/3/5 days.
+
+METHODS §8 / ESMA (2020): DTL = Q / (p·ADV); bucket DTL = holdings-weighted mean. Same buckets
+and ADV lookback as ``crowding_table``. Columns: trade_date, bucket_type, bucket, participation,
+n_stocks, holdings (CNY with an ADV), holdings_no_adv, dtl_days, share_gt_1d/3d/5d. Computed with
+crowding_table in one pass (op ``crowding_tables``).
+"""
 
 
-@dg.asset(
-    key=CROWDING,
-    group_name=LAYER,
+def _arrow_floats(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).cast(pa.float64()).to_numpy()
+
+
+def _crowding_state(warehouse: Warehouse, keys: list[str], params: cr.CrowdingParams, iw_run: pd.DataFrame | None):
+    """Inputs of both tables for ``keys`` on a sessions x stocks grid of the keys' panel rows:
+    (grid, bucket masks, free_float_mv, holdings (CNY; 0 where none), adv_cny). ADV is the rolling
+    mean of ``amount`` over the grid of the keys plus ``adv_window + 5`` lookback sessions. Read
+    and computed in Arrow / numpy (no pandas frame of the panel; issue 11)."""
+    try:
+        t = warehouse.read_days("marts", "stock_daily_panel", lookback_keys(keys, params.adv_window + 5),
+                                CROWDING_COLUMNS, required=True, arrow=True)
+    except FileNotFoundError:
+        t = pa.table({"trade_date": pa.array([], pa.date32()), "ts_code": pa.array([], pa.string()),
+                      **{c: pa.array([], pa.float64()) for c in ("amount", "free_float_mv", "total_mv")},
+                      "is_suspended": pa.array([], pa.bool_())})
+    day = t.column("trade_date").cast(pa.date32()).cast(pa.int32()).to_numpy().astype(np.int64)
+    full = cr.StockGrid(day, t.column("ts_code"), "marts.stock_daily_panel")
+    adv = cr.rolling_stat(full.wide(_arrow_floats(t, "amount")), params.adv_window,
+                          min(params.adv_min_periods, params.adv_window))
+    key_days = pd.to_datetime(pd.Index(keys)).to_numpy(dtype="datetime64[D]").astype(np.int64)
+    in_keys = np.isin(full.days, key_days)
+    grid, rows = full.select_days(in_keys)
+    adv = adv[in_keys]
+    ff = grid.wide(_arrow_floats(t, "free_float_mv")[rows])
+    mv = _arrow_floats(t, "total_mv")[rows]
+    susp = pc.fill_null(t.column("is_suspended").cast(pa.bool_()), False).to_numpy()[rows]
+    del t
+    h = warehouse.read_days(LAYER, "quant_holdings_estimate", keys, ["trade_date", "ts_code", "holdings"],
+                            required=True, arrow=True)
+    d, s = grid.locate(h.column("trade_date").cast(pa.date32()).cast(pa.int32()).to_numpy().astype(np.int64),
+                       h.column("ts_code"))
+    hit = (d >= 0) & (s >= 0)
+    q = np.full(grid.shape, np.nan)
+    q[d[hit], s[hit]] = _arrow_floats(h, "holdings")[hit]
+    q = np.where(grid.present & np.isnan(q), 0.0, q)  # a stock-day without an estimate holds 0
+    iw = read_index_weights(warehouse, min(keys), max(keys)) if iw_run is None else weights_window(iw_run, min(keys), max(keys))
+    masks = cr.bucket_masks(grid, mv, susp, iw, params)
+    return grid, masks, ff, q, adv
+
+
+@dg.multi_asset(
+    name="crowding_tables",
+    specs=[
+        dg.AssetSpec(CROWDING, description=CROWDING_DESCRIPTION, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
+                     kinds=KINDS, code_version="1", skippable=True),
+        dg.AssetSpec(DTL, description=DTL_DESCRIPTION, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
+                     kinds=KINDS, code_version="1", skippable=True),
+    ],
+    can_subset=True,
     **daily_asset_args(),
-    deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
-    kinds=KINDS,
-    code_version="1",
 )
-def crowding_table(
-    context: dg.AssetExecutionContext, config: CrowdingConfig, warehouse: Warehouse
-) -> dg.MaterializeResult:
-    """Table 2 per day, per bucket and per stock: free-float cap, quant holdings, HS, TS, RS and 20-day ADV.
+def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, warehouse: Warehouse):
+    """``crowding.crowding_table`` and ``crowding.days_to_liquidate`` (METHODS §8) in one pass.
 
-    METHODS §8: HS = Q/FF, TS = Q·(A/D)/ADV (A = 30x, D = 242), RS = ρ·Q/ADV (ρ = 10 %/day) — the
-    constants that reproduce the study's Table 2. Buckets: index membership (CSI300/500/1000/2000,
-    weights carried forward), total-cap deciles (D01 smallest), micro-cap (smallest 20 % of traded
-    stocks, like the study's "Wind small-cap 1000"), user lists, the whole market; ``level`` =
-    'bucket' or 'stock'. Reads ``adv_window + 5`` sessions of marts.stock_daily_panel before the
-    first key (ADV lookback).
+    Both tables are built from the same per stock-day state (panel rows with the ADV lookback,
+    holdings, index weights, buckets), read and computed once per chunk of ``CHUNK_SESSIONS``
+    sessions (issue 11: two assets each reading and joining the same inputs cost twice). Either
+    asset can be materialized alone (subsetting); each keeps its own key, description and metadata.
     """
     params = config.params()
     keys = sorted(context.partition_keys)
-    rows = 0
+    want = [k for k in (CROWDING, DTL) if k in context.selected_asset_keys]
+    rows = {k: 0 for k in want}
+    last: dict[dg.AssetKey, tuple[pd.DataFrame, pa.Schema]] = {}
     iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
     for part in chunks(keys):
-        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False, index_weights=iw_run)
-        out = cr.crowding_table(stock, buckets, params)
-        del stock, buckets
-        out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
-        table = lake_table(out)
-        warehouse.write_partitions(LAYER, "crowding_table", table, days=part)
-        rows += len(out)
-    warehouse.refresh_catalog([(LAYER, "crowding_table")])
-    last = out[(out["level"] == "bucket") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out
+        grid, masks, ff, q, adv = _crowding_state(warehouse, part, params, iw_run)
+        for k in want:
+            if k == CROWDING:
+                out = cr.crowding_table_grid(grid, masks, ff, q, adv, params)
+                out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
+            else:
+                out = cr.days_to_liquidate_grid(grid, masks, q, adv, params.participations, params.dtl_thresholds)
+            table = lake_table(out)
+            warehouse.write_partitions(LAYER, k.path[-1], table, days=part)
+            rows[k] += len(out)
+            last[k] = (out[out["trade_date"] == out["trade_date"].max()] if len(out) else out, table.schema)
+            del out, table
+    warehouse.refresh_catalog([(LAYER, k.path[-1]) for k in want])
+    for k in want:
+        day_rows, schema = last[k]
+        if k == CROWDING:
+            yield dg.MaterializeResult(asset_key=k, metadata=_crowding_meta(context, day_rows, schema, rows[k], keys, params))
+        else:
+            prev = as_dates(day_rows[day_rows["bucket_type"] != "stock"] if len(day_rows) else day_rows)
+            yield dg.MaterializeResult(asset_key=k, metadata=_run_meta(
+                context, prev, rows[k], keys, asset_key=k, schema=schema,
+                preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
+                parameters=params.as_metadata(), n_days=len(keys)))
+
+
+def _crowding_meta(context, day_rows: pd.DataFrame, schema: pa.Schema, rows: int, keys: list[str], params) -> dict:
+    """crowding_table metadata: totals, schema and the last day's Table 2 preview (100m CNY, percent)."""
+    last = day_rows[day_rows["level"] == "bucket"] if len(day_rows) else day_rows
     preview = last[last["bucket_type"].isin(["micro", "index", "all"])][
         ["trade_date", "bucket", "n_stocks", "free_float_mv", "holdings", "adv_cny", "holdings_share", "turnover_share",
          "redemption_share"]] if len(last) else last
@@ -397,50 +477,9 @@ def crowding_table(
             holdings_share=100 * preview["holdings_share"], turnover_share=100 * preview["turnover_share"],
             redemption_share=100 * preview["redemption_share"],
         )
-    return dg.MaterializeResult(
-        metadata=_run_meta(
-            context, as_dates(last), rows, keys, schema=table.schema, preview=preview, parameters=params.as_metadata(), n_days=len(keys),
-            preview_units="preview: amounts in 100m CNY, shares in percent (last day)",
-            adv_lookback_sessions=params.adv_window + 5,
-        )
-    )
-
-
-# ---- days_to_liquidate ---------------------------------------------------------------------
-
-
-@dg.asset(
-    key=DTL,
-    group_name=LAYER,
-    **daily_asset_args(),
-    deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
-    kinds=KINDS,
-    code_version="1",
-)
-def days_to_liquidate(
-    context: dg.AssetExecutionContext, config: CrowdingConfig, warehouse: Warehouse
-) -> dg.MaterializeResult:
-    """Days to liquidate quant holdings at 10 % / 20 % of ADV, per stock and bucket, with the share of holdings needing >1/3/5 days.
-
-    METHODS §8 / ESMA (2020): DTL = Q / (p·ADV); bucket DTL = holdings-weighted mean. Same buckets
-    and ADV lookback as ``crowding_table``. Columns: trade_date, bucket_type, bucket, participation,
-    n_stocks, holdings (CNY with an ADV), holdings_no_adv, dtl_days, share_gt_1d/3d/5d.
-    """
-    params = config.params()
-    keys = sorted(context.partition_keys)
-    rows = 0
-    iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
-    for part in chunks(keys):
-        stock, buckets, _ = stock_state(warehouse, part, params, columns=CROWDING_COLUMNS, sleeves=False, index_weights=iw_run)
-        out = cr.days_to_liquidate(stock, buckets, params.participations, params.dtl_thresholds)
-        del stock, buckets
-        table = lake_table(out)
-        warehouse.write_partitions(LAYER, "days_to_liquidate", table, days=part)
-        rows += len(out)
-    warehouse.refresh_catalog([(LAYER, "days_to_liquidate")])
-    prev = as_dates(out[(out["bucket_type"] != "stock") & (out["trade_date"] == out["trade_date"].max())] if len(out) else out)
-    return dg.MaterializeResult(
-        metadata=_run_meta(context, prev, rows, keys, schema=table.schema,
-                           preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
-                           parameters=params.as_metadata(), n_days=len(keys))
+    return _run_meta(
+        context, as_dates(last), rows, keys, asset_key=CROWDING, schema=schema, preview=preview,
+        parameters=params.as_metadata(), n_days=len(keys),
+        preview_units="preview: amounts in 100m CNY, shares in percent (last day)",
+        adv_lookback_sessions=params.adv_window + 5,
     )

@@ -80,7 +80,7 @@ def _build_lake(warehouse, seed=11):
     return panel, iw
 
 
-CROWDING_ASSETS = [ca.quant_holdings_estimate, ca.crowding_table, ca.days_to_liquidate]
+CROWDING_ASSETS = [ca.quant_holdings_estimate, ca.crowding_tables]
 STRESS_ASSETS = [sa.basis_stress_events, sa.redemption_stress, sa.fire_sale_simulation, sa.stress_summary]
 
 
