@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from sc_assets.assets._metadata import table_metadata
+from sc_assets.assets.drawdowns import read_lake_sql
 from sc_assets.report import ReportParams, build_report
 from sc_assets.report.build import SECTIONS, params_dict, partitions_needed
 from sc_assets.resources import Warehouse
@@ -77,9 +78,10 @@ def crash_report(
     """HTML report with PNG figures like the study's (relative NAV, drawdown vs cap, neutral index, Table 1, correlations, Table 2, basis, ETF flows + NLSIZE, stress), written to <data_root>/reports/.
 
     Reads each analytics table whole, except crowding.crowding_table (only the Table-2 day: the
-    last partition on or before ``window_start``), and the index/futures/ETF panels from
-    ``history_start`` on (default 2023-07-01). Each section that lacks its input table
-    becomes a note instead of a figure. A Markdown summary is attached as metadata.
+    last partition on or before ``window_start``), and the index/futures/ETF panels and
+    factors.factor_returns from ``history_start`` on (default 2023-07-01). Each section that
+    lacks its input table becomes a note instead of a figure. A Markdown summary is attached
+    as metadata.
     """
     params = ReportParams(
         small_index=config.small_index, large_index=config.large_index,
@@ -90,10 +92,16 @@ def crash_report(
     def load(layer: str, name: str) -> pd.DataFrame | None:
         if not warehouse.exists(layer, name):
             return None
-        start = params.history_start if layer == "marts" and name != "fund_nav_panel" else None
-        days = None if start is not None else partitions_needed(layer, name, warehouse.partitions(layer, name), params)
+        days = warehouse.partitions(layer, name)
         try:
-            return warehouse.read(layer, name, start=start, days=days)
+            if not days:  # an unpartitioned table: its one file
+                return warehouse.read(layer, name)
+            need = partitions_needed(layer, name, days, params)
+            if need == []:
+                return None
+            start, end = (need[0], need[-1]) if need else (None, None)
+            return read_lake_sql(warehouse, layer, name, "SELECT * FROM files", start=start, end=end,
+                                 arrow=True).to_pandas()
         except FileNotFoundError:
             return None
 

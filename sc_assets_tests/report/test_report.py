@@ -154,3 +154,4 @@ def test_crowding_reads_only_the_table2_partition(tmp_path, first):
     pd.testing.assert_frame_equal(a.table, b.table)
     assert a.facts == b.facts and a.facts["as of"] == pd.Timestamp(need[0]).strftime("%Y-%m-%d")
     assert partitions_needed("drawdowns", "excess_correlation", days, ReportParams()) is None
+    assert partitions_needed("factors", "factor_returns", days, ReportParams()) == days  # all after history_start
