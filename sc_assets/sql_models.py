@@ -570,7 +570,8 @@ class UniqueKeyCheck:
     Chunks of a partitioned model are disjoint in ``trade_date``, so a key containing
     ``trade_date`` is checked chunk by chunk; any other key (or ``across_chunks=True``) keeps
     only the key columns of every chunk and is checked across all of them at the end.
-    ``duplicate_rows`` = rows - distinct keys (as ``DataFrame.duplicated().sum()``).
+    ``duplicate_rows`` = rows - distinct keys (as ``DataFrame.duplicated().sum()``), counted
+    on dictionary codes (:func:`sc_assets.checks.gx_suites.distinct_rows`; issue 11).
     """
 
     def __init__(self, key: Sequence[str], across_chunks: bool):
@@ -601,16 +602,22 @@ class UniqueKeyCheck:
             self.kept.append(keys)
             dupes = 0
         else:
-            dupes = keys.num_rows - keys.group_by(self.key).aggregate([]).num_rows
+            dupes = keys.num_rows - self._distinct(keys)
             self.dupes += dupes
         if (n_null or dupes) and len(self.failing) < 5:
             self.failing.append(span)
+
+    def _distinct(self, keys: pa.Table) -> int:
+        from sc_assets.checks.gx_suites import distinct_rows
+
+        n = distinct_rows(keys, self.key)  # None: a key type it does not encode (e.g. a list)
+        return n if n is not None else keys.group_by(self.key).aggregate([]).num_rows
 
     def result(self, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
         if self.kept:
             keys = pa.concat_tables(self.kept)
             self.kept.clear()
-            dupes = keys.num_rows - keys.group_by(self.key).aggregate([]).num_rows
+            dupes = keys.num_rows - self._distinct(keys)
             self.dupes += dupes
         return dg.AssetCheckResult(
             asset_key=asset_key, check_name="unique_key_is_unique", passed=self.dupes == 0 and self.nulls == 0,
@@ -726,11 +733,9 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
             schema, preview = table.schema, last_rows.slice(0, PREVIEW_ROWS).to_pandas()
             seconds["checks"] += time.perf_counter() - t
             t = time.perf_counter()
-            df = table.to_pandas() if gx is not None else None  # GX validates pandas frames
+            if gx is not None:  # screened on Arrow; only a suspect expectation converts its columns for GX
+                gx.add(table, days=chunk)
             del table, last_rows
-            if df is not None:
-                gx.add(df, days=chunk)
-                del df
             seconds["gx"] += time.perf_counter() - t
         t = time.perf_counter()
         warehouse.refresh_catalog([(model.layer, model.name)])

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
 GX_CHECK_NAME = "gx_suite_passes"
 
@@ -51,10 +52,10 @@ def gx_check_spec(asset_key: dg.AssetKey | Sequence[str] | str, description: str
 def gx_check_result(
     asset_key: dg.AssetKey | Sequence[str] | str,
     suite_name: str | None,
-    df: pd.DataFrame,
+    df: pd.DataFrame | pa.Table,
     days: Sequence[str] | None = None,
 ) -> dg.AssetCheckResult:
-    """Validate ``df`` with the GX suite (default: the asset key as ``layer.name``) once and
+    """Validate ``df`` (pandas or Arrow) with the GX suite (default: the asset key as ``layer.name``) once and
     return an ERROR-severity :class:`dagster.AssetCheckResult` for :func:`gx_check_spec`."""
     check = GxChunkedCheck(asset_key, suite_name)
     check.add(df, days=days)
@@ -88,8 +89,9 @@ class GxChunkedCheck:
         self.failing_chunks: list[str] = []
         self.n_failing_chunks = 0
 
-    def add(self, df: pd.DataFrame, days: Sequence[str] | None = None) -> bool:
-        """Validate one chunk (``days``: its partition keys, for the calendar rule). Returns passed."""
+    def add(self, df: pd.DataFrame | pa.Table, days: Sequence[str] | None = None) -> bool:
+        """Validate one chunk, pandas or Arrow (``days``: its partition keys, for the calendar
+        rule). Returns passed."""
         from sc_assets.checks.gx_suites import validate
 
         ok, meta = validate(self.suite, df, days=days)
@@ -151,12 +153,13 @@ class GxChunkedCheck:
         )
 
 
-def _span(df: pd.DataFrame, days: Sequence[str] | None) -> str | None:
+def _span(df: pd.DataFrame | pa.Table, days: Sequence[str] | None) -> str | None:
     """'first .. last' day of a chunk (its partition keys, else its trade_date values)."""
     if days:
         return f"{min(days)} .. {max(days)}"
-    if "trade_date" in df.columns and len(df):
-        d = pd.to_datetime(df["trade_date"])
+    names = df.column_names if isinstance(df, pa.Table) else df.columns
+    if "trade_date" in names and len(df):
+        d = pd.to_datetime(df.column("trade_date").to_pandas() if isinstance(df, pa.Table) else df["trade_date"])
         return f"{d.min():%Y-%m-%d} .. {d.max():%Y-%m-%d}"
     return None
 

@@ -10,6 +10,7 @@ from datetime import date
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from sc_assets.checks import GX_CHECK_NAME, gx_check_result, gx_check_spec
@@ -231,29 +232,67 @@ def _config_key(kind: str, kwargs: dict) -> str:
     return json.dumps([snake, kw], sort_keys=True, default=str)
 
 
-def test_pandas_screen_agrees_with_great_expectations_on_random_frames():
+def _random_table(rng: np.random.Generator, n: int) -> pa.Table:
+    """The same columns as Arrow types a DuckDB result has: NaN and null both in a double
+    column, -0.0 beside 0.0, nullable int32 / bool / text / date32, a null-typed column."""
+    miss = rng.random(n) < 0.2
+    f = rng.choice([-1.0, -0.0, 0.0, 1.0, 2.0, np.nan], n)
+    i = rng.integers(-1, 3, n)
+    days = np.datetime64("2024-01-02") + rng.integers(0, 3, n).astype("timedelta64[D]")
+    return pa.table({
+        "f64": pa.array(f, mask=miss), "f32": pa.array(f.astype("float32")),
+        "i64": pa.array(i), "i32": pa.array(i.astype("int32"), mask=miss),
+        "Int64": pa.array(rng.integers(-1, 3, n), mask=miss), "Float64": pa.array(np.where(miss, np.nan, f)),
+        "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.2),
+        "s": pa.array(rng.choice(["a", "b", "c"], n), mask=rng.random(n) < 0.2),
+        "d": pa.array(days, pa.date32()).filter(pa.array(np.ones(n, bool))) if n else pa.array([], pa.date32()),
+        "dt": pa.array(days.astype("datetime64[us]"), mask=miss),
+        "o": pa.nulls(n),
+    })
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_arrow_screen_agrees_with_great_expectations_on_random_frames(kind):
     """An expectation skipped by GX (screen says "passes") must pass in GX; and the screen
     answers exactly like GX wherever it does not defer on purpose (non-numeric ranges, rows
-    whose compound key is all missing, min > max)."""
-    from sc_assets.checks.gx_suites import _run_gx, between, ge, in_set, not_null, unique
+    whose compound key is all missing, min > max). ``pandas``: a pandas frame screened through
+    :func:`screen_table`, GX on the frame; ``arrow``: an Arrow table (as the SQL models hand
+    over) screened as is, GX on its ``to_pandas()``."""
+    from sc_assets.checks.gx_suites import (
+        _run_gx,
+        between,
+        ge,
+        in_set,
+        not_null,
+        positive,
+        screen_table,
+        unique,
+    )
 
     rng = np.random.default_rng(11)
     cols = ["f64", "f32", "i64", "i32", "Int64", "Float64", "b", "s", "d", "dt"]
     numeric = ["f64", "f32", "i64", "i32", "Int64", "Float64", "o"]
     exps = (not_null(*cols) + [x for c in cols for x in unique([c])] + unique(["f64", "s"]) + unique(["d", "i64"])
+            + unique(["f64", "i32", "b"])
             + [x for c in numeric for lo, hi in [(0, None), (None, 1), (0, 1), (2, 1)] for x in between(c, lo, hi)]
-            + [x for c in numeric for x in __import__("sc_assets.checks.gx_suites", fromlist=["positive"]).positive(c)]
+            + [x for c in numeric for x in positive(c)]
             + ge("f64", "i64") + ge("Int64", "f32") + ge("dt", "dt") + ge("d", "d") + ge("s", "s")
             + in_set("s", ["a", "b"]) + in_set("i64", [0, 1, 2]) + in_set("f64", [-1.0, 0.0, 1.0]) + in_set("b", [True]))
     agree = gx_fails = 0
     for trial in range(12):
-        df = _random_frame(rng, int(rng.integers(0, 9)))
+        n = int(rng.integers(0, 9))
+        if kind == "pandas":
+            df = _random_frame(rng, n)
+            table = screen_table(df)
+        else:
+            table = _random_table(rng, n)
+            df = table.to_pandas()
         results = _run_gx("test.screen_oracle", df, exps, "BOOLEAN_ONLY")
         by_config = {_config_key(r.expectation_config.type, r.expectation_config.kwargs): r for r in results}
         assert len(by_config) == len(exps)
         for e in exps:
             r = by_config[_config_key(e.gx_class, e.kwargs)]
-            screened = e.screen(df)
+            screened = e.screen(table)
             gx_fails += not r.success
             assert not (screened and not r.success), (trial, e, df)  # never skips a GX failure
             k = e.kwargs
@@ -263,6 +302,27 @@ def test_pandas_screen_agrees_with_great_expectations_on_random_frames():
                 assert screened == r.success, (trial, e, df)
                 agree += 1
     assert agree > 12 * len(exps) // 2 and gx_fails > 50  # the comparison is not vacuous
+
+
+def test_distinct_rows_counts_like_pandas_duplicated():
+    from sc_assets.checks.gx_suites import distinct_rows
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        t = _random_table(rng, int(rng.integers(0, 40)))
+        for cols in (["f64"], ["s", "d"], ["f64", "i32", "b", "s"], ["o", "i64"]):
+            expected = int((~t.select(cols).to_pandas().duplicated()).sum())
+            assert distinct_rows(t, cols) == expected, (cols, t.to_pandas())
+
+
+def test_validate_takes_arrow_tables_like_pandas_frames():
+    """The SQL models validate Arrow chunks: same verdicts and failures as the pandas frame."""
+    clean = panel()
+    for df in (clean, panel(close=11.5, high=11.5, ret=0.15, up_limit=11.0), panel(board="nasdaq")):
+        t = pa.Table.from_pandas(df, preserve_index=False)
+        ok_pd, meta_pd = validate("marts.stock_daily_panel", df, days=["2024-01-02"])
+        ok_pa, meta_pa = validate("marts.stock_daily_panel", t, days=["2024-01-02"])
+        assert ok_pd == ok_pa and meta_pd["failed"] == meta_pa["failed"] and meta_pd["evaluated"] == meta_pa["evaluated"]
 
 
 def test_clean_frames_need_no_great_expectations_and_failures_are_reported_by_it():
