@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -110,13 +111,51 @@ class FireSaleInputs:
     bench: np.ndarray
 
 
+_STOCK_COLUMNS = ("price", "ret", "impact_ret", "cum_ret", "order_shares", "filled_shares", "unfilled_shares",
+                  "locked_limit_down", "held_shares")
+_FUND_COLUMNS = ("fund_ret", "pnl_open", "pnl_intraday", "basis_cost", "outflow", "new_sales_cny", "sold_cny",
+                 "unfilled_cny", "equity", "gross", "leverage", "target_leverage")
+
+
 @dataclass
 class FireSaleResult:
-    stock_path: pd.DataFrame
-    fund_path: pd.DataFrame
-    sold: np.ndarray  # (J × N) shares sold in total
+    """A simulation's output. ``stock_rows`` / ``fund_rows``: column -> one array per simulated
+    day (stocks in ``codes`` order, the inputs' rows; funds in ``funds`` order). ``stock_path``
+    (day, ts_code, then the stock columns) and ``fund_path`` (day, fund, strategy, then the fund
+    columns) are the same values as long frames, day-major, built on first access: the
+    calibration scores hundreds of runs on the ``cum_ret`` rows alone (issue 11).
+    ``sold``: (J × N) shares sold in total; ``h_final``: holdings after the last day."""
+
+    codes: np.ndarray
+    funds: np.ndarray
+    strategies: np.ndarray
+    stock_rows: dict[str, list[np.ndarray]]
+    fund_rows: dict[str, list[np.ndarray]]
+    sold: np.ndarray
     h_final: np.ndarray
     days: int
+
+    @cached_property
+    def stock_path(self) -> pd.DataFrame:
+        n = len(self.codes)
+        out = pd.DataFrame({"day": np.repeat(np.arange(1, self.days + 1, dtype="int64"), n),
+                            "ts_code": np.tile(self.codes, self.days)})
+        for c in _STOCK_COLUMNS:
+            out[c] = np.concatenate(self.stock_rows[c]) if self.days else np.zeros(0)
+        return out
+
+    @cached_property
+    def fund_path(self) -> pd.DataFrame:
+        j = len(self.funds)
+        out = pd.DataFrame({"day": np.repeat(np.arange(1, self.days + 1, dtype="int64"), j),
+                            "fund": np.tile(self.funds, self.days), "strategy": np.tile(self.strategies, self.days)})
+        for c in _FUND_COLUMNS:
+            out[c] = np.concatenate(self.fund_rows[c]) if self.days else np.zeros(0)
+        return out
+
+    def total_sold_cny(self) -> float:
+        """CNY sold by all funds over all days (the sum of ``fund_path['sold_cny']``, NaN as 0)."""
+        return float(np.nansum(np.concatenate(self.fund_rows["sold_cny"]))) if self.days else 0.0
 
 
 def build_inputs(
@@ -171,13 +210,15 @@ def build_inputs(
 
 
 def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = FireSaleParams()) -> FireSaleResult:
-    """Run the multi-round fire sale (see the module docstring). Vectorised over funds and stocks."""
+    """Run the multi-round fire sale (see the module docstring). Vectorised over funds and stocks;
+    each day's per-stock and per-fund values are kept as arrays (no frame per day; issue 11)."""
     s = inputs.stocks
     p = s["close"].to_numpy(dtype=float).copy()
     p0 = p.copy()
     v = s["adv_shares"].to_numpy(dtype=float)
     sig = s["sigma_d"].to_numpy(dtype=float)
     lim = s["limit_pct"].to_numpy(dtype=float)
+    has_lim = np.isfinite(lim)
     J, N = inputs.holdings.shape
     h = inputs.holdings.copy()
     lev = inputs.funds["leverage"].to_numpy(dtype=float)
@@ -189,9 +230,12 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
     pending = np.zeros(J)  # intraday P&L of the previous round not yet acted on
     valid = np.isfinite(p) & (p > 0)
     pz = np.where(valid, p, 0.0)
+    p0_pos = p0 > 0
+    p0_div = np.where(p0_pos, p0, 1.0)
     n_shock = shock.length()
     basis_level = 0.0  # cumulative basis change since the start (annualized)
-    stock_frames, fund_frames = [], []
+    stock_rows: dict[str, list[np.ndarray]] = {c: [] for c in _STOCK_COLUMNS}
+    fund_rows: dict[str, list[np.ndarray]] = {c: [] for c in _FUND_COLUMNS}
     sold_total = np.zeros((J, N))
     days = 0
     for d in range(1, params.n_days + 1):
@@ -201,8 +245,8 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         excess_discount = max(0.0, -basis_level)
         # 1. open: exogenous move capped at the limit
         m_n = np.full(N, float(m))
-        m_n = np.where(np.isfinite(lim), np.maximum(m_n, -lim), m_n)
-        p_prev = pz.copy()
+        m_n = np.where(has_lim, np.maximum(m_n, -lim), m_n)
+        p_prev = pz
         p_open = p_prev * (1.0 + m_n)
         gross_prev = (h * p_prev).sum(axis=1)
         r_bench_open = bench @ m_n
@@ -239,7 +283,7 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         order_n = order.sum(axis=0)
         # 6. impact: the limit of the day is on the previous close; the open move used part of it
         with np.errstate(divide="ignore", invalid="ignore"):
-            lim_left = np.where(np.isfinite(lim), np.maximum(0.0, 1.0 - (1.0 - lim) / (1.0 + m_n)), np.nan)
+            lim_left = np.where(has_lim, np.maximum(0.0, 1.0 - (1.0 - lim) / (1.0 + m_n)), np.nan)
         filled_n, imp = sqrt_impact(order_n, v, sig, params.y, lim_left)
         with np.errstate(divide="ignore", invalid="ignore"):
             fill_ratio = np.where(order_n > 0, filled_n / np.where(order_n > 0, order_n, 1.0), 0.0)
@@ -257,42 +301,31 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         pending = pnl_intra
         pz = p_close
         days = d
-        sold_cny = (sold * p_close).sum(axis=1)
+        new_cny_open = new * p_open
+        carry_cny = carry * p_close
         gross = (h * p_close).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             lev_now = np.where(eq > 0, gross / eq, np.inf)
-        fund_frames.append(
-            pd.DataFrame(
-                {
-                    "day": d, "fund": inputs.funds["fund"].to_numpy(), "strategy": strategies,
-                    "fund_ret": fund_ret, "pnl_open": pnl_open, "pnl_intraday": pnl_intra, "basis_cost": basis_cost - basis_gain,
-                    "outflow": outflow, "new_sales_cny": (new * p_open).sum(axis=1),
-                    "sold_cny": sold_cny, "unfilled_cny": (carry * p_close).sum(axis=1),
-                    "equity": eq, "gross": gross, "leverage": lev_now, "target_leverage": lev,
-                }
-            )
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
             day_ret = np.where(p_prev > 0, p_close / np.where(p_prev > 0, p_prev, 1.0) - 1.0, np.nan)
-            cum = np.where(p0 > 0, p_close / np.where(p0 > 0, p0, 1.0) - 1.0, np.nan)
-        stock_frames.append(
-            pd.DataFrame(
-                {
-                    "day": d, "ts_code": s["ts_code"].to_numpy(), "price": p_close, "ret": day_ret,
-                    "impact_ret": imp, "cum_ret": cum, "order_shares": order_n, "filled_shares": filled_n,
-                    "unfilled_shares": carry.sum(axis=0),
-                    "locked_limit_down": np.isfinite(lim) & (order_n > filled_n + 1e-9) & (imp <= -lim_left + 1e-12),
-                    "held_shares": h.sum(axis=0),
-                }
-            )
-        )
-        if d >= n_shock and (new * p_open).sum() < params.tol_cny and (carry * p_close).sum() < params.tol_cny:
+            cum = np.where(p0_pos, p_close / p0_div - 1.0, np.nan)
+        for c, x in (("fund_ret", fund_ret), ("pnl_open", pnl_open), ("pnl_intraday", pnl_intra),
+                     ("basis_cost", basis_cost - basis_gain), ("outflow", outflow),
+                     ("new_sales_cny", new_cny_open.sum(axis=1)), ("sold_cny", (sold * p_close).sum(axis=1)),
+                     ("unfilled_cny", carry_cny.sum(axis=1)), ("equity", eq), ("gross", gross),
+                     ("leverage", lev_now), ("target_leverage", lev)):
+            fund_rows[c].append(x)
+        for c, x in (("price", p_close), ("ret", day_ret), ("impact_ret", imp), ("cum_ret", cum),
+                     ("order_shares", order_n), ("filled_shares", filled_n), ("unfilled_shares", carry.sum(axis=0)),
+                     ("locked_limit_down", has_lim & (order_n > filled_n + 1e-9) & (imp <= -lim_left + 1e-12)),
+                     ("held_shares", h.sum(axis=0))):
+            stock_rows[c].append(x)
+        if d >= n_shock and new_cny_open.sum() < params.tol_cny and carry_cny.sum() < params.tol_cny:
             break
-    sp = pd.concat(stock_frames, ignore_index=True)
-    fp = pd.concat(fund_frames, ignore_index=True)
-    sp["day"] = sp["day"].astype("int64")
-    fp["day"] = fp["day"].astype("int64")
-    return FireSaleResult(sp, fp, sold_total, h, days)
+    return FireSaleResult(
+        codes=s["ts_code"].to_numpy(), funds=inputs.funds["fund"].to_numpy(), strategies=strategies,
+        stock_rows=stock_rows, fund_rows=fund_rows,
+        sold=sold_total, h_final=h, days=days,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,18 +333,34 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
 # ---------------------------------------------------------------------------------------------
 
 
+def _bucket_means(idx: np.ndarray, w: np.ndarray, v: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted means ``Σ w·v / Σ w`` of the rows of each group ``idx`` (0..n-1) over rows with a
+    finite value and a positive weight, summed in row order; returns (means, group has rows)."""
+    ok = np.isfinite(v) & (w > 0)
+    i = idx[ok]
+    num = np.bincount(i, weights=w[ok] * v[ok], minlength=n)
+    den = np.bincount(i, weights=w[ok], minlength=n)
+    has = np.bincount(i, minlength=n) > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(has, num / np.where(has, den, 1.0), np.nan), has
+
+
 def bucket_paths(stock_path: pd.DataFrame, weights: pd.DataFrame, value: str = "cum_ret") -> pd.DataFrame:
     """Weighted bucket averages of a per-stock path.
 
     stock_path: day, ts_code, <value>; weights: ts_code, bucket, weight (e.g. free-float cap at
-    the start). Returns day, bucket, <value>.
+    the start). Returns day, bucket, <value> (rows with a finite value and a positive weight;
+    sorted by day, bucket).
     """
     m = stock_path[["day", "ts_code", value]].merge(weights[["ts_code", "bucket", "weight"]], on="ts_code", how="inner")
-    m = m[np.isfinite(m[value]) & (m["weight"] > 0)]
-    m["_wv"] = m["weight"] * m[value]
-    g = m.groupby(["day", "bucket"], as_index=False)[["_wv", "weight"]].sum()
-    g[value] = g["_wv"] / g["weight"]
-    return g[["day", "bucket", value]]
+    di, days = pd.factorize(m["day"], sort=True)
+    bi, buckets = pd.factorize(m["bucket"], sort=True)
+    nb = len(buckets)
+    key = (di >= 0) & (bi >= 0)  # rows without a day or bucket belong to no group
+    w = np.where(key, m["weight"].to_numpy(dtype=float), 0.0)
+    means, has = _bucket_means(np.where(key, di * nb + bi, 0), w, m[value].to_numpy(dtype=float), len(days) * nb)
+    pos = np.flatnonzero(has)
+    return pd.DataFrame({"day": days.take(pos // max(nb, 1)), "bucket": buckets.take(pos % max(nb, 1)), value: means[pos]})
 
 
 def observed_cum_returns(panel: pd.DataFrame, start, end) -> pd.DataFrame:
@@ -357,13 +406,34 @@ def observed_bucket_paths(panel: pd.DataFrame | None, weights: pd.DataFrame, sta
     return out.merge(dates, on="day")[["day", "trade_date", "bucket", "cum_ret"]]
 
 
+def _rmse(diff: np.ndarray) -> float:
+    """Root mean square of ``diff`` (NaN skipped; NaN if nothing is left)."""
+    sq = diff**2
+    ok = ~np.isnan(sq)
+    return float(np.sqrt(np.where(ok, sq, 0.0).sum() / ok.sum())) if ok.any() else float("nan")
+
+
+def _controlled_rmse(day: np.ndarray, resid: np.ndarray, z: np.ndarray) -> float:
+    """RMSE of ``resid`` after a least-squares intercept and slope on ``z`` within each day (rows
+    grouped by ``day``, each day's rows contiguous)."""
+    bounds = np.flatnonzero(day[1:] != day[:-1]) + 1
+    sse, n = 0.0, 0
+    for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(day)], strict=True):
+        yv = resid[a:b]
+        X = np.column_stack([np.ones(b - a), z[a:b]])
+        coef = np.linalg.lstsq(X, yv, rcond=None)[0]
+        sse += float(((yv - X @ coef) ** 2).sum())
+        n += b - a
+    return float(np.sqrt(sse / max(n, 1)))
+
+
 def path_error(sim: pd.DataFrame, obs: pd.DataFrame) -> float:
     """Root mean squared difference of cumulative bucket returns over matching (day, bucket)."""
     m = sim.merge(obs, on=["day", "bucket"], suffixes=("_sim", "_obs"))
     if m.empty:
         return float("nan")
     # a simulation that stopped early keeps its last value on later observed days
-    return float(np.sqrt(np.mean((m["cum_ret_sim"] - m["cum_ret_obs"]) ** 2)))
+    return _rmse(m["cum_ret_sim"].to_numpy(dtype=float) - m["cum_ret_obs"].to_numpy(dtype=float))
 
 
 def extend_path(sim: pd.DataFrame, days: int) -> pd.DataFrame:
@@ -436,19 +506,61 @@ def path_error_controlled(sim: pd.DataFrame, obs: pd.DataFrame, bucket_size: pd.
     m = sim.merge(obs, on=["day", "bucket"], suffixes=("_sim", "_obs"))
     if m.empty:
         return float("nan")
-    m["z"] = m["bucket"].map(bucket_size).astype(float)
-    sse, n = 0.0, 0
-    for _, g in m.groupby("day"):
-        yv = (g["cum_ret_obs"] - g["cum_ret_sim"]).to_numpy()
-        X = np.column_stack([np.ones(len(g)), g["z"].to_numpy()])
-        coef = np.linalg.lstsq(X, yv, rcond=None)[0]
-        sse += float(((yv - X @ coef) ** 2).sum())
-        n += len(g)
-    return float(np.sqrt(sse / max(n, 1)))
+    order = np.argsort(m["day"].to_numpy(), kind="stable")
+    resid = m["cum_ret_obs"].to_numpy(dtype=float) - m["cum_ret_sim"].to_numpy(dtype=float)
+    z = m["bucket"].map(bucket_size).astype(float).to_numpy()
+    return _controlled_rmse(m["day"].to_numpy()[order], resid[order], z[order])
 
 
-def _sales(res: FireSaleResult) -> float:
-    return float(res.fund_path["sold_cny"].sum())
+class _PathScorer:
+    """The calibration error of one simulation, on arrays: the same rows, in the same order, and
+    the same sums as ``path_error_controlled(extend_path(bucket_paths(res.stock_path, weights),
+    n_obs), observed, bucket_size)`` without building frames — the calibration scores hundreds
+    of runs (issue 11). ``codes``: the simulation's stocks in order; ``observed``: day, bucket,
+    cum_ret, one row per (day, bucket)."""
+
+    def __init__(self, codes: np.ndarray, weights: pd.DataFrame, observed: pd.DataFrame,
+                 bucket_size: pd.Series | None, n_obs: int):
+        # the rows of bucket_paths' merge within one day: stocks in simulation order, each with its weight rows
+        m = pd.DataFrame({"ts_code": codes, "_pos": np.arange(len(codes))}).merge(
+            weights[["ts_code", "bucket", "weight"]], on="ts_code", how="inner")
+        bi, self.buckets = pd.factorize(m["bucket"], sort=True)
+        keep = bi >= 0
+        self.pos, self.b = m["_pos"].to_numpy()[keep], bi[keep]
+        self.w = m["weight"].to_numpy(dtype=float)[keep]
+        self.n_obs, nb = int(n_obs), len(self.buckets)
+        ob = self.buckets.get_indexer(observed["bucket"])
+        od = observed["day"].to_numpy(dtype="int64")
+        ok = (ob >= 0) & (od >= 1) & (od <= self.n_obs)  # other rows match no simulated row
+        if pd.Series(od[ok] * max(nb, 1) + ob[ok]).duplicated().any():
+            raise ValueError("observed paths must have one row per (day, bucket)")
+        self.obs = np.full((self.n_obs, nb), np.nan)
+        self.obs_has = np.zeros((self.n_obs, nb), dtype=bool)
+        self.obs[od[ok] - 1, ob[ok]] = observed["cum_ret"].to_numpy(dtype=float)[ok]
+        self.obs_has[od[ok] - 1, ob[ok]] = True
+        self.z = None if bucket_size is None else pd.Series(self.buckets).map(bucket_size).astype(float).to_numpy()
+
+    def __call__(self, cum: np.ndarray) -> float:
+        """``cum``: the simulated cumulative returns of the stocks, one array per day (``FireSaleResult.stock_rows['cum_ret']``)."""
+        n_d, nb = len(cum), len(self.buckets)
+        if not n_d:
+            return float("nan")
+        idx = (np.arange(n_d)[:, None] * nb + self.b[None, :]).ravel()
+        means, has = _bucket_means(idx, np.tile(self.w, n_d), np.stack(cum)[:, self.pos].ravel(), n_d * nb)
+        means, has = means.reshape(n_d, nb), has.reshape(n_d, nb)
+        present = np.flatnonzero(has.any(axis=1))
+        if not len(present):
+            return float("nan")
+        last = present[-1]  # extend_path: carry the last simulated day to n_obs days
+        rows = np.minimum(np.arange(self.n_obs), last)
+        sim, sim_has = means[rows], has[rows]
+        both = sim_has & self.obs_has
+        if not both.any():
+            return float("nan")
+        day, bucket = np.nonzero(both)  # row-major: by day, then bucket (the merge's order)
+        if self.z is None:
+            return _rmse(sim[both] - self.obs[both])
+        return _controlled_rmse(day, self.obs[both] - sim[both], self.z[bucket])
 
 
 def fit_eta(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams, target_cny: float,
@@ -456,13 +568,13 @@ def fit_eta(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams, target
     """η such that the simulated forced sales (CNY, all funds, all days) match ``target_cny``
     (bisection; sales rise with η). 0 if the target is below the sales at η = 0."""
     lo, hi = 0.0, eta_max
-    if _sales(simulate(inputs, shock, replace(params, eta=0.0))) >= target_cny:
+    if simulate(inputs, shock, replace(params, eta=0.0)).total_sold_cny() >= target_cny:
         return 0.0
-    if _sales(simulate(inputs, shock, replace(params, eta=hi))) <= target_cny:
+    if simulate(inputs, shock, replace(params, eta=hi)).total_sold_cny() <= target_cny:
         return hi
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        if _sales(simulate(inputs, shock, replace(params, eta=mid))) < target_cny:
+        if simulate(inputs, shock, replace(params, eta=mid)).total_sold_cny() < target_cny:
             lo = mid
         else:
             hi = mid
@@ -517,11 +629,12 @@ def calibrate(
     n_obs = int(observed["day"].max())
     base = replace(params, n_days=max(params.n_days, n_obs))
     rows = []
+    # path_error_controlled(extend_path(bucket_paths(res.stock_path, weights), n_obs), observed, bucket_size) on arrays
+    score = _PathScorer(inputs.stocks["ts_code"].to_numpy(), weights, observed, bucket_size, n_obs)
 
     def err(y: float, k: float, eta: float) -> float:
         res = simulate(inputs, shock, replace(base, y=float(y), kappa=float(k), eta=float(eta)))
-        sim = extend_path(bucket_paths(res.stock_path, weights), n_obs)
-        e = path_error_controlled(sim, observed, bucket_size)
+        e = score(res.stock_rows["cum_ret"])
         rows.append((float(y), float(k), float(eta), e))
         return e
 
@@ -556,7 +669,7 @@ def calibrate(
             y, e = best_y(k, eta)
         results.append((e, y, k, eta))
     e, y, k, eta = min(results)
-    sim_sales = _sales(simulate(inputs, shock, replace(base, y=y, kappa=k, eta=eta)))
+    sim_sales = simulate(inputs, shock, replace(base, y=y, kappa=k, eta=eta)).total_sold_cny()
     ys = sorted(y_grid)
     at_edge = y <= ys[0] + 1e-9 or y >= ys[-1] - 1e-9
     curv = min(err(max(y / 2, 1e-6), k, eta), err(2 * y, k, eta)) / e - 1 if e > 0 else float("nan")

@@ -169,8 +169,11 @@ def redemption_stress(stocks: pd.DataFrame, params: RedemptionParams = Redemptio
     held = h0.copy()
     carry = np.zeros_like(h0)
     price = p0.copy()
-    frames = []
+    cols = ("new_order_shares", "carry_in_shares", "order_shares", "filled_shares", "unfilled_shares", "order_share_adv",
+            "filled_share_adv", "ret", "price", "cum_ret", "locked_limit_down", "held_shares", "sold_cny")
+    rows: dict[str, list[np.ndarray]] = {c: [] for c in cols}  # one array per day: one frame at the end (issue 11)
     total_days = params.n_days + params.drain_days
+    days = 0
     for d in range(1, total_days + 1):
         new = params.redeem_per_day * h0 if d <= params.n_days else np.zeros_like(h0)
         order = np.minimum(new + carry, held)
@@ -184,31 +187,21 @@ def redemption_stress(stocks: pd.DataFrame, params: RedemptionParams = Redemptio
         with np.errstate(divide="ignore", invalid="ignore"):
             osh = np.where(v > 0, order / v, np.nan)
             fsh = np.where(v > 0, filled / v, np.nan)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "ts_code": stocks["ts_code"].to_numpy(),
-                    "day": d,
-                    "new_order_shares": new_eff,
-                    "carry_in_shares": carry_in,
-                    "order_shares": order,
-                    "filled_shares": filled,
-                    "unfilled_shares": carry,
-                    "order_share_adv": osh,
-                    "filled_share_adv": fsh,
-                    "ret": ret,
-                    "price": price,
-                    "cum_ret": np.where(p0 > 0, price / np.where(p0 > 0, p0, 1.0) - 1.0, np.nan),
-                    "locked_limit_down": np.isfinite(lim) & (order > filled + 1e-9) & (ret <= -lim + 1e-12),
-                    "held_shares": held,
-                    "sold_cny": filled * price,
-                }
-            )
-        )
+        for c, x in (("new_order_shares", new_eff), ("carry_in_shares", carry_in), ("order_shares", order),
+                     ("filled_shares", filled), ("unfilled_shares", carry), ("order_share_adv", osh),
+                     ("filled_share_adv", fsh), ("ret", ret), ("price", price),
+                     ("cum_ret", np.where(p0 > 0, price / np.where(p0 > 0, p0, 1.0) - 1.0, np.nan)),
+                     ("locked_limit_down", np.isfinite(lim) & (order > filled + 1e-9) & (ret <= -lim + 1e-12)),
+                     ("held_shares", held), ("sold_cny", filled * price)):
+            rows[c].append(x)
+        days = d
         if d >= params.n_days and not (carry > 1e-9).any():
             break
-    out = pd.concat(frames, ignore_index=True)
-    out["day"] = out["day"].astype("int64")
+    n = len(stocks)
+    out = pd.DataFrame({"ts_code": np.tile(stocks["ts_code"].to_numpy(), days),
+                        "day": np.repeat(np.arange(1, days + 1, dtype="int64"), n)})
+    for c in cols:
+        out[c] = np.concatenate(rows[c]) if days else np.zeros(0)
     return out
 
 

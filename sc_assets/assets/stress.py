@@ -74,9 +74,14 @@ def _stress_stocks(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams):
     """Stocks of ``day`` with close, holdings (by sleeve), ADV, σ and limit.
 
     Stocks without a close that day (suspended) are left out of the stress: they cannot trade.
+    Stocks are sorted by ts_code and bucket rows by (bucket_type, bucket, ts_code): the stress
+    sums over stocks in this order, so its results and row order do not depend on the row
+    order of the lake files (which a re-materialized partition may change).
     """
     stock, buckets, iw = stock_state(warehouse, [day], cparams, sigma=True)
-    stock = stock[stock["close"].notna() & (stock["close"] > 0)].reset_index(drop=True)
+    stock = stock[stock["close"].notna() & (stock["close"] > 0)]
+    stock = stock.sort_values("ts_code", kind="stable").reset_index(drop=True)
+    buckets = buckets.sort_values(["bucket_type", "bucket", "ts_code"], kind="stable").reset_index(drop=True)
     return stock, buckets, iw
 
 
@@ -256,7 +261,7 @@ def _bucket_size(stocks: pd.DataFrame, w: pd.DataFrame) -> pd.Series:
 
 #: part of every window fingerprint: bump it when the window runs of this module (or what they
 #: call in the crowding assets) change what they compute, so stored windows are not reused across it
-WINDOW_CODE_VERSION = "2"
+WINDOW_CODE_VERSION = "3"
 WINDOW_RUNS = ("wave1_fit", "wave2_oos")
 SHOCK_LOOKBACK = 10  # sessions of index/basis panel before a window hashed with it (first-day basis change)
 _CAL_FLOATS = ("y", "kappa", "eta", "rmse", "rmse_raw", "error_curvature", "observed_sales_bn_cny",
@@ -267,15 +272,17 @@ def _window_days(warehouse: Warehouse, start: str, end: str) -> tuple[str, list[
     """(base day, window sessions), or None if the base day's holdings or a window session's panel is not in the lake."""
     base = _day_before(start)
     win_days = [to_key(d) for d in trading_days_between(start, end)]
-    if base is None or not win_days or base not in set(warehouse.partitions("crowding", "quant_holdings_estimate")):
+    # look the days up (not the tables' thousands of partition folders; issue 11)
+    if base is None or not win_days or not warehouse.days_present("crowding", "quant_holdings_estimate", [base]):
         return None
-    if not set(win_days) <= set(warehouse.partitions("marts", "stock_daily_panel")):
+    if len(warehouse.days_present("marts", "stock_daily_panel", win_days)) < len(win_days):
         return None
     return base, win_days
 
 
 def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, base: str, win_days: list[str],
-                        config, hparams, cparams: cr.CrowdingParams, params: fs.FireSaleParams) -> str:
+                        config, hparams, cparams: cr.CrowdingParams, params: fs.FireSaleParams,
+                        digests: dict[str, bytes] | None = None) -> str:
     """SHA-256 of everything a window run depends on, from the lake files it reads (their bytes) and
     the settings — checked without building the window's state.
 
@@ -285,7 +292,9 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
     first day's basis change). Settings: window, calibration grids and switches, holdings, crowding
     and fire-sale parameters (for wave 2: Y, κ, η of wave 1), :data:`WINDOW_CODE_VERSION` and
     :data:`fs.CALIBRATION_CODE_VERSION`. A file that appears, disappears or changes in those ranges
-    changes the fingerprint; days after the window (the daily update's new day) do not."""
+    changes the fingerprint; days after the window (the daily update's new day) do not.
+    ``digests``: path -> SHA-256 of the files already hashed in this run (the windows' lookbacks
+    overlap: each file is read once)."""
     back = max(cparams.adv_window, SIGMA_WINDOW, config.volume_lookback + 1) + 5
     lo = lookback_keys([base], back)[0]
     shock_lo = lookback_keys(win_days, SHOCK_LOOKBACK)[0]
@@ -303,8 +312,12 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
                                ("staging", "stg_index_weight", w_lo, base), ("marts", "index_daily_panel", shock_lo, end),
                                ("marts", "futures_basis_panel", shock_lo, end)):
         for path in warehouse.files(layer, asset, a, b):
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256").digest()
+            digest = digests.get(path) if digests is not None else None
+            if digest is None:
+                with open(path, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").digest()
+                if digests is not None:
+                    digests[path] = digest
             h.update(f"|{layer}/{asset}/{Path(path).parent.name}:".encode() + digest)
     return h.hexdigest()
 
@@ -353,14 +366,18 @@ def _stored_cal_row(row: dict, reused: bool) -> dict:
 def _window_run(warehouse, name, start, end, base, win_days, sleeves, cparams, config, params, shock_panels, calibrate):
     """Calibrate (or evaluate) the fire sale on one window (its base day and sessions from :func:`_window_days`).
 
-    ``shock_panels()`` returns the (index, futures basis) panels of the observed shock."""
+    ``shock_panels(lo, end)`` returns the (index, futures basis) panels of the observed shock from
+    ``lo`` to ``end``, ``lo`` = ``SHOCK_LOOKBACK`` sessions before the window (the range its
+    fingerprint hashes). Panel rows are sorted by key before use: sums over them (forced sales,
+    the basis mean) do not depend on the files' row order."""
     inputs, stocks, buckets = _fs_state(warehouse, base, sleeves, cparams)
     w_all = _weights(stocks, buckets)
     w_fit = w_all[w_all["bucket_type"] == "cap_decile"]
     size = _bucket_size(stocks, w_fit) if config.size_control else None
     obs_panel = read_panel(warehouse, lookback_keys(win_days, config.volume_lookback + 1),
                            ["trade_date", "ts_code", "adj_close", "vol", "ret", "close"])
-    index_panel, basis_panel = shock_panels()
+    obs_panel = obs_panel.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+    index_panel, basis_panel = shock_panels(lookback_keys(win_days, SHOCK_LOOKBACK)[0], end)
     shock = fs.shock_from_observed(index_panel, basis_panel, start, end, market_index=config.market_index)
     obs_cum = fs.observed_cum_returns(obs_panel, start, end)
     obs_fit = fs.observed_bucket_paths(None, w_fit, cum=obs_cum)
@@ -438,19 +455,24 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     cparams = cr.CrowdingParams(micro_fraction=config.micro_fraction)
     params = fs.FireSaleParams(y=config.y_default, kappa=config.kappa_default, eta=config.eta_default, hedge_ratio=config.hedge_ratio,
                                roll_horizon_days=config.roll_horizon_days, n_days=config.n_days)
-    panels: dict = {}
 
-    def shock_panels():  # read only when a window is computed (not on the daily update's reuse)
-        if not panels:
-            panels["index"] = warehouse.read("marts", "index_daily_panel", columns=["trade_date", "index_code", "ret"])
-            try:
-                panels["basis"] = warehouse.read("marts", "futures_basis_panel",
-                                                 columns=["trade_date", "fut_code", "is_main", "basis_ann"])
-            except FileNotFoundError:
-                panels["basis"] = None
-        return panels["index"], panels["basis"]
+    def shock_panels(lo: str, hi: str):  # read only when a window is computed (not on the daily update's reuse)
+        cols = ["trade_date", "index_code", "ret"]
+        try:
+            index = warehouse.read("marts", "index_daily_panel", start=lo, end=hi, columns=cols)
+        except FileNotFoundError:
+            if not warehouse.exists("marts", "index_daily_panel"):
+                raise
+            index = pd.DataFrame({c: pd.Series(dtype="float" if c == "ret" else "object") for c in cols})
+        index = index.sort_values(["trade_date", "index_code"], kind="stable").reset_index(drop=True)
+        try:
+            basis = warehouse.read("marts", "futures_basis_panel", start=lo, end=hi,
+                                   columns=["trade_date", "fut_code", "ts_code", "is_main", "basis_ann"])
+        except FileNotFoundError:
+            return index, None
+        return index, basis.sort_values(["trade_date", "fut_code", "ts_code"], kind="stable").reset_index(drop=True)
 
-    stored, stored_tables = _stored_windows(warehouse), {}
+    stored, stored_tables, digests = _stored_windows(warehouse), {}, {}
     runs, status, w1_reused = [], {}, False
     for name, start, end in (("wave1_fit", config.wave1_start, config.wave1_end),
                              ("wave2_oos", config.wave2_start, config.wave2_end)):
@@ -460,7 +482,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
             status[name] = ("skipped: window or its base day not in the lake; defaults used" if calibrate else
                             "skipped: window or its base day not in the lake")
             continue
-        input_hash = _window_fingerprint(warehouse, name, start, end, *win, config, hparams, cparams, params)
+        input_hash = _window_fingerprint(warehouse, name, start, end, *win, config, hparams, cparams, params, digests)
         row = stored.get(input_hash)
         frames = _stored_frames(warehouse, stored_tables, name) if row is not None and row["run"] == name else None
         if frames is not None:  # same inputs and settings as the stored run: its rows are this run's result
