@@ -60,16 +60,13 @@ universe AS (
     JOIN days d USING (trade_date)
     LEFT JOIN bar_days bd USING (trade_date)
 ),
-status AS (
-    -- the same stock on the previous session, over these bar-level columns only (the lookback
-    -- session is read only for this); its suspension is unknown (null) if that session had no
-    -- bars at all
-    SELECT
-        *,
-        lag(session_idx) OVER w                                 AS prev_idx,
-        lag(CASE WHEN day_has_bars THEN is_suspended END) OVER w AS prev_suspended
+resumable AS (
+    -- the session after each suspended stock-session (the lookback session is read only for
+    -- this); a suspension is known only on a session that had bars at all. A hash join on
+    -- these few rows instead of a window over every stock-session (issue 11)
+    SELECT DISTINCT ts_code, session_idx + 1 AS session_idx
     FROM universe
-    WINDOW w AS (PARTITION BY ts_code ORDER BY trade_date)
+    WHERE day_has_bars AND is_suspended
 ),
 joined AS (
     SELECT
@@ -90,9 +87,9 @@ joined AS (
         u.open, u.high, u.low, u.close, u.pre_close, u.vol, u.amount,
         a.adj_factor,
         db.turnover, db.turnover_f, db.total_share, db.float_share, db.free_share,
-        u.prev_idx,
-        u.prev_suspended
-    FROM status u
+        r.ts_code IS NOT NULL                                   AS prev_suspended
+    FROM universe u
+    LEFT JOIN resumable r ON r.ts_code = u.ts_code AND r.session_idx = u.session_idx
     LEFT JOIN basic b ON b.ts_code = u.ts_code
     LEFT JOIN (
         SELECT ts_code, trade_date, adj_factor
@@ -183,5 +180,5 @@ SELECT
     coalesce(NOT is_suspended AND close <= down_limit_all + 0.005, false)   AS is_limit_down, -- close <= down_limit + 0.005
     coalesce(NOT is_suspended AND high = low AND (
         abs(high - up_limit_all) < 0.005 OR abs(low - down_limit_all) < 0.005), false) AS is_locked, -- high = low = a limit price (no two-sided trading)
-    coalesce(NOT is_suspended AND prev_idx = session_idx - 1 AND prev_suspended, false)  AS is_resumption -- first trading day after a suspension (previous session suspended)
+    NOT is_suspended AND prev_suspended                         AS is_resumption -- first trading day after a suspension (previous session suspended)
 FROM priced
