@@ -137,6 +137,43 @@ def test_values_with_quotes_and_semicolons_pass_through_unchanged(warehouse):
     assert len(df) == len(basic)
 
 
+def test_upstream_files_with_different_schemas_are_read_by_name(tmp_path, warehouse):
+    """Uniform upstream files are bound from one footer; files whose schemas differ (a column
+    added later, a type widened, columns reordered) are read by name: nothing dropped or cast."""
+    import pyarrow as pa
+
+    from sc_assets.sql_models import _one_schema
+
+    d1, d2, d3 = (pd.Timestamp(d).date() for d in DAYS[:3])
+    warehouse.write_partitions("staging", "up", pa.table({"trade_date": [d1], "k": ["a"], "x": pa.array([1], pa.int32())}),
+                               days=[DAYS[0]])
+    warehouse.write_partitions("staging", "up", pa.table({"trade_date": [d2], "k": ["b"], "x": pa.array([2], pa.int32())}),
+                               days=[DAYS[1]])
+    files = warehouse.files("staging", "up")
+    assert _one_schema(files)
+    warehouse.write_partitions("staging", "up", pa.table({"x": [2.5], "k": ["c"], "trade_date": [d3], "y": ["new"]}),
+                               days=[DAYS[2]])
+    assert not _one_schema(warehouse.files("staging", "up"))
+    sql_dir = _write(tmp_path / "sql", {
+        "staging/up.sql": """
+            -- description: upstream
+            -- materialized: partitioned
+            SELECT DATE '2024-01-02' AS trade_date WHERE false
+        """,
+        "marts/down.sql": """
+            -- description: reads every upstream column
+            -- materialized: partitioned
+            SELECT * FROM {{ ref('up') }} WHERE trade_date BETWEEN $start AND $end
+        """,
+    })
+    models = load_models(sql_dir)
+    out = run_model(models["down"], warehouse, DAYS[:3], models)[0].to_pandas().sort_values("k")
+    assert out.k.tolist() == ["a", "b", "c"] and out.x.tolist() == [1.0, 2.0, 2.5]
+    assert out.y.isna().tolist() == [True, True, False]
+    same = run_model(models["down"], warehouse, DAYS[:2], models)[0]
+    assert same.column_names == ["trade_date", "k", "x"] and same.schema.field("x").type == pa.int32()
+
+
 def test_models_share_one_database_but_never_each_others_views(lake):
     """Concurrent runs of one model for different days (same view names, other files) each see
     only their own upstream; every run's catalog is detached afterwards, also on failure."""
