@@ -237,6 +237,8 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
     stock_rows: dict[str, list[np.ndarray]] = {c: [] for c in _STOCK_COLUMNS}
     fund_rows: dict[str, list[np.ndarray]] = {c: [] for c in _FUND_COLUMNS}
     sold_total = np.zeros((J, N))
+    prod = np.empty((J, N))  # scratch for the (fund × stock) products summed right away (no temporaries; issue 11)
+    gross = None
     days = 0
     for d in range(1, params.n_days + 1):
         m = shock.market[d - 1] if d - 1 < len(shock.market) else 0.0
@@ -248,10 +250,11 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         m_n = np.where(has_lim, np.maximum(m_n, -lim), m_n)
         p_prev = pz
         p_open = p_prev * (1.0 + m_n)
-        gross_prev = (h * p_prev).sum(axis=1)
+        # the book at the previous close: yesterday's closing gross (the same products), day 1 computed
+        gross_prev = np.multiply(h, p_prev, out=prod).sum(axis=1) if gross is None else gross
         r_bench_open = bench @ m_n
         hedge_notional = params.hedge_ratio * gross_prev * hedged
-        pnl_open = (h * (p_open - p_prev)).sum(axis=1) - hedge_notional * r_bench_open
+        pnl_open = np.multiply(h, p_open - p_prev, out=prod).sum(axis=1) - hedge_notional * r_bench_open
         basis_cost = hedge_notional * max(-db, 0.0) * params.roll_horizon_days / 365.0
         basis_gain = hedge_notional * max(db, 0.0) * params.roll_horizon_days / 365.0
         pnl_open = pnl_open - basis_cost + basis_gain
@@ -271,7 +274,7 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         eq = eq - outflow
         # 4. deleverage: gross not already committed to sales
         free = h - carry
-        a_free = (free * p_open).sum(axis=1)
+        a_free = np.multiply(free, p_open, out=prod).sum(axis=1)
         target = lev * np.maximum(eq, 0.0)
         new_cny = np.maximum(0.0, a_free - target)
         # basis-stress deleveraging of hedged books (on top of the leverage rule)
@@ -296,22 +299,25 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         p_close = p_open * (1.0 + imp)
         # 7. intraday P&L (impact on the whole opening book; sales executed at the close)
         r_bench_intra = bench @ np.where(p_open > 0, p_close / np.where(p_open > 0, p_open, 1.0) - 1.0, 0.0)
-        pnl_intra = (h_start * (p_close - p_open)).sum(axis=1) - hedge_notional * r_bench_intra
+        pnl_intra = np.multiply(h_start, p_close - p_open, out=prod).sum(axis=1) - hedge_notional * r_bench_intra
         eq = eq + pnl_intra
         pending = pnl_intra
         pz = p_close
         days = d
-        new_cny_open = new * p_open
-        carry_cny = carry * p_close
-        gross = (h * p_close).sum(axis=1)
+        np.multiply(new, p_open, out=prod)
+        new_cny, new_cny_all = prod.sum(axis=1), prod.sum()
+        np.multiply(carry, p_close, out=prod)
+        carry_cny, carry_cny_all = prod.sum(axis=1), prod.sum()
+        sold_cny = np.multiply(sold, p_close, out=prod).sum(axis=1)
+        gross = np.multiply(h, p_close, out=prod).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             lev_now = np.where(eq > 0, gross / eq, np.inf)
             day_ret = np.where(p_prev > 0, p_close / np.where(p_prev > 0, p_prev, 1.0) - 1.0, np.nan)
             cum = np.where(p0_pos, p_close / p0_div - 1.0, np.nan)
         for c, x in (("fund_ret", fund_ret), ("pnl_open", pnl_open), ("pnl_intraday", pnl_intra),
                      ("basis_cost", basis_cost - basis_gain), ("outflow", outflow),
-                     ("new_sales_cny", new_cny_open.sum(axis=1)), ("sold_cny", (sold * p_close).sum(axis=1)),
-                     ("unfilled_cny", carry_cny.sum(axis=1)), ("equity", eq), ("gross", gross),
+                     ("new_sales_cny", new_cny), ("sold_cny", sold_cny),
+                     ("unfilled_cny", carry_cny), ("equity", eq), ("gross", gross),
                      ("leverage", lev_now), ("target_leverage", lev)):
             fund_rows[c].append(x)
         for c, x in (("price", p_close), ("ret", day_ret), ("impact_ret", imp), ("cum_ret", cum),
@@ -319,7 +325,7 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
                      ("locked_limit_down", has_lim & (order_n > filled_n + 1e-9) & (imp <= -lim_left + 1e-12)),
                      ("held_shares", h.sum(axis=0))):
             stock_rows[c].append(x)
-        if d >= n_shock and new_cny_open.sum() < params.tol_cny and carry_cny.sum() < params.tol_cny:
+        if d >= n_shock and new_cny_all < params.tol_cny and carry_cny_all < params.tol_cny:
             break
     return FireSaleResult(
         codes=s["ts_code"].to_numpy(), funds=inputs.funds["fund"].to_numpy(), strategies=strategies,

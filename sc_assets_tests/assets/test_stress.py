@@ -93,3 +93,59 @@ def test_stress_tables_independent_of_input_row_order(lake):
     for _, g in sp.groupby("run", sort=False):
         assert g[["day", "ts_code"]].reset_index(drop=True).equals(
             g[["day", "ts_code"]].sort_values(["day", "ts_code"], ignore_index=True))
+
+
+def _basis_reference(wh, cols):
+    files = wh.files("marts", "futures_basis_panel")
+    return pq.ParquetDataset(files, partitioning=None).read(columns=cols).to_pandas()
+
+
+def test_basis_row_cache_follows_the_lake(warehouse):
+    """The cached futures-panel reader returns the rows of a full read after partitions are added,
+    rewritten and removed, and rebuilds an unreadable cache."""
+    import pandas as pd
+
+    days = [d.strftime("%Y-%m-%d") for d in trading_days_between("2024-01-02", "2024-01-31")]
+    rng = np.random.default_rng(3)
+
+    def write(ds, shift=0.0):
+        rows = [{"trade_date": pd.Timestamp(d).date(), "ts_code": f"{p}2402.CFX", "fut_code": p, "is_main": True,
+                 "basis_ann": rng.normal(-0.1, 0.1) + shift, "basis_ann_settle": rng.normal(-0.1, 0.1)}
+                for d in ds for p in ("IC", "IM")]
+        warehouse.write_partitions("marts", "futures_basis_panel", pd.DataFrame(rows), days=ds)
+
+    cols = ["trade_date", "ts_code", "fut_code", "is_main", "basis_ann"]
+    cache = warehouse.root / ".cache" / "stress" / "futures_basis_rows.parquet"
+    write(days[:-3])
+    pd.testing.assert_frame_equal(sa._read_basis_panel(warehouse, cols), _basis_reference(warehouse, cols))
+    assert cache.exists()
+    write(days[-3:])  # new days (the daily update)
+    write(days[5:6], shift=-1.0)  # a rewritten day
+    (warehouse.table_dir("marts", "futures_basis_panel") / f"trade_date={days[2]}" / "part.parquet").unlink()
+    got = sa._read_basis_panel(warehouse, cols)
+    ref = _basis_reference(warehouse, cols)
+    pd.testing.assert_frame_equal(got, ref)
+    assert len(got) == 2 * (len(days) - 1) and (got["basis_ann"] < -0.5).sum() == 2
+    settle = ["trade_date", "fut_code", "basis_ann_settle"]
+    pd.testing.assert_frame_equal(sa._read_basis_panel(warehouse, settle), _basis_reference(warehouse, settle))
+    cache.write_bytes(b"not parquet")
+    pd.testing.assert_frame_equal(sa._read_basis_panel(warehouse, cols), ref)
+
+
+def test_stress_state_memo_invalidated_by_a_rewritten_file(lake):
+    """The stress state of a day is built once per process and rebuilt when a file it reads changes."""
+    wh = lake
+    cparams = sa.cr.CrowdingParams()
+    day = sa._latest_holdings_day(wh, "")
+    first, *_ = sa._stress_stocks(wh, day, cparams)
+    memo = sa._STATE_MEMO[0][1][0]
+    again, *_ = sa._stress_stocks(wh, day, cparams)
+    assert sa._STATE_MEMO[0][1][0] is memo  # served from the memo
+    assert again.equals(first)
+    lookback = sa.lookback_keys([day], 10)[0]
+    p = wh.read("marts", "stock_daily_panel", days=[lookback])
+    p["vol"] = p["vol"] * 4.0
+    wh.write_partitions("marts", "stock_daily_panel", p, days=[lookback])
+    changed, *_ = sa._stress_stocks(wh, day, cparams)
+    assert sa._STATE_MEMO[0][1][0] is not memo
+    assert (changed["adv_shares"].to_numpy() > first["adv_shares"].to_numpy()).all()
