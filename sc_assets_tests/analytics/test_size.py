@@ -270,6 +270,32 @@ def test_deciles_and_smb_match_loop_oracle(market):
     assert row["smb_cw"] == pytest.approx(d.loc[[1, 2, 3], "ret_cw"].mean() - d.loc[[8, 9, 10], "ret_cw"].mean())
 
 
+def test_narrow_decile_alignment_equals_full_alignment(market):
+    """The size portfolios' narrow join (panel: trade_date, ts_code, ret; exposures: trade_date,
+    ts_code, total_mv, size) gives the full join's rows and values, and the same deciles."""
+    panel, _ = market
+    exp = sz.size_exposures(panel)
+    prev = prev_map(panel)
+    full = sz.align_previous_exposures(panel, exp, prev)
+    narrow = sz.align_previous_caps(panel[["trade_date", "ts_code", "ret"]],
+                                    exp[["trade_date", "ts_code", "total_mv", "size"]], prev)
+    pd.testing.assert_frame_equal(narrow, full[narrow.columns.tolist()])
+    pd.testing.assert_frame_equal(sz.size_deciles(narrow), sz.size_deciles(full))
+
+
+def test_decile_ranks_break_cap_ties_in_row_order():
+    """Equal caps of t-1 rank in row order (rank method 'first'), days interleaved in the input."""
+    days = pd.to_datetime(["2024-01-03", "2024-01-02"] * 6)
+    cap = np.array([5.0, 1.0, 5.0, 1.0, 5.0, 2.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0])
+    al = pd.DataFrame({"trade_date": days, "ret": np.arange(12) / 100.0, "total_mv_prev": cap, "size": 0.0})
+    dec = sz.size_deciles(al, n_deciles=6)
+    for day, g in al.groupby("trade_date"):
+        rank = g["total_mv_prev"].rank(method="first").to_numpy()
+        want = g.assign(decile=np.ceil(rank * 6 / len(g)).astype(int)).groupby("decile")["ret"].mean()
+        got = dec[dec["trade_date"] == day].set_index("decile")["ret_ew"]
+        pd.testing.assert_series_equal(got, want, check_names=False, check_index_type=False)
+
+
 # ---- drawdown vs size ---------------------------------------------------------------------------
 
 
