@@ -270,20 +270,29 @@ def _traded(universe: pd.DataFrame) -> np.ndarray:
 
 def _rank_by_day(day: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-day ascending rank of ``values`` among ``valid`` rows (1-based; ties by row order, like
-    pandas ``rank(method="first")``; 0 for invalid rows) and each row's count of valid rows that day."""
-    idx = np.flatnonzero(valid)
+    pandas ``rank(method="first")``; 0 for invalid rows) and each row's count of valid rows that day.
+
+    The valid rows (non-NaN values) are laid out as days x (row order within the day) and sorted
+    along each day with a stable sort: short per-day sorts instead of one stable sort of every row
+    (~5x faster on a chunk of the full market; issue 11)."""
     rank = np.zeros(len(values), dtype=np.int64)
     d_codes, _ = pd.factorize(day)
-    count = np.bincount(d_codes[idx], minlength=int(d_codes.max()) + 1 if len(d_codes) else 0)
+    if not len(d_codes):
+        return rank, np.zeros(0, dtype=np.int64)
+    idx = np.flatnonzero(valid)
+    count = np.bincount(d_codes[idx], minlength=int(d_codes.max()) + 1)
     if len(idx):
-        o = idx[np.argsort(values[idx], kind="stable")]  # equal values keep row order
         small = d_codes.max() < np.iinfo(np.int16).max  # int16: numpy's stable sort is a radix sort
-        o = o[np.argsort(d_codes[o].astype(np.int16 if small else np.int64), kind="stable")]
+        o = idx[np.argsort(d_codes[idx].astype(np.int16 if small else np.int64), kind="stable")]  # by day, then row
         d = d_codes[o]
-        start = np.r_[0, np.flatnonzero(d[1:] != d[:-1]) + 1]
-        first = np.repeat(start, np.diff(np.r_[start, len(o)]))
-        rank[o] = np.arange(len(o)) - first + 1
-    return rank, (count[d_codes] if len(d_codes) else np.zeros(0, dtype=np.int64))
+        col = np.arange(len(o)) - (np.cumsum(count) - count)[d]
+        lay = np.full((len(count), int(count.max())), np.inf)  # padding sorts after every value of the day
+        lay[d, col] = values[o]
+        srt = np.argsort(lay, axis=1, kind="stable")
+        pos = np.empty_like(srt)
+        np.put_along_axis(pos, srt, np.broadcast_to(np.arange(lay.shape[1]), lay.shape), axis=1)
+        rank[o] = pos[d, col] + 1
+    return rank, count[d_codes]
 
 
 def micro_mask(universe: pd.DataFrame, fraction: float = 0.2, n: int | None = None) -> pd.Series:
@@ -301,26 +310,22 @@ def _smallest(traded: np.ndarray, rank: np.ndarray, n_day: np.ndarray, fraction:
     return traded & (rank <= k)
 
 
-def _benchmark_weight(universe: pd.DataFrame, cw: pd.DataFrame, index_code: str, tau: float, beta: float) -> np.ndarray:
-    """Sleeve weight on one benchmark for every universe row (sums to 1 per day)."""
-    w = cw.loc[cw["index_code"] == index_code, ["trade_date", "con_code", "weight"]].rename(columns={"con_code": "ts_code"})
-    pos = row_positions(w, universe, f"weights of {index_code}")  # a left join in universe order
-    wb = np.where(pos >= 0, w["weight"].to_numpy(dtype=float, na_value=np.nan)[np.where(pos >= 0, pos, 0)], np.nan)
-    day = universe["trade_date"].to_numpy()
-    is_con = ~np.isnan(wb) & (wb > 0)
+def _benchmark_weight(grid: StockGrid, wb: np.ndarray, ff: np.ndarray, tau: float, beta: float) -> np.ndarray:
+    """Sleeve weight on one benchmark for every grid cell with a row (sums to 1 per session; 0 elsewhere).
+
+    wb: the benchmark's weights in force (:func:`_in_force_weights`); ff: free-float cap (CNY),
+    both sessions x stocks."""
+    pr = grid.present
+    is_con = pr & ~np.isnan(wb) & (wb > 0)
     wb = np.where(is_con, wb, 0.0)
-    ff = universe["free_float_mv"].to_numpy(dtype=float, na_value=np.nan)
-    tilt = np.where(~is_con & np.isfinite(ff) & (ff > 0), np.power(np.where(ff > 0, ff, 1.0), beta), 0.0)
-    codes, inv = np.unique(day, return_inverse=True)
-    sw = np.bincount(inv, weights=wb, minlength=len(codes))
-    st = np.bincount(inv, weights=tilt, minlength=len(codes))
+    tilt = np.where(pr & ~is_con & np.isfinite(ff) & (ff > 0), np.power(np.where(ff > 0, ff, 1.0), beta), 0.0)
+    sw = wb.sum(axis=1, keepdims=True)
+    st = tilt.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        wn = np.where(sw[inv] > 0, wb / sw[inv], 0.0)
-        un = np.where(st[inv] > 0, tilt / st[inv], 0.0)
-    has_w = sw[inv] > 0
-    has_u = st[inv] > 0
+        wn = np.where(sw > 0, wb / sw, 0.0)
+        un = np.where(st > 0, tilt / st, 0.0)
     # (1 - τ) w + τ u; if one part is empty on a day the other takes the whole sleeve
-    t = np.where(has_w & has_u, tau, np.where(has_u, 1.0, 0.0))
+    t = np.where((sw > 0) & (st > 0), tau, np.where(st > 0, 1.0, 0.0))
     return (1.0 - t) * wn + t * un
 
 
@@ -332,43 +337,56 @@ def estimate_quant_holdings(
 ) -> pd.DataFrame:
     """Per stock-day quant holdings (CNY) by sleeve (METHODS §7).
 
-    universe: trade_date, ts_code, free_float_mv (CNY; NaN for suspended), optionally close.
+    universe: trade_date, ts_code, free_float_mv (CNY; NaN for suspended), optionally total_mv
+    and is_suspended (needed by ``scale_to_micro_hs``); one row per (trade_date, ts_code).
     index_weights: staging.stg_index_weight rows (index_code, con_code, trade_date, weight).
     product_holdings: optional trade_date, ts_code, holdings (CNY) from a product-holdings feed;
     where present it replaces the estimated total (sleeve columns are scaled to match).
 
     Returns trade_date, ts_code, free_float_mv, hold_<sleeve> for each sleeve, holdings (CNY),
-    holdings_share (holdings / free_float_mv), source ('estimate'|'product_feed').
-    Each sleeve's column sums to its gross_cny on every day that has a universe.
+    holdings_share (holdings / free_float_mv), source ('estimate'|'product_feed'), sorted by
+    trade_date, ts_code. Each sleeve's column sums to its gross_cny on every day that has a
+    universe. Computed on a sessions x stocks grid (issue 11); the micro-cap ranks of
+    ``scale_to_micro_hs`` break ties by ts_code.
     """
-    u = universe.copy()
-    u["trade_date"] = pd.to_datetime(u["trade_date"]).astype("datetime64[ns]")
-    u = u.sort_values(["trade_date", "ts_code"], kind="stable").reset_index(drop=True)
+    day = pd.to_datetime(universe["trade_date"]).to_numpy(dtype="datetime64[ns]")
+    g = StockGrid(day, universe["ts_code"], "universe")
+    pr = g.present
+    ff = g.wide(universe["free_float_mv"].to_numpy(dtype=float, na_value=np.nan))
     sleeves = params.sleeves()
     codes = sorted({b for s in sleeves for b, _ in s.benchmarks})
-    cw = carry_forward_weights(index_weights, u["trade_date"].unique(), codes)
-    bench_w = {b: _benchmark_weight(u, cw, b, params.tau, params.beta) for b in codes}
-    out = u[["trade_date", "ts_code", "free_float_mv"]].copy()
-    total = np.zeros(len(u))
+    bench_w = {b: _benchmark_weight(g, _in_force_weights(g, index_weights, b), ff, params.tau, params.beta) for b in codes}
+    hold = {}
+    total = np.zeros(g.shape)
     for s in sleeves:
         w = sum(mix * bench_w[b] for b, mix in s.benchmarks)
-        col = s.gross_cny * np.asarray(w, dtype=float)
-        out[f"hold_{s.name}"] = col
-        total += col
+        hold[s.name] = s.gross_cny * np.asarray(w, dtype=float)
+        total += hold[s.name]
+    d, c = np.nonzero(pr)  # output rows: (trade_date, ts_code) order
     if params.scale_to_micro_hs is not None:
-        if "total_mv" not in u:
+        if "total_mv" not in universe:
             raise ValueError("scale_to_micro_hs needs total_mv in the universe")
-        micro = micro_mask(u, params.micro_fraction).to_numpy()
-        day_codes, inv = np.unique(u["trade_date"].to_numpy(), return_inverse=True)
-        ffv = np.nan_to_num(u["free_float_mv"].to_numpy(dtype=float))
-        q_m = np.bincount(inv, weights=np.where(micro, total, 0.0), minlength=len(day_codes))
-        ff_m = np.bincount(inv, weights=np.where(micro, ffv, 0.0), minlength=len(day_codes))
+        mv = g.wide(universe["total_mv"].to_numpy(dtype=float, na_value=np.nan))[d, c]
+        traded = np.isfinite(mv) & (mv > 0)
+        if "is_suspended" in universe:
+            traded &= ~g.wide(universe["is_suspended"].astype("boolean").fillna(False).to_numpy(dtype=bool), False, bool)[d, c]
+        rank, n_day = _rank_by_day(d, mv, traded)
+        micro = np.zeros(g.shape, dtype=bool)
+        micro[d, c] = _smallest(traded, rank, n_day, params.micro_fraction, None)
+        q_m = np.where(micro, total, 0.0).sum(axis=1, keepdims=True)
+        ff_m = np.where(micro, np.nan_to_num(ff), 0.0).sum(axis=1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             k = np.where(q_m > 0, params.scale_to_micro_hs * ff_m / np.where(q_m > 0, q_m, 1.0), 1.0)
-        scale = k[inv]
-        for s_ in sleeves:
-            out[f"hold_{s_.name}"] = out[f"hold_{s_.name}"].to_numpy() * scale
-        total = total * scale
+        hold = {n: h * k for n, h in hold.items()}
+        total = total * k
+    out = pd.DataFrame({
+        "trade_date": g.dates()[d],
+        "ts_code": pd.array(g.codes.take(pa.array(c)), dtype="str"),
+        "free_float_mv": ff[d, c],
+    })
+    for s in sleeves:
+        out[f"hold_{s.name}"] = hold[s.name][d, c]
+    total = total[d, c]
     out["holdings"] = total
     out["source"] = "estimate"
     if product_holdings is not None and len(product_holdings):
@@ -380,14 +398,14 @@ def estimate_quant_holdings(
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(hit & (total > 0), out["_ph"].to_numpy() / np.where(total > 0, total, 1.0), 1.0)
         for s in sleeves:
-            c = f"hold_{s.name}"
-            out[c] = out[c].to_numpy() * scale
+            col = f"hold_{s.name}"
+            out[col] = out[col].to_numpy() * scale
         out.loc[hit, "holdings"] = out.loc[hit, "_ph"]
         out.loc[hit, "source"] = "product_feed"
         out = out.drop(columns="_ph")
-    ff = out["free_float_mv"].to_numpy(dtype=float)
+    ffo = out["free_float_mv"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["holdings_share"] = np.where(ff > 0, out["holdings"].to_numpy() / ff, np.nan)
+        out["holdings_share"] = np.where(ffo > 0, out["holdings"].to_numpy() / ffo, np.nan)
     return out
 
 
@@ -578,6 +596,37 @@ def liquidity_stats(
 BUCKET_ORDER = {"micro": 0, "index": 1, "cap_decile": 2, "user": 3, "all": 4, "stock": 5}
 
 
+class GridBuckets:
+    """Bucket memberships on a :class:`StockGrid`, in output order (``BUCKET_ORDER``, then bucket).
+
+    ``types`` / ``labels``: bucket_type and bucket of each bucket; ``member``: sessions x buckets x
+    stocks, 1.0 where the stock is in the bucket that session. Per-bucket sums of several value
+    layers are then one batched matrix product (:meth:`sums`) instead of a join of membership
+    rows and a group-by (issue 11). Buckets without a member on any session are left out.
+    """
+
+    def __init__(self, grid: StockGrid, masks: Sequence[tuple[str, str, np.ndarray]]):
+        masks = [m for m in masks if m[2].any()]
+        self.types = [t for t, _, _ in masks]
+        self.labels = [b for _, b, _ in masks]
+        self.member = np.zeros((grid.shape[0], len(masks), grid.shape[1]))
+        for i, (_, _, m) in enumerate(masks):
+            self.member[:, i, :] = m
+
+    def mask(self, bucket_type: str, bucket: str) -> np.ndarray:
+        """Sessions x stocks membership of one bucket (all False if it has no member)."""
+        for i, (t, b) in enumerate(zip(self.types, self.labels, strict=True)):
+            if (t, b) == (bucket_type, bucket):
+                return self.member[:, i, :] > 0
+        return np.zeros((self.member.shape[0], self.member.shape[2]), dtype=bool)
+
+    def sums(self, layers: Sequence[np.ndarray]) -> np.ndarray:
+        """Per bucket and session, the sums of each sessions x stocks layer (no NaN) over the
+        bucket's stocks: buckets x sessions x layers."""
+        v = np.stack(layers, axis=1)  # sessions x layers x stocks (a contiguous stack; axis=-1 is ~4x slower)
+        return np.einsum("dbs,dks->bdk", self.member, v, optimize=True)
+
+
 def _size_buckets(day: np.ndarray, total_mv: np.ndarray, traded: np.ndarray, params: CrowdingParams):
     """Per row: cap decile (1 = smallest; 0 if not traded) and micro-cap membership, among the day's
     traded rows by total cap (ties by row order)."""
@@ -589,30 +638,41 @@ def _size_buckets(day: np.ndarray, total_mv: np.ndarray, traded: np.ndarray, par
     return dec, _smallest(traded, rank, n_day, params.micro_fraction, params.micro_n)
 
 
-def _index_members(grid: StockGrid, index_weights: pd.DataFrame, index_code: str) -> np.ndarray:
-    """Constituents of ``index_code`` in force on each grid session (the latest rebalance on or before
-    the day, weight > 0), among the stocks with a row that day: a sessions x stocks mask. Same rule
-    as :func:`carry_forward_weights`, without expanding the weights to one row per day."""
-    sel = (index_weights["index_code"] == index_code).to_numpy(dtype=bool, na_value=False)
-    if not sel.any() or not grid.present.size:
-        return np.zeros(grid.shape, dtype=bool)
+def _in_force_weights(grid: StockGrid, index_weights: pd.DataFrame, index_code: str) -> np.ndarray:
+    """Weights of ``index_code``'s latest rebalance on or before each grid session, as sessions x
+    stocks (NaN: not in that rebalance). Same rule as :func:`carry_forward_weights`, without
+    expanding the weights to one row per day; a stock listed twice in a rebalance is a ValueError."""
+    out = np.full(grid.shape, np.nan)
+    sel = (index_weights["index_code"] == index_code).to_numpy(dtype=bool, na_value=False) if len(index_weights) else []
+    if not np.any(sel) or not out.size:
+        return out
     iw = index_weights[sel]
     td = _day_numbers(iw["trade_date"])
     reb = np.unique(td)
     j = np.searchsorted(reb, grid.days, side="right") - 1  # rebalance in force per session
     s = pc.index_in(_strings(iw["con_code"]), value_set=grid.codes).fill_null(-1).to_numpy(zero_copy_only=False)
-    w = iw["weight"].to_numpy(dtype=float, na_value=np.nan)
-    ok = (w > 0) & (s >= 0)
-    cons = np.zeros((len(reb), grid.shape[1]), dtype=bool)  # rebalance x stocks
-    cons[np.searchsorted(reb, td)[ok], s[ok]] = True
-    return np.where((j >= 0)[:, None], cons[np.maximum(j, 0)], False) & grid.present
+    r = np.searchsorted(reb, td)
+    ok = s >= 0
+    cell = r[ok] * grid.shape[1] + s[ok]
+    if len(cell) != len(np.unique(cell)):
+        raise ValueError(f"weights of {index_code}: duplicate (trade_date, con_code) rows")
+    cons = np.full((len(reb), grid.shape[1]), np.nan)  # rebalance x stocks
+    cons[r[ok], s[ok]] = iw["weight"].to_numpy(dtype=float, na_value=np.nan)[ok]
+    return np.where((j >= 0)[:, None], cons[np.maximum(j, 0)], np.nan)
+
+
+def _index_members(grid: StockGrid, index_weights: pd.DataFrame, index_code: str) -> np.ndarray:
+    """Constituents (weight > 0) of ``index_code`` in force on each grid session among the stocks
+    with a row that day: a sessions x stocks mask."""
+    w = _in_force_weights(grid, index_weights, index_code)
+    return grid.present & ~np.isnan(w) & (w > 0)
 
 
 def bucket_masks(
     grid: StockGrid, total_mv, is_suspended, index_weights: pd.DataFrame, params: CrowdingParams = CrowdingParams(),
-) -> list[tuple[str, str, np.ndarray]]:
-    """The buckets of :func:`assign_buckets` as (bucket_type, bucket, sessions x stocks mask), in
-    output order (``BUCKET_ORDER``, then bucket name); buckets without a member are left out.
+) -> GridBuckets:
+    """The buckets of :func:`assign_buckets` on ``grid``, in output order (``BUCKET_ORDER``, then
+    bucket name).
 
     ``total_mv`` / ``is_suspended``: one value per input row of ``grid`` (size-rank ties go by
     input row order, as in :func:`assign_buckets`).
@@ -632,7 +692,7 @@ def bucket_masks(
             zero_copy_only=False)
         out.append(("user", name, grid.present & col[None, :]))
     out.append(("all", "market", grid.present))
-    return [b for b in out if b[2].any()]
+    return GridBuckets(grid, out)
 
 
 def assign_buckets(
@@ -676,11 +736,11 @@ def assign_buckets(
     return out
 
 
-def masks_from_rows(grid: StockGrid, buckets: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+def masks_from_rows(grid: StockGrid, buckets: pd.DataFrame) -> GridBuckets:
     """Long bucket rows (:func:`assign_buckets`) as :func:`bucket_masks` (rows whose stock-day is
     not in ``grid`` are dropped; membership is a set)."""
     if not len(buckets):
-        return []
+        return GridBuckets(grid, [])
     d, s = grid.locate(buckets["trade_date"], buckets["ts_code"])
     ok = (d >= 0) & (s >= 0)
     ok[ok] = grid.present[d[ok], s[ok]]
@@ -693,7 +753,7 @@ def masks_from_rows(grid: StockGrid, buckets: pd.DataFrame) -> list[tuple[str, s
         r = ok & (grp == gk)
         m[d[r], s[r]] = True
         out.append((str(t_vals[gk // len(b_vals)]), str(b_vals[gk % len(b_vals)]), m))
-    return sorted(out, key=lambda b: (BUCKET_ORDER.get(b[0], 9), b[1]))
+    return GridBuckets(grid, sorted(out, key=lambda b: (BUCKET_ORDER.get(b[0], 9), b[1])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -707,20 +767,11 @@ def _labels(codes: np.ndarray, values: pa.Array) -> pd.arrays.ArrowStringArray:
     return pd.array(arr.cast(pa.large_string()), dtype="str")
 
 
-def _mask_sums(masks: list[tuple[str, str, np.ndarray]], v: np.ndarray) -> np.ndarray:
-    """Per bucket and session, the sums of ``v`` (sessions x stocks x k, no NaN) over the bucket's
-    stocks: (buckets, sessions, k), one matrix product per bucket."""
-    out = np.zeros((len(masks), v.shape[0], v.shape[2]))
-    for i, (_, _, m) in enumerate(masks):
-        out[i] = np.matmul(m[:, None, :].astype(np.float64), v)[:, 0, :]
-    return out
-
-
 class _Layout:
     """Output rows of a bucket table: per session, ``n_rep`` blocks (one per participation) of the
-    session's bucket rows (``masks`` order) then its stock rows (code order)."""
+    session's bucket rows (``buckets`` order) then its stock rows (code order)."""
 
-    def __init__(self, grid: StockGrid, masks, exists: np.ndarray, n_rep: int = 1):
+    def __init__(self, grid: StockGrid, buckets: GridBuckets, exists: np.ndarray, n_rep: int = 1):
         self.grid, self.n_rep = grid, n_rep
         self.d_b, self.b_b = np.nonzero(exists)  # exists: sessions x buckets
         self.d_s, self.s_s = np.nonzero(grid.present)
@@ -730,21 +781,17 @@ class _Layout:
         start = np.r_[0, np.cumsum(blk * n_rep)[:-1]].astype(np.int64)
         loc_b = np.arange(len(self.d_b)) - np.r_[0, np.cumsum(nb)[:-1]].astype(np.int64)[self.d_b]
         loc_s = nb[self.d_s] + np.arange(len(self.d_s)) - np.r_[0, np.cumsum(ns)[:-1]].astype(np.int64)[self.d_s]
-        self._b = (start[self.d_b] + loc_b, blk[self.d_b])
-        self._s = (start[self.d_s] + loc_s, blk[self.d_s])
-        self.types = [t for t, _, _ in masks]
-        self.labels = [b for _, b, _ in masks]
-
-    def pos(self, part: str, rep: int = 0) -> np.ndarray:
-        p, blk = self._b if part == "bucket" else self._s
-        return p + rep * blk
+        # output row of each bucket row / stock row, per rep
+        self.pos_b = [start[self.d_b] + loc_b + r * blk[self.d_b] for r in range(n_rep)]
+        self.pos_s = [start[self.d_s] + loc_s + r * blk[self.d_s] for r in range(n_rep)]
+        self.types, self.labels = buckets.types, buckets.labels
 
     def fill(self, bucket_vals: Sequence[np.ndarray], stock_vals: Sequence[np.ndarray], dtype=float) -> np.ndarray:
         """One output column from per-rep values of the bucket rows and of the stock rows."""
         out = np.empty(self.n, dtype=dtype)
         for r in range(self.n_rep):
-            out[self.pos("bucket", r)] = bucket_vals[r]
-            out[self.pos("stock", r)] = stock_vals[r]
+            out[self.pos_b[r]] = bucket_vals[r]
+            out[self.pos_s[r]] = stock_vals[r]
         return out
 
     def keys(self) -> pd.DataFrame:
@@ -763,17 +810,17 @@ class _Layout:
 
 
 def crowding_table_grid(
-    grid: StockGrid, masks, free_float_mv: np.ndarray, holdings: np.ndarray, adv_cny: np.ndarray,
+    grid: StockGrid, buckets: GridBuckets, free_float_mv: np.ndarray, holdings: np.ndarray, adv_cny: np.ndarray,
     params: CrowdingParams = CrowdingParams(),
 ) -> pd.DataFrame:
-    """:func:`crowding_table` on the grid: ``masks`` from :func:`bucket_masks`, the values as
+    """:func:`crowding_table` on the grid: ``buckets`` from :func:`bucket_masks`, the values as
     sessions x stocks arrays (read at the cells of ``grid.present``)."""
     pr = grid.present
     ff, q, adv = (np.where(pr, a, np.nan) for a in (free_float_mv, holdings, adv_cny))
     missing = pr & (np.isnan(ff) | np.isnan(adv))
-    v = np.stack([pr, missing, np.nan_to_num(ff), np.nan_to_num(q), np.nan_to_num(adv)], axis=-1).astype(np.float64)
-    s = _mask_sums(masks, v)  # buckets x sessions x 5
-    lay = _Layout(grid, masks, (s[:, :, 0] > 0).T)
+    s = buckets.sums([pr.astype(np.float64), missing.astype(np.float64), np.nan_to_num(ff), np.nan_to_num(q),
+                      np.nan_to_num(adv)])  # buckets x sessions x 5
+    lay = _Layout(grid, buckets, (s[:, :, 0] > 0).T)
     sb = s[lay.b_b, lay.d_b]  # bucket rows x 5
     cell = (lay.d_s, lay.s_s)
     cols = {
@@ -792,7 +839,7 @@ def crowding_table_grid(
 
 
 def days_to_liquidate_grid(
-    grid: StockGrid, masks, holdings: np.ndarray, adv_cny: np.ndarray,
+    grid: StockGrid, buckets: GridBuckets, holdings: np.ndarray, adv_cny: np.ndarray,
     participations: Sequence[float] = (0.10, 0.20), thresholds: Sequence[float] = (1.0, 3.0, 5.0),
 ) -> pd.DataFrame:
     """:func:`days_to_liquidate` on the grid (see :func:`crowding_table_grid`)."""
@@ -807,9 +854,9 @@ def days_to_liquidate_grid(
             d = np.where(ok, q / (p * np.where(ok, adv, 1.0)), np.nan)
         layers.append(np.where(ok, q * d, 0.0))
         layers += [np.where(ok & (d > t), q, 0.0) for t in thresholds]
-    s = _mask_sums(masks, np.stack(layers, axis=-1))
+    s = buckets.sums(layers)
     n_p, n_t = len(participations), len(thresholds)
-    lay = _Layout(grid, masks, (s[:, :, 0] > 0).T, n_p)
+    lay = _Layout(grid, buckets, (s[:, :, 0] > 0).T, n_p)
     sb = s[lay.b_b, lay.d_b]
     cell = (lay.d_s, lay.s_s)
     st = {"n_stocks": np.ones(len(lay.d_s)), "holdings": hq[cell], "holdings_no_adv": no_adv[cell]}
@@ -879,6 +926,7 @@ def days_to_liquidate(
 __all__ = [
     "CrowdingParams",
     "HoldingsParams",
+    "GridBuckets",
     "Sleeve",
     "StockGrid",
     "adv_and_sigma",

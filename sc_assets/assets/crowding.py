@@ -342,13 +342,17 @@ def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsPa
             g = pd.Series(out[f"hold_{s.name}"].to_numpy()).groupby(day).sum()
             worst = max(worst, float((g / s.gross_cny - 1).abs().max()))
     elif len(out):  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
-        pos = cr.row_positions(panel, out, "marts.stock_daily_panel")
-        m = out[["trade_date", "holdings", "free_float_mv"]].assign(
-            total_mv=panel["total_mv"].to_numpy()[pos], is_suspended=panel["is_suspended"].to_numpy()[pos])
-        m = m[cr.micro_mask(m, params.micro_fraction).to_numpy()]
-        g = m.groupby("trade_date")[["holdings", "free_float_mv"]].sum()
-        hs = g["holdings"] / g["free_float_mv"]
-        worst = float((hs / params.scale_to_micro_hs - 1).abs().max()) if len(hs) else 0.0
+        g = cr.StockGrid(panel["trade_date"], panel["ts_code"], "marts.stock_daily_panel")
+        d, c = g.locate(out["trade_date"], out["ts_code"])  # the panel row of each holdings row
+        m = out[["trade_date"]].assign(total_mv=g.wide(panel["total_mv"].to_numpy())[d, c],
+                                       is_suspended=g.wide(panel["is_suspended"].to_numpy(), False, bool)[d, c])
+        micro = cr.micro_mask(m, params.micro_fraction).to_numpy()
+        n = len(g.days)
+        q = np.bincount(d[micro], np.nan_to_num(out["holdings"].to_numpy()[micro]), minlength=n)
+        ff = np.bincount(d[micro], np.nan_to_num(out["free_float_mv"].to_numpy()[micro]), minlength=n)
+        has = np.bincount(d[micro], minlength=n) > 0
+        hs = q[has] / ff[has]
+        worst = float(np.abs(hs / params.scale_to_micro_hs - 1).max()) if len(hs) else 0.0
     return out, table, iw, worst
 
 
@@ -379,7 +383,7 @@ def _arrow_floats(table: pa.Table, name: str) -> np.ndarray:
 
 def _crowding_state(warehouse: Warehouse, keys: list[str], params: cr.CrowdingParams, iw_run: pd.DataFrame | None):
     """Inputs of both tables for ``keys`` on a sessions x stocks grid of the keys' panel rows:
-    (grid, bucket masks, free_float_mv, holdings (CNY; 0 where none), adv_cny). ADV is the rolling
+    (grid, buckets (:class:`GridBuckets`), free_float_mv, holdings (CNY; 0 where none), adv_cny). ADV is the rolling
     mean of ``amount`` over the grid of the keys plus ``adv_window + 5`` lookback sessions. Read
     and computed in Arrow / numpy (no pandas frame of the panel; issue 11)."""
     try:
@@ -410,8 +414,7 @@ def _crowding_state(warehouse: Warehouse, keys: list[str], params: cr.CrowdingPa
     q[d[hit], s[hit]] = _arrow_floats(h, "holdings")[hit]
     q = np.where(grid.present & np.isnan(q), 0.0, q)  # a stock-day without an estimate holds 0
     iw = read_index_weights(warehouse, min(keys), max(keys)) if iw_run is None else weights_window(iw_run, min(keys), max(keys))
-    masks = cr.bucket_masks(grid, mv, susp, iw, params)
-    return grid, masks, ff, q, adv
+    return grid, cr.bucket_masks(grid, mv, susp, iw, params), ff, q, adv
 
 
 @dg.multi_asset(
@@ -440,13 +443,13 @@ def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, w
     last: dict[dg.AssetKey, tuple[pd.DataFrame, pa.Schema]] = {}
     iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
     for part in chunks(keys):
-        grid, masks, ff, q, adv = _crowding_state(warehouse, part, params, iw_run)
+        grid, buckets, ff, q, adv = _crowding_state(warehouse, part, params, iw_run)
         for k in want:
             if k == CROWDING:
-                out = cr.crowding_table_grid(grid, masks, ff, q, adv, params)
+                out = cr.crowding_table_grid(grid, buckets, ff, q, adv, params)
                 out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
             else:
-                out = cr.days_to_liquidate_grid(grid, masks, q, adv, params.participations, params.dtl_thresholds)
+                out = cr.days_to_liquidate_grid(grid, buckets, q, adv, params.participations, params.dtl_thresholds)
             table = lake_table(out)
             warehouse.write_partitions(LAYER, k.path[-1], table, days=part)
             rows[k] += len(out)
