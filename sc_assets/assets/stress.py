@@ -44,7 +44,13 @@ from sc_assets.assets.crowding import (
     read_panel,
     stock_state,
 )
-from sc_assets.partitions import CalendarRangeError, previous_trading_day, to_key, trading_days_between
+from sc_assets.partitions import (
+    CalendarRangeError,
+    previous_trading_day,
+    sessions,
+    to_key,
+    trading_days_between,
+)
 from sc_assets.resources import Warehouse
 from sc_assets.resources.warehouse import atomic_write_parquet
 
@@ -95,6 +101,18 @@ def _stress_stocks(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams):
     return stock.copy(deep=False), buckets.copy(deep=False), iw.copy(deep=False)
 
 
+def _session_files(warehouse: Warehouse, layer: str, asset: str, start: str, end: str) -> list[str]:
+    """The partition files of the trading sessions in [start, end] (partitions are sessions), looked
+    up by day: for a long span (the 400-day index-weight lookback) cheaper than listing the
+    table's thousands of partition folders (issue 11)."""
+    if warehouse.lake_store is not None:
+        return warehouse.files(layer, asset, start, end)
+    cal = sessions()
+    span = cal[(cal >= pd.Timestamp(start)) & (cal <= pd.Timestamp(end))]
+    days = warehouse.days_present(layer, asset, [d.strftime("%Y-%m-%d") for d in span])
+    return [str(warehouse.partition_path(layer, asset, d)) for d in days]
+
+
 #: the last stress state built in this process, as [(key, (stock, buckets, index weights))]. The
 #: daily update builds the state of the latest holdings day twice in one process (redemption_stress
 #: and the fire-sale scenario): the second is served from here (issue 11). The key is
@@ -112,7 +130,7 @@ def _state_key(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams) -> tu
     ids = []
     for layer, asset, a, b in (("marts", "stock_daily_panel", lo, day), ("crowding", "quant_holdings_estimate", day, day),
                                ("staging", "stg_index_weight", w_lo, day)):
-        for path in warehouse.files(layer, asset, a, b):
+        for path in _session_files(warehouse, layer, asset, a, b):
             st = os.stat(path)
             ids.append((path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return str(warehouse.lake), day, repr(cparams), tuple(ids)
@@ -394,7 +412,7 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
     for layer, asset, a, b in (("marts", "stock_daily_panel", lo, end), ("crowding", "quant_holdings_estimate", base, base),
                                ("staging", "stg_index_weight", w_lo, base), ("marts", "index_daily_panel", shock_lo, end),
                                ("marts", "futures_basis_panel", shock_lo, end)):
-        for path in warehouse.files(layer, asset, a, b):
+        for path in _session_files(warehouse, layer, asset, a, b):
             digest = digests.get(path) if digests is not None else None
             if digest is None:
                 with open(path, "rb") as f:
