@@ -16,12 +16,16 @@ Sections follow the study (Cinda Securities, "本轮小市值风格与量化策�
 Tables are read by name (DESIGN.md §2 data-flow names); columns are found among a few
 accepted spellings (``_pick``) so that a renamed column degrades to a note, not a crash.
 Percentages in the rendered tables are fractions x 100 with the sign kept (MDD -0.125 -> -12.50%).
+Figures are redrawn only when their inputs change (``_Tables.save``; index in ``reports/.figures.json``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -137,9 +141,28 @@ def _pick(df: pd.DataFrame, *names: str, required: bool = True) -> str | None:
     return None
 
 
+#: This module's code, part of every figure's digest: a change in how figures are drawn redraws them all.
+_CODE_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+#: Figure file -> digest of what drew it and its size, from the last build into the folder.
+FIGURE_INDEX = ".figures.json"
+
+
 class _Tables:
-    def __init__(self, loader: Loader):
-        self._loader, self._cache = loader, {}
+    """The sections' inputs (each table loaded once) and the figures' render cache.
+
+    A figure is a pure function of this module's code, matplotlib (version and rcParams), the
+    pandas/numpy versions, the report parameters and the tables its section read, and Agg renders
+    identical PNG bytes from identical input. :meth:`save` therefore skips rendering (~0.1 s a
+    figure) when that digest and the PNG on disk are the ones ``index`` recorded for the previous
+    build: a daily update redraws only the figures whose inputs changed (issue 11). ``used`` lists the tables read by
+    the current section; ``saved`` collects this build's index entries.
+    """
+
+    def __init__(self, loader: Loader, params: ReportParams | None = None, index: dict | None = None):
+        self._loader, self._cache, self._digests = loader, {}, {}
+        self.params, self.index = params, index or {}
+        self.used: list[tuple[str, str]] = []
+        self.saved: dict[str, dict] = {}
 
     def get(self, layer: str, name: str, required: bool = True) -> pd.DataFrame | None:
         key = (layer, name)
@@ -149,6 +172,8 @@ class _Tables:
             except Exception:  # noqa: BLE001 - a broken table is a missing table for the report
                 df = None
             self._cache[key] = df
+        if key not in self.used:
+            self.used.append(key)
         df = self._cache[key]
         if (df is None or df.empty) and required:
             raise MissingInput(f"table {layer}.{name} is missing or empty (materialize it first)")
@@ -156,6 +181,46 @@ class _Tables:
             df = df.copy()
             df["trade_date"] = pd.to_datetime(df["trade_date"])
         return df
+
+    def _table_digest(self, key: tuple[str, str]) -> str:
+        if key not in self._digests:
+            df = self._cache.get(key)
+            h = hashlib.sha256(repr(key).encode())
+            if df is not None:
+                h.update(repr((list(map(str, df.columns)), list(map(str, df.dtypes)), df.shape)).encode())
+                try:
+                    h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
+                except TypeError:  # cells pandas cannot hash: never reuse a figure drawn from this table
+                    h.update(os.urandom(16))
+            self._digests[key] = h.hexdigest()
+        return self._digests[key]
+
+    def digest(self, name: str) -> str:
+        """Digest of everything the figure ``name`` of the current section is drawn from."""
+        versions = f"{matplotlib.__version__}|{pd.__version__}|{np.__version__}"
+        h = hashlib.sha256(f"{_CODE_DIGEST}|{versions}|{name}|{self.params!r}".encode())
+        h.update(repr(sorted((k, repr(v)) for k, v in matplotlib.rcParams.items())).encode())
+        for key in self.used:
+            h.update(self._table_digest(key).encode())
+        return h.hexdigest()
+
+    def save(self, fig, out_dir: Path, name: str) -> str:
+        """Write ``fig`` as ``<out_dir>/<name>.png`` (dpi 110, tight layout) unless the previous
+        build left the PNG of the same digest there; returns the file name."""
+        fname = f"{name}.png"
+        path = Path(out_dir) / fname
+        digest = self.digest(name)
+        last = self.index.get(fname) or {}
+        try:
+            reuse = last.get("digest") == digest and path.stat().st_size == last.get("size")
+        except OSError:
+            reuse = False
+        if not reuse:
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+        plt.close(fig)
+        self.saved[fname] = {"digest": digest, "size": path.stat().st_size}
+        return fname
 
 
 def _shade(ax, p: ReportParams) -> None:
@@ -178,14 +243,6 @@ def _since(df: pd.DataFrame, p: ReportParams, col: str = "trade_date") -> pd.Dat
         return df
     out = df[df[col] >= pd.Timestamp(p.history_start)]
     return out if len(out) else df
-
-
-def _save(fig, out_dir: Path, name: str) -> str:
-    fname = f"{name}.png"
-    fig.tight_layout()
-    fig.savefig(out_dir / fname, dpi=110)
-    plt.close(fig)
-    return fname
 
 
 def _calendar_days(df):
@@ -237,7 +294,7 @@ def _relative_nav(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     ax.set_ylabel("relative NAV (start = 1)")
     ax.legend(fontsize=8)
     ax.set_title("Small-cap vs large-cap relative NAV")
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
 
 
 def _drawdown_vs_cap(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
@@ -263,7 +320,7 @@ def _drawdown_vs_cap(t: _Tables, p: ReportParams, out: Path, s: Section) -> None
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"Return {p.window_start} .. {p.window_end} by market-cap decile")
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
     s.table = tab[[dec, *ycols[:4]]].reset_index(drop=True)
     slope = _pick(df, "slope", "slope_ln_cap", "beta_ln_cap", required=False)
     if slope:
@@ -301,7 +358,7 @@ def _neutral_index(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     ax2.set_xlabel("weekly return (%)")
     ax2.set_title("Worst weeks")
     ax2.grid(axis="x", alpha=0.3)
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
     s.table = pd.DataFrame({"week ending": worst[date_col].dt.strftime("%Y-%m-%d"),
                             "weekly return": worst[ret_col].map(_pct)})
     s.facts["worst week"] = f"{worst[date_col].iloc[0]:%Y-%m-%d}: {_pct(worst[ret_col].iloc[0])} (study: -5.40%, 2024-02-08)"
@@ -353,7 +410,7 @@ def _excess_table(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     ax.set_ylabel("excess max drawdown (%)")
     ax.set_title("Index-enhancement products: excess max drawdown by benchmark")
     ax.grid(axis="y", alpha=0.3)
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
     for key, grp in per.groupby(bench):
         s.facts[f"median excess MDD, {key}"] = _pct(grp[mdd].median()) + " (study: CSI500 -12.5%, CSI1000 -9.85%)"
 
@@ -388,7 +445,7 @@ def _correlations(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     ax.set_ylabel("correlation")
     ax.legend(fontsize=8)
     ax.set_title("Rolling correlation: product excess vs small-cap excess (weekly)")
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
 
 
 def _crowding(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
@@ -426,7 +483,7 @@ def _crowding(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title("Quant crowding by bucket (Table 2 style)")
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
 
 
 def _basis(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
@@ -459,7 +516,7 @@ def _basis(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     ax.set_ylabel("annualized basis (%)")
     ax.legend(fontsize=8)
     ax.set_title("Annualized basis of the main index-futures contracts")
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
 
 
 def _etf_nlsize(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
@@ -512,7 +569,7 @@ def _etf_nlsize(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
     for ax in axes:
         _shade(ax, p)
         _date_axis(ax)
-    s.figure = _save(fig, out, s.key)
+    s.figure = t.save(fig, out, s.key)
     if notes:
         s.caption += " (partial: " + "; ".join(notes) + ")"
 
@@ -544,7 +601,7 @@ def _stress(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
             ax.grid(axis="y", alpha=0.3)
             ax.legend(fontsize=8)
             ax.set_title("Stress scenarios: cumulative price impact by bucket")
-            s.figure = _save(fig, out, s.key)
+            s.figure = t.save(fig, out, s.key)
         for _, row in df.iterrows():
             u = str(row[unit])
             v = row[value]
@@ -563,7 +620,7 @@ def _stress(t: _Tables, p: ReportParams, out: Path, s: Section) -> None:
         ax.set_xlabel(num[0])
         ax.set_title("Stress summary")
         ax.grid(axis="x", alpha=0.3)
-        s.figure = _save(fig, out, s.key)
+        s.figure = t.save(fig, out, s.key)
 
 
 SECTIONS: list[tuple[str, str, list[str], str, Callable]] = [
@@ -661,12 +718,15 @@ def build_report(loader: Loader, out_dir: Path, params: ReportParams | None = No
     params = params or ReportParams()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("*.png"):  # a figure whose input disappeared must not linger
-        old.unlink()
-    tables = _Tables(loader)
+    try:
+        index = json.loads((out_dir / FIGURE_INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        index = {}
+    tables = _Tables(loader, params, index if isinstance(index, dict) else {})
     sections = []
     for key, title, inputs, caption, fn in SECTIONS:
         s = Section(key=key, title=title, inputs=list(inputs), caption=caption)
+        tables.used = []
         try:
             fn(tables, params, out_dir, s)
         except MissingInput as exc:
@@ -678,6 +738,12 @@ def build_report(loader: Loader, out_dir: Path, params: ReportParams | None = No
         if s.figure is None and s.note is None and s.table is None:
             s.note = "no figure or table could be drawn from the inputs"
         sections.append(s)
+    for old in out_dir.glob("*.png"):  # a figure whose input disappeared must not linger
+        if old.name not in tables.saved:
+            old.unlink()
+    tmp = out_dir / f".{FIGURE_INDEX}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(tables.saved, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, out_dir / FIGURE_INDEX)
     generated = generated or pd.Timestamp.now(tz="Asia/Shanghai").strftime("%Y-%m-%d %H:%M %Z")
     html_path = out_dir / "crash_report.html"
     md_path = out_dir / "crash_report.md"

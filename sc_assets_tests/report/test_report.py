@@ -3,6 +3,8 @@ degrades to notes (never an exception) when tables or columns are missing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,3 +157,65 @@ def test_crowding_reads_only_the_table2_partition(tmp_path, first):
     assert a.facts == b.facts and a.facts["as of"] == pd.Timestamp(need[0]).strftime("%Y-%m-%d")
     assert partitions_needed("drawdowns", "excess_correlation", days, ReportParams()) is None
     assert partitions_needed("factors", "factor_returns", days, ReportParams()) == days  # all after history_start
+
+
+def test_unchanged_figures_are_reused_and_changed_ones_redrawn(tmp_path, monkeypatch):
+    """A rebuild renders only the figures whose inputs changed; the others keep their PNG (Agg
+    draws identical bytes from identical inputs, so the report is the same as a full redraw)."""
+    import matplotlib.figure
+
+    drawn = []
+    real = matplotlib.figure.Figure.savefig
+
+    def spy(self, fname, *a, **k):
+        drawn.append(Path(fname).stem)
+        return real(self, fname, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    tables = _tables()
+    load = lambda layer, name: tables.get((layer, name))  # noqa: E731
+    first = build_report(load, tmp_path, ReportParams(), generated="x")
+    assert len(drawn) == 9
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.png")}
+
+    drawn.clear()
+    again = build_report(load, tmp_path, ReportParams(), generated="x")
+    assert drawn == []
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.png")} == before
+    assert again.html_path.read_text() == first.html_path.read_text() and again.markdown == first.markdown
+
+    # one more day of futures: only the basis figure is redrawn, and it differs
+    fut = tables["marts", "futures_basis_panel"]
+    extra = fut[fut["trade_date"] == fut["trade_date"].max()].assign(trade_date=pd.Timestamp("2024-04-01"),
+                                                                      basis_ann=-0.5)
+    tables["marts", "futures_basis_panel"] = pd.concat([fut, extra], ignore_index=True)
+    drawn.clear()
+    build_report(load, tmp_path, ReportParams(), generated="x")
+    assert drawn == ["basis"]
+    assert (tmp_path / "basis.png").read_bytes() != before["basis.png"]
+
+    # other parameters redraw every figure; a PNG removed by hand is drawn again
+    drawn.clear()
+    build_report(load, tmp_path, ReportParams(window_end="2024-02-09"), generated="x")
+    assert len(drawn) == 9
+    (tmp_path / "crowding.png").unlink()
+    drawn.clear()
+    build_report(load, tmp_path, ReportParams(window_end="2024-02-09"), generated="x")
+    assert drawn == ["crowding"]
+
+    # a section that loses its input loses its figure
+    del tables["crowding", "crowding_table"]
+    build_report(load, tmp_path, ReportParams(window_end="2024-02-09"), generated="x")
+    assert not (tmp_path / "crowding.png").exists() and len(list(tmp_path.glob("*.png"))) == 8
+
+
+def test_reused_figures_equal_a_fresh_build(tmp_path):
+    """The PNGs left in place by a rebuild are byte-identical to the ones a fresh folder gets."""
+    tables = _tables()
+    load = lambda layer, name: tables.get((layer, name))  # noqa: E731
+    build_report(load, tmp_path / "a", ReportParams(), generated="x")
+    build_report(load, tmp_path / "a", ReportParams(), generated="x")
+    build_report(load, tmp_path / "b", ReportParams(), generated="x")
+    a = {p.name: p.read_bytes() for p in (tmp_path / "a").glob("*.png")}
+    b = {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*.png")}
+    assert a == b and len(a) == 9
