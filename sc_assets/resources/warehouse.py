@@ -84,24 +84,32 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _encode(table: pa.Table) -> pa.Buffer:
+    """The bytes of ``table`` as a lake Parquet file (``parquet_format.write_options``)."""
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, **write_options(table.schema))
+    return buf.getvalue()
+
+
 def atomic_write_parquet(table: pa.Table | bytes, target: Path) -> None:
     """Write ``table`` to ``target`` atomically (temp file in the same folder, fsync, replace).
 
     ``table`` may also be the bytes of an already serialised Parquet file (local targets only).
+    The file is encoded in memory and written with one call (Arrow's file sink issues a write per
+    page: ~0.2 ms more per small file, issue 11), then fsynced through the same handle.
     An :class:`S3Path` target is written with one PUT of the complete file (atomic on S3).
     """
     if isinstance(target, S3Path):
         target.write_parquet(table)
         return
+    data = table if isinstance(table, bytes) else _encode(table)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(target.parent)
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}"
     try:
-        if isinstance(table, bytes):
-            tmp.write_bytes(table)
-        else:
-            pq.write_table(table, tmp, **write_options(table.schema))
-        with open(tmp, "rb") as fh:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
@@ -306,9 +314,7 @@ class Warehouse(dg.ConfigurableResource):
         if len(counts) < len(keys) and self.lake_store is None:
             # every empty day gets the same file: serialise it once, not once per day (a sparse feed's
             # 10-year backfill writes ~2,300 empty partitions; ~2-4 ms of Parquet encoding each, issue 11)
-            buf = pa.BufferOutputStream()
-            pq.write_table(empty, buf, **write_options(empty.schema))
-            empty = buf.getvalue().to_pybytes()
+            empty = _encode(empty).to_pybytes()
         for key in keys:
             if key not in counts:
                 items.append((empty, target(key)))
