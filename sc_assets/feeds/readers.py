@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import io
 import zlib
@@ -92,7 +93,23 @@ class HeaderMap:
 
 def map_header(feed: str, headers: list[str], path: str) -> HeaderMap:
     """Map a file's header to canonical fields, or raise a :class:`LandingFileError` for an
-    unknown header, two headers for one field (ambiguous), or a missing required field."""
+    unknown header, two headers for one field (ambiguous), or a missing required field.
+
+    A header that mapped once maps the same way again (the registry is static): the mapping is
+    memoised per (feed, header), since a backfill maps the same header for each of ~2,431 files
+    (~0.25 ms each, issue 11). A failing header is mapped afresh so the error names ``path``."""
+    try:
+        return _map_header_memo(feed, tuple(headers))
+    except LandingFileError:
+        return _map_header(feed, headers, path)
+
+
+@functools.lru_cache(maxsize=256)
+def _map_header_memo(feed: str, headers: tuple[str, ...]) -> HeaderMap:
+    return _map_header(feed, list(headers), "")
+
+
+def _map_header(feed: str, headers: list[str], path: str) -> HeaderMap:
     spec = FEEDS[feed]
     lookup = header_lookup(feed)
     ignored = {normalise_header(h).lower() for h in IGNORED.get(feed, set())}

@@ -283,3 +283,15 @@ def test_many_files_error_names_the_bad_file_and_line(tmp_path: Path, bad: str, 
         readers.read_landing_files(paths, "stock_daily", names)
     assert str(many.value) == str(alone.value) and many.value.path == names[2]
     assert (many.value.line, many.value.column) == (alone.value.line, alone.value.column)
+
+
+def test_header_mapping_is_reused_and_errors_name_each_file() -> None:
+    """The memoised header map equals a fresh one; a bad header is reported with the path of the
+    file at hand every time (errors are never memoised)."""
+    headers = ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount"]
+    first = readers.map_header("stock_daily", headers, "a.csv")
+    assert readers.map_header("stock_daily", list(headers), "b.csv") == first == readers._map_header(
+        "stock_daily", headers, "c.csv")
+    for name in ("x.csv", "y.csv"):
+        with pytest.raises(LandingFileError, match=name):
+            readers.map_header("stock_daily", headers[:-1] + ["bogus"], name)
