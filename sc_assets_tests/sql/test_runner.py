@@ -304,6 +304,36 @@ def test_chunked_backfill_equals_one_pass_and_schema_has_descriptions(built, war
     assert md.materialization.metadata["chunks"].value == len(DAYS)
 
 
+def test_a_failed_chunk_write_fails_the_run_and_earlier_chunks_stay_written(warehouse, monkeypatch):
+    """Chunk writes run on a writer thread beside the next chunk's SQL: a write error still fails
+    the materialization, and the chunks written before it are complete in the lake."""
+    from sc_assets.assets.sql import sql_model_assets
+    from sc_assets.resources.warehouse import Warehouse
+
+    build_raw_lake(warehouse)
+    asset = next(a for a in sql_model_assets if a.key.path[-1] == "stg_etf_share")
+    real = Warehouse.write_partitions
+    calls = []
+
+    def flaky(self, layer, name, df, days, schema=None):
+        calls.append(list(days))
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(self, layer, name, df, days=days, schema=schema)
+
+    monkeypatch.setattr(Warehouse, "write_partitions", flaky)
+    config = {"ops": {asset.op.name: {"config": {"chunk_sessions": 1, "chunk_rows": 1}}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = dg.materialize([asset], resources={"warehouse": warehouse}, run_config=config,
+                             tags=range_tags(DAYS[0], DAYS[-1]), raise_on_error=False)
+    assert not res.success
+    assert "disk full" in str(res.get_step_failure_events()[0].event_specific_data.error.to_string())
+    assert len(calls) == 3  # no chunk written after the failing one
+    written = set(pd.to_datetime(warehouse.read("staging", "stg_etf_share").trade_date).dt.strftime("%Y-%m-%d"))
+    assert written == {d for c in calls[:2] for d in c} and len(written) == 2
+
+
 def test_contiguous_chunks_split_gaps_and_size():
     from sc_assets.sql_models import contiguous_chunks
 
