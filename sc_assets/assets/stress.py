@@ -7,6 +7,12 @@ All are unpartitioned tables rebuilt from a window of the lake (declared in each
 volatility, 20-day ADV); ``fire_sale_simulation`` the wave-1 and wave-2 windows and the as-of
 day, each with the same lookback; ``stress_summary`` the other stress tables and the latest
 crowding_table day.
+
+Speed (issue 11): the futures panel's rows are kept per partition file in a cache under
+``<root>/.cache/stress`` (only new or rewritten partitions are read); the stress state of a day
+is built once per process (redemption_stress and the fire-sale scenario of the daily update);
+the fire-sale windows are reused by fingerprint. Stocks and panels are sorted by key before
+use, so the tables do not depend on the row order of the lake files.
 """
 
 # no `from __future__ import annotations`: Dagster resolves Config annotations at decoration time
