@@ -327,7 +327,7 @@ def factor_returns(
     use = excl < 0
     i_codes, i_uniq = _factorize(aligned["industry_prev"])  # -1: no industry
     if industries is None:
-        seen = np.unique(i_codes[use & (i_codes >= 0)])
+        seen = np.flatnonzero(np.bincount(i_codes[use & (i_codes >= 0)], minlength=len(i_uniq)))  # sorted codes in use
         industries = sorted(pd.Index(i_uniq)[seen].tolist())
     lut = np.append(pd.Index(industries).get_indexer(pd.Index(i_uniq)), -1).astype(np.int64)  # -1: unknown
     ind_codes = lut[i_codes[use]]
