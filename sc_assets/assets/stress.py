@@ -444,10 +444,18 @@ def _stored_windows(warehouse: Warehouse) -> dict[str, dict]:
 
 
 def _stored_frames(warehouse: Warehouse, cache: dict, run: str) -> list[pd.DataFrame] | None:
-    """The stored (paths, stock path, fund path) rows of ``run``; None if a table lacks them."""
+    """The stored (paths, stock path, fund path) rows of ``run``; None if a table lacks them.
+
+    Only the window runs' rows are converted to pandas (the stored scenario rows are replaced;
+    issue 11)."""
     if not cache:
         for n in ("fire_sale_simulation", "fire_sale_stock_path", "fire_sale_fund_path"):
-            cache[n] = warehouse.read(LAYER, n) if warehouse.exists(LAYER, n) else None
+            cache[n] = None
+            if warehouse.exists(LAYER, n):
+                t = pq.ParquetDataset(warehouse.files(LAYER, n), partitioning=None).read()
+                if "run" in t.column_names:
+                    t = t.filter(pc.is_in(t.column("run"), value_set=pa.array(WINDOW_RUNS, t.schema.field("run").type)))
+                cache[n] = t.to_pandas()
     frames = []
     for t in cache.values():
         if t is None or "run" not in t.columns or not (t["run"] == run).any():
