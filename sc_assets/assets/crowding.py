@@ -447,7 +447,8 @@ def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, w
         for k in want:
             if k == CROWDING:
                 out = cr.crowding_table_grid(grid, buckets, ff, q, adv, params)
-                out.insert(1, "level", np.where(out["bucket_type"] == "stock", "stock", "bucket"))
+                level = (out["bucket_type"] == "stock").to_numpy(dtype=np.int32)
+                out.insert(1, "level", cr._labels(level, pa.array(["bucket", "stock"])))
             else:
                 out = cr.days_to_liquidate_grid(grid, buckets, q, adv, params.participations, params.dtl_thresholds)
             table = lake_table(out)
