@@ -47,7 +47,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from sc_assets.analytics.stress import fill_sigma, sqrt_impact
+from sc_assets.analytics.stress import SqrtImpact, fill_sigma
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,10 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
     stock_rows: dict[str, list[np.ndarray]] = {c: [] for c in _STOCK_COLUMNS}
     fund_rows: dict[str, list[np.ndarray]] = {c: [] for c in _FUND_COLUMNS}
     sold_total = np.zeros((J, N))
-    prod = np.empty((J, N))  # scratch for the (fund × stock) products summed right away (no temporaries; issue 11)
+    # (fund × stock) arrays updated in place and a scratch for products summed right away: no
+    # temporaries of that size per day (issue 11; the same operations, so the same results)
+    prod, free, new, order, sold = (np.empty((J, N)) for _ in range(5))
+    impact = SqrtImpact(v, sig, params.y)
     gross = None
     days = 0
     for d in range(1, params.n_days + 1):
@@ -273,7 +276,7 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         outflow = np.minimum(outflow, np.maximum(eq, 0.0))
         eq = eq - outflow
         # 4. deleverage: gross not already committed to sales
-        free = h - carry
+        np.subtract(h, carry, out=free)
         a_free = np.multiply(free, p_open, out=prod).sum(axis=1)
         target = lev * np.maximum(eq, 0.0)
         new_cny = np.maximum(0.0, a_free - target)
@@ -281,25 +284,24 @@ def simulate(inputs: FireSaleInputs, shock: Shock, params: FireSaleParams = Fire
         new_cny = np.minimum(new_cny + hedged * params.eta * excess_discount * a_free, a_free)
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(a_free > 0, np.minimum(new_cny / np.where(a_free > 0, a_free, 1.0), 1.0), 0.0)
-        new = free * frac[:, None]
-        order = carry + new
+        np.multiply(free, frac[:, None], out=new)
+        np.add(carry, new, out=order)
         order_n = order.sum(axis=0)
         # 6. impact: the limit of the day is on the previous close; the open move used part of it
         with np.errstate(divide="ignore", invalid="ignore"):
             lim_left = np.where(has_lim, np.maximum(0.0, 1.0 - (1.0 - lim) / (1.0 + m_n)), np.nan)
-        filled_n, imp = sqrt_impact(order_n, v, sig, params.y, lim_left)
+        filled_n, imp = impact(order_n, lim_left)
         with np.errstate(divide="ignore", invalid="ignore"):
             fill_ratio = np.where(order_n > 0, filled_n / np.where(order_n > 0, order_n, 1.0), 0.0)
-        sold = order * fill_ratio[None, :]
-        sold = np.minimum(sold, h)
-        h_start = h
-        h = h - sold
-        carry = order - sold
-        sold_total += sold
+        np.multiply(order, fill_ratio[None, :], out=sold)
+        np.minimum(sold, h, out=sold)
         p_close = p_open * (1.0 + imp)
-        # 7. intraday P&L (impact on the whole opening book; sales executed at the close)
+        # 7. intraday P&L (impact on the whole opening book, before the sales; sales executed at the close)
         r_bench_intra = bench @ np.where(p_open > 0, p_close / np.where(p_open > 0, p_open, 1.0) - 1.0, 0.0)
-        pnl_intra = np.multiply(h_start, p_close - p_open, out=prod).sum(axis=1) - hedge_notional * r_bench_intra
+        pnl_intra = np.multiply(h, p_close - p_open, out=prod).sum(axis=1) - hedge_notional * r_bench_intra
+        np.subtract(h, sold, out=h)
+        np.subtract(order, sold, out=carry)
+        sold_total += sold
         eq = eq + pnl_intra
         pending = pnl_intra
         pz = p_close

@@ -89,6 +89,32 @@ def basis_stress_events(
 # ---------------------------------------------------------------------------------------------
 
 
+class SqrtImpact:
+    """The square-root law of :func:`sqrt_impact` for fixed stocks (ADV, σ) and Y: the parts that
+    do not depend on the order are computed once, so a multi-day simulation calls it per day on
+    the orders and limits alone (issue 11)."""
+
+    def __init__(self, adv_shares: np.ndarray, sigma_d: np.ndarray, y: float):
+        v = np.asarray(adv_shares, dtype=float)
+        s = np.asarray(sigma_d, dtype=float)
+        self.tradable = np.isfinite(v) & (v > 0)
+        self.vv = np.where(self.tradable, v, 1.0)
+        self.ys = max(float(y), 0.0) * np.where(np.isfinite(s), s, 0.0)
+        self.ys_pos = self.ys > 0
+        self.ys_div = np.where(self.ys_pos, self.ys, 1.0)
+
+    def __call__(self, order_shares: np.ndarray, limit_pct: np.ndarray | float = np.nan) -> tuple[np.ndarray, np.ndarray]:
+        q = np.maximum(np.asarray(order_shares, dtype=float), 0.0)
+        lim = np.broadcast_to(np.asarray(limit_pct, dtype=float), q.shape)
+        raw = self.ys * np.sqrt(q / self.vv)
+        capped = np.isfinite(lim) & (raw > lim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q_fill = np.where(self.ys_pos, self.vv * (lim / self.ys_div) ** 2, q)
+        filled = np.where(self.tradable, np.where(capped, np.minimum(q_fill, q), q), 0.0)
+        ret = np.where(self.tradable, np.where(capped, -lim, -raw), 0.0)
+        return filled, ret
+
+
 def sqrt_impact(
     order_shares: np.ndarray,
     adv_shares: np.ndarray,
@@ -101,22 +127,9 @@ def sqrt_impact(
     ``return = −Y σ sqrt(filled / V)``; if selling the whole order would pass ``−limit_pct``,
     the stock locks at the limit: ``filled = V (limit / (Y σ))²`` (≤ order) and return =
     −limit. No ADV (suspended, V ≤ 0 or NaN) → nothing trades, return 0. Orders ≤ 0 → 0.
-    A NaN ``sigma_d`` must be filled by the caller.
+    A NaN ``sigma_d`` must be filled by the caller. (:class:`SqrtImpact` for repeated days.)
     """
-    q = np.maximum(np.asarray(order_shares, dtype=float), 0.0)
-    v = np.asarray(adv_shares, dtype=float)
-    s = np.asarray(sigma_d, dtype=float)
-    lim = np.broadcast_to(np.asarray(limit_pct, dtype=float), q.shape)
-    tradable = np.isfinite(v) & (v > 0)
-    vv = np.where(tradable, v, 1.0)
-    ys = max(float(y), 0.0) * np.where(np.isfinite(s), s, 0.0)
-    raw = ys * np.sqrt(q / vv)
-    capped = np.isfinite(lim) & (raw > lim)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q_fill = np.where(ys > 0, vv * (lim / np.where(ys > 0, ys, 1.0)) ** 2, q)
-    filled = np.where(tradable, np.where(capped, np.minimum(q_fill, q), q), 0.0)
-    ret = np.where(tradable, np.where(capped, -lim, -raw), 0.0)
-    return filled, ret
+    return SqrtImpact(adv_shares, sigma_d, y)(order_shares, limit_pct)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,12 +186,13 @@ def redemption_stress(stocks: pd.DataFrame, params: RedemptionParams = Redemptio
             "filled_share_adv", "ret", "price", "cum_ret", "locked_limit_down", "held_shares", "sold_cny")
     rows: dict[str, list[np.ndarray]] = {c: [] for c in cols}  # one array per day: one frame at the end (issue 11)
     total_days = params.n_days + params.drain_days
+    impact = SqrtImpact(v, sig, params.y)
     days = 0
     for d in range(1, total_days + 1):
         new = params.redeem_per_day * h0 if d <= params.n_days else np.zeros_like(h0)
         order = np.minimum(new + carry, held)
         new_eff = np.minimum(new, held)
-        filled, ret = sqrt_impact(order, v, sig, params.y, lim)
+        filled, ret = impact(order, lim)
         prev = price
         price = prev * (1.0 + ret)
         held = held - filled
@@ -252,6 +266,7 @@ def redemption_bucket_summary(
 
 __all__ = [
     "RedemptionParams",
+    "SqrtImpact",
     "annualized_basis",
     "basis_stress_events",
     "fill_sigma",
