@@ -379,16 +379,15 @@ def estimate_quant_holdings(
             k = np.where(q_m > 0, params.scale_to_micro_hs * ff_m / np.where(q_m > 0, q_m, 1.0), 1.0)
         hold = {n: h * k for n, h in hold.items()}
         total = total * k
+    total = total[d, c]
     out = pd.DataFrame({
         "trade_date": g.dates()[d],
         "ts_code": pd.array(g.codes.take(pa.array(c)), dtype="str"),
         "free_float_mv": ff[d, c],
-    })
-    for s in sleeves:
-        out[f"hold_{s.name}"] = hold[s.name][d, c]
-    total = total[d, c]
-    out["holdings"] = total
-    out["source"] = "estimate"
+        **{f"hold_{s.name}": hold[s.name][d, c] for s in sleeves},
+        "holdings": total,
+        "source": _labels(np.zeros(len(d), dtype=np.int32), pa.array(["estimate"])),
+    }, copy=False)
     if product_holdings is not None and len(product_holdings):
         ph = product_holdings[["trade_date", "ts_code", "holdings"]].copy()
         ph["trade_date"] = pd.to_datetime(ph["trade_date"]).astype("datetime64[ns]")

@@ -279,3 +279,61 @@ def test_adv_and_sigma_on_a_ragged_panel_equal_per_stock_rolling():
         assert out.loc[[(d, c) for d in exp_adv.index], "adv_cny"].to_numpy() == pytest.approx(exp_adv.to_numpy(), rel=1e-12)
         exp_sig = s["ret"].rolling(15, min_periods=6).std().dropna()
         assert out.loc[[(d, c) for d in exp_sig.index], "sigma_d"].to_numpy() == pytest.approx(exp_sig.to_numpy(), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sessions x stocks grid (issue 11) against the long-format rules and pandas
+# ---------------------------------------------------------------------------------------------
+
+
+def test_rank_by_day_equals_pandas_first_rank_with_ties():
+    """Per-day stable sorts: ties keep row order, like pandas rank(method="first"), in any row order."""
+    from sc_assets.analytics.crowding import _rank_by_day
+
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        n = int(rng.integers(0, 80))
+        df = pd.DataFrame({"d": rng.integers(0, 6, n), "v": rng.integers(0, 5, n).astype(float), "ok": rng.random(n) > 0.3})
+        rank, count = _rank_by_day(df["d"].to_numpy(), df["v"].to_numpy(), df["ok"].to_numpy())
+        exp = df[df["ok"]].groupby("d")["v"].rank(method="first").reindex(df.index).fillna(0).astype(int)
+        assert rank.tolist() == exp.tolist()
+        assert count.tolist() == df.groupby("d")["ok"].transform("sum").tolist()
+
+
+def test_grid_buckets_and_tables_equal_the_long_format_path():
+    """bucket_masks on a shuffled universe with tied caps = assign_buckets' rows, and the grid tables
+    built from it = crowding_table / days_to_liquidate of the long rows (what the asset relies on)."""
+    from sc_assets.analytics.crowding import StockGrid, bucket_masks, crowding_table_grid, days_to_liquidate_grid
+
+    u, iw, codes = _random_state(seed=9, n=50)
+    u.loc[u.index[:12], "total_mv"] = u["total_mv"].iloc[12]  # tied caps across decile / micro edges
+    u.loc[u.index[20:23], "is_suspended"] = True
+    p = CrowdingParams(micro_n=9, user_lists={"mine": tuple(codes[:7]), "also": tuple(codes[5:9])})
+    g = StockGrid(u["trade_date"], u["ts_code"], "universe")
+    b = bucket_masks(g, u["total_mv"].to_numpy(), u["is_suspended"].to_numpy(), iw, p)
+    long = assign_buckets(u, iw, p)
+    got = {(t, lab): b.mask(t, lab) for t, lab in zip(b.types, b.labels, strict=True)}
+    exp = {}
+    for (t, lab), rows in long.groupby(["bucket_type", "bucket"]):
+        m = np.zeros(g.shape, dtype=bool)
+        d, s = g.locate(rows["trade_date"], rows["ts_code"])
+        m[d, s] = True
+        exp[(t, lab)] = m
+    assert got.keys() == exp.keys()
+    for k in got:
+        assert (got[k] == exp[k]).all(), k
+    val = {c: g.wide(u[c].to_numpy(dtype=float)) for c in ("free_float_mv", "holdings", "adv_cny")}
+    pd.testing.assert_frame_equal(crowding_table_grid(g, b, val["free_float_mv"], val["holdings"], val["adv_cny"], p),
+                                  crowding_table(u, long, p), rtol=1e-12)
+    pd.testing.assert_frame_equal(days_to_liquidate_grid(g, b, val["holdings"], val["adv_cny"]),
+                                  days_to_liquidate(u, long), rtol=1e-12)
+
+
+def test_in_force_weights_reject_a_stock_listed_twice():
+    from sc_assets.analytics.crowding import StockGrid, bucket_masks
+
+    u, iw, _, _ = _market()
+    g = StockGrid(u["trade_date"], u["ts_code"])
+    dup = pd.concat([iw, iw.iloc[[0]]], ignore_index=True)
+    with pytest.raises(ValueError, match="duplicate"):
+        bucket_masks(g, u["total_mv"].to_numpy(), None, dup)

@@ -237,3 +237,18 @@ def test_fire_sale_windows_keyed_on_their_lake_files(built):
     assert changed.loc["wave1_fit", "input_hash"] != first.loc["wave1_fit", "input_hash"]
     assert changed.loc["wave1_fit", "observed_sales_bn_cny"] != first.loc["wave1_fit", "observed_sales_bn_cny"]
     assert changed.loc["wave2_oos", "input_hash"] != first.loc["wave2_oos", "input_hash"]  # 01-16 is in its lookback
+
+
+def test_crowding_tables_materialize_one_table_alone(built):
+    """The multi-asset is subsettable: days_to_liquidate alone (daily run) rewrites only its own
+    partition, with the same rows as the backfill wrote (issue 11 computes both tables in one op)."""
+    wh, *_ = built
+    day = "2023-12-15"  # its ADV window is before the days other tests rewrite in the panel
+    ct_file = wh.partition_path("crowding", "crowding_table", day)
+    ct_mtime = ct_file.stat().st_mtime_ns
+    before = wh.read("crowding", "days_to_liquidate", days=[day])
+    res = dg.materialize([ca.crowding_tables], selection=[ca.DTL], partition_key=day, resources={"warehouse": wh})
+    assert res.success
+    assert {e.asset_key for e in res.get_asset_materialization_events()} == {ca.DTL}
+    pd.testing.assert_frame_equal(wh.read("crowding", "days_to_liquidate", days=[day]), before)
+    assert ct_file.stat().st_mtime_ns == ct_mtime
