@@ -352,3 +352,28 @@ def test_simulator_impact_y_recovered_from_known_sales(tmp_path):
     est = fs.estimate_y_regression(win[["trade_date", "ts_code", "ret"]], sales, stocks)
     assert est["n"] > 1000
     assert est["y"] == pytest.approx(y_true, rel=0.25)
+
+
+@pytest.mark.parametrize("controlled", [True, False])
+def test_calibration_score_equals_the_frame_path_error(controlled):
+    """The calibration scores runs on arrays (issue 11): the score must be the frame computation
+    path_error_controlled(extend_path(bucket_paths(stock_path)), observed) exactly, also for a run
+    that stopped before the observed window ends, a bucket whose weights are all zero and
+    observed rows the simulation lacks."""
+    inp, _ = _fire_sale_inputs(n=60)
+    ff = inp.stocks.set_index("ts_code")["free_float_mv"]
+    dec = pd.qcut(ff.rank(method="first"), 4, labels=[f"Q{i}" for i in range(1, 5)]).astype(str)
+    w = pd.DataFrame({"ts_code": ff.index, "bucket": dec.to_numpy(), "weight": ff.to_numpy()})
+    w.loc[w["bucket"] == "Q2", "weight"] = 0.0
+    w = w.sample(frac=1.0, random_state=1).reset_index(drop=True)  # weight rows in no particular order
+    rng = np.random.default_rng(2)
+    n_obs = 9
+    obs = pd.DataFrame([(d, b, rng.normal(-0.02, 0.03)) for d in range(1, n_obs + 1) for b in ("Q1", "Q2", "Q3", "Q4", "Q9")],
+                       columns=["day", "bucket", "cum_ret"]).sample(frac=0.9, random_state=3)
+    size = pd.Series({"Q1": -1.2, "Q2": -0.4, "Q3": 0.3, "Q4": 1.1}) if controlled else None
+    score = fs._PathScorer(inp.stocks["ts_code"].to_numpy(), w, obs, size, n_obs)
+    for shock, n_days in ((fs.Shock(market=(-0.03, -0.02)), 12), (fs.Shock(market=(-0.01,)), 3)):
+        res = fs.simulate(inp, shock, fs.FireSaleParams(y=1.2, kappa=1.0, n_days=n_days))
+        frame = fs.path_error_controlled(fs.extend_path(fs.bucket_paths(res.stock_path, w), n_obs), obs, size)
+        assert np.isfinite(frame)
+        assert score(res.stock_rows["cum_ret"]) == frame
