@@ -583,9 +583,10 @@ def _index_panel_build(columns: Sequence[str]) -> list:
 
 def _prepare_futures(df: Frame) -> dict[str, np.ndarray]:
     if len(df):
-        sub = _pandas(df, ["trade_date", "fut_code", "is_main"])
-        n_main = sub.groupby(["trade_date", "fut_code"])["is_main"].transform(
-            lambda s: s.astype("boolean").fillna(False).sum()).astype("float64").to_numpy()
+        sub = _pandas(df, ["trade_date", "fut_code"]).assign(_main=_bool(df, "is_main").astype("int64"))
+        # main contracts per product-day: a vectorised group sum (a Python lambda per group cost
+        # ~5 s over a 10-year futures panel, issue 11)
+        n_main = sub.groupby(["trade_date", "fut_code"])["_main"].transform("sum").astype("float64").to_numpy()
     else:
         n_main = np.array([], dtype="float64")
     with np.errstate(invalid="ignore", divide="ignore"):
