@@ -86,16 +86,15 @@ def _sum(codes: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n)[:n]
 
 
-def standardize(x: np.ndarray, cap: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Barra standardization within each group (day): cap-weighted mean 0, equal-weighted std 1.
+def _group_sums(cap: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and total cap per group: the parts of :func:`standardize` that do not depend on ``x``
+    (computed once for the four standardizations of a chunk; issue 11)."""
+    return np.bincount(codes, minlength=n_groups)[:n_groups].astype(float), _sum(codes, cap, n_groups)
 
-    ``x`` and ``cap`` (CNY, > 0) are aligned long arrays; ``codes`` in ``[0, n_groups)``.
-    Population std (ddof = 0). A group with no spread (std <= 1e-12 (1 + |mean|)) gives NaN.
-    """
-    x = np.asarray(x, dtype=float)
-    cap = np.asarray(cap, dtype=float)
-    n = _sum(codes, np.ones_like(x), n_groups)
-    mean_cw = _sum(codes, cap * x, n_groups) / _sum(codes, cap, n_groups)
+
+def _standardize(x: np.ndarray, cap: np.ndarray, codes: np.ndarray, n_groups: int, sums) -> np.ndarray:
+    n, cap_sum = sums
+    mean_cw = _sum(codes, cap * x, n_groups) / cap_sum
     mean_eq = _sum(codes, x, n_groups) / n
     var = _sum(codes, (x - mean_eq[codes]) ** 2, n_groups) / n
     std = np.sqrt(var)
@@ -105,16 +104,33 @@ def standardize(x: np.ndarray, cap: np.ndarray, codes: np.ndarray, n_groups: int
         return (x - mean_cw[codes]) / np.where(degenerate, np.nan, std)[codes]
 
 
+def standardize(x: np.ndarray, cap: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Barra standardization within each group (day): cap-weighted mean 0, equal-weighted std 1.
+
+    ``x`` and ``cap`` (CNY, > 0) are aligned long arrays; ``codes`` in ``[0, n_groups)``.
+    Population std (ddof = 0). A group with no spread (std <= 1e-12 (1 + |mean|)) gives NaN.
+    """
+    x = np.asarray(x, dtype=float)
+    cap = np.asarray(cap, dtype=float)
+    return _standardize(x, cap, codes, n_groups, _group_sums(cap, codes, n_groups))
+
+
 def winsorize(z: np.ndarray, limit: float = 3.0) -> np.ndarray:
     """Clip standardized values at ``±limit`` (METHODS §2 step 3)."""
     return np.clip(z, -limit, limit)
+
+
+def _winsorized_standardize(x, cap, codes, n_groups: int, limit: float, sums) -> np.ndarray:
+    return _standardize(winsorize(_standardize(x, cap, codes, n_groups, sums), limit), cap, codes, n_groups, sums)
 
 
 def winsorized_standardize(
     x: np.ndarray, cap: np.ndarray, codes: np.ndarray, n_groups: int, limit: float = 3.0
 ) -> np.ndarray:
     """Standardize, clip at ±limit, standardize again (METHODS §2 steps 2–3)."""
-    return standardize(winsorize(standardize(x, cap, codes, n_groups), limit), cap, codes, n_groups)
+    x = np.asarray(x, dtype=float)
+    cap = np.asarray(cap, dtype=float)
+    return _winsorized_standardize(x, cap, codes, n_groups, limit, _group_sums(cap, codes, n_groups))
 
 
 def weighted_residual(
@@ -158,9 +174,10 @@ def size_exposures(panel: pd.DataFrame, params: SizeParams = SizeParams()) -> pd
     T = len(uniq)
     cap = _floats(panel["total_mv"])[rows]
     lncap = np.log(cap)
-    size = winsorized_standardize(lncap, cap, codes, T, params.winsor)
+    sums = _group_sums(cap, codes, T)
+    size = _winsorized_standardize(lncap, cap, codes, T, params.winsor, sums)
     resid = weighted_residual(size**3, size, np.sqrt(cap), codes, T)
-    nlsize = winsorized_standardize(resid, cap, codes, T, params.winsor)
+    nlsize = _winsorized_standardize(resid, cap, codes, T, params.winsor, sums)
     out = {c: panel[c].array.take(rows) for c in ("trade_date", "ts_code", "industry")}
     return pd.DataFrame({**out, "total_mv": cap, "lncap": lncap, "size": size, "nlsize": nlsize})
 
