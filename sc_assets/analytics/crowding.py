@@ -17,6 +17,10 @@ rebalance on or before the day (renormalised over listed constituents) and ``u_n
 
 Crowding ratios (METHODS §8): ``HS = Q/FF``, ``TS = Q·(A/D)/ADV``, ``RS = ρ·Q/ADV``.
 
+Computation: stock-day rows are laid out on a sessions x stocks grid (:class:`StockGrid`);
+index weights in force, bucket memberships (:class:`GridBuckets`), rolling ADV and per-bucket
+sums are array operations on it (issue 11: no hash joins of membership rows, no group-bys).
+
 References: Cinda Securities (2024-02-24) Table 2 and its quant AUM figures (see
 ``HoldingsParams``); ESMA (2020) liquidity stress testing guidelines (days to liquidate).
 """

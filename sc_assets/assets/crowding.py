@@ -1,7 +1,8 @@
 """Crowding assets (group ``crowding``): thin wrappers over :mod:`sc_assets.analytics.crowding`.
 
 All three are daily (trading-day partitions, single-run backfill) and handle every key of a run
-in one vectorised pass. They read ``marts.stock_daily_panel`` and ``staging.stg_index_weight``
+in one vectorised pass; ``crowding_table`` and ``days_to_liquidate`` are one subsettable
+multi-asset (op ``crowding_tables``) that reads and builds their shared inputs once (issue 11). They read ``marts.stock_daily_panel`` and ``staging.stg_index_weight``
 from the lake: index weights from up to 400 calendar days before the first key (carried forward
 from the latest rebalance), and ``crowding_table`` / ``days_to_liquidate`` read a lookback of
 ``adv_window + 5`` sessions of the panel for the 20-day ADV. A long single-run backfill is

@@ -303,7 +303,12 @@ def test_rank_by_day_equals_pandas_first_rank_with_ties():
 def test_grid_buckets_and_tables_equal_the_long_format_path():
     """bucket_masks on a shuffled universe with tied caps = assign_buckets' rows, and the grid tables
     built from it = crowding_table / days_to_liquidate of the long rows (what the asset relies on)."""
-    from sc_assets.analytics.crowding import StockGrid, bucket_masks, crowding_table_grid, days_to_liquidate_grid
+    from sc_assets.analytics.crowding import (
+        StockGrid,
+        bucket_masks,
+        crowding_table_grid,
+        days_to_liquidate_grid,
+    )
 
     u, iw, codes = _random_state(seed=9, n=50)
     u.loc[u.index[:12], "total_mv"] = u["total_mv"].iloc[12]  # tied caps across decile / micro edges
