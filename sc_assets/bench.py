@@ -448,7 +448,7 @@ def _ascii_header(path: Path) -> bool:
 
 
 def io_floor(root: Path, work: Path) -> dict:
-    """DuckDB reads every landed file once and writes each feed once to Parquet (zstd).
+    """DuckDB reads every landed file once and writes each feed once to Parquet (the lake's codec).
 
     Parquet and UTF-8 (ASCII-header) CSV files are read by DuckDB directly (CSV with the feed's
     column types from ``feeds/schemas.py``: floats as DOUBLE, the rest as VARCHAR); vendor
@@ -459,6 +459,7 @@ def io_floor(root: Path, work: Path) -> dict:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    from sc_assets.resources.parquet_format import COMPRESSION
     from sc_assets.resources.warehouse import _sql_string
 
     work.mkdir(parents=True, exist_ok=True)
@@ -506,7 +507,7 @@ def io_floor(root: Path, work: Path) -> dict:
                 parts.append(("vendor", "SELECT * FROM vendor_tab"))
             for kind, sql in parts:
                 target = work / f"{feed}.{kind}.parquet"
-                con.execute(f"COPY ({sql}) TO {_sql_string(str(target))} (FORMAT parquet, COMPRESSION zstd)")
+                con.execute(f"COPY ({sql}) TO {_sql_string(str(target))} (FORMAT parquet, COMPRESSION {COMPRESSION})")
                 n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_string(str(target))})").fetchone()[0]
                 n_feed += int(n)
             rows += n_feed
