@@ -15,8 +15,6 @@ from dataclasses import replace
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sc_assets.analytics import correlations as cr
 from sc_assets.analytics import drawdowns as dd
@@ -55,32 +53,11 @@ def _as_dates(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def read_lake_sql(warehouse: Warehouse, layer: str, name: str, sql: str, start: str | None = None,
-                  end: str | None = None, arrow: bool = False, **params) -> pd.DataFrame | pa.Table:
-    """``sql`` (a SELECT ... FROM files ...) over the partition files of ``layer.name`` in [start, end].
-
-    ``files`` stands for ``read_parquet($files)``; ``params`` are bound as ``$name``. DuckDB reads
-    a list of thousands of small day files 3-5x faster than a pyarrow dataset (one footer read per
-    file, in parallel, only the columns and rows the query needs; issue 11). pandas: date columns
-    come back as datetime64. ``arrow``: the Arrow table carrying the first file's schema metadata,
-    so that ``SELECT * FROM files`` converts ``to_pandas`` to the frame ``Warehouse.read`` gives.
-    No file in the window: FileNotFoundError."""
-    files = warehouse.files(layer, name, start, end)
-    if not files:
-        raise FileNotFoundError(f"{layer}.{name} has no data in the lake for {start}..{end} — materialize it first")
-    with warehouse.connect(tables=[]) as con:
-        result = con.sql(sql.replace("FROM files", "FROM read_parquet($files)"), params={"files": files, **params})
-        if not arrow:
-            return result.df()
-        table = result.to_arrow_table()
-    return table.replace_schema_metadata(pq.read_schema(files[0]).metadata)
-
-
 def _index_closes(warehouse: Warehouse, codes: list[str], start: str | None = None,
                   end: str | None = None) -> pd.DataFrame:
     """Daily closes (rows = sessions, columns = index codes) from marts.index_daily_panel (start/end:
     YYYY-MM-DD or dates, inclusive; None = open)."""
-    raw = read_lake_sql(warehouse, "marts", "index_daily_panel",
+    raw = warehouse.query("marts", "index_daily_panel",
                       "SELECT trade_date, index_code, close FROM files WHERE index_code IN (SELECT unnest($codes))",
                       start=start, end=end, codes=[str(c) for c in codes])
     if raw.empty:
@@ -257,7 +234,7 @@ def _index_median_logcap(warehouse: Warehouse, codes: list[str], base: pd.Timest
     # An index without weights (e.g. the micro-cap index) still needs the whole first pass.
     codes = [str(c) for c in codes]
     try:
-        latest = read_lake_sql(warehouse, "staging", "stg_index_weight",
+        latest = warehouse.query("staging", "stg_index_weight",
                              "SELECT index_code, max(trade_date) AS trade_date FROM files "
                              "WHERE index_code IN (SELECT unnest($codes)) GROUP BY index_code",
                              end=base, codes=codes)
@@ -266,7 +243,7 @@ def _index_median_logcap(warehouse: Warehouse, codes: list[str], base: pd.Timest
     if latest.empty:
         return {}
     days = pd.to_datetime(latest["trade_date"])
-    w = read_lake_sql(warehouse, "staging", "stg_index_weight",
+    w = warehouse.query("staging", "stg_index_weight",
                     "SELECT w.index_code, w.con_code FROM files w JOIN (SELECT unnest($codes) AS index_code, "
                     "unnest($days)::DATE AS trade_date) l USING (index_code, trade_date)",
                     start=days.min(), end=days.max(), codes=latest["index_code"].astype(str).tolist(),

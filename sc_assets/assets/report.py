@@ -9,7 +9,6 @@ import dagster as dg
 import pandas as pd
 
 from sc_assets.assets._metadata import table_metadata
-from sc_assets.assets.drawdowns import read_lake_sql
 from sc_assets.report import ReportParams, build_report
 from sc_assets.report.build import SECTIONS, params_dict, partitions_needed
 from sc_assets.resources import Warehouse
@@ -100,8 +99,8 @@ def crash_report(
             if need == []:
                 return None
             start, end = (need[0], need[-1]) if need else (None, None)
-            return read_lake_sql(warehouse, layer, name, "SELECT * FROM files", start=start, end=end,
-                                 arrow=True).to_pandas()
+            return warehouse.query(layer, name, "SELECT * FROM files", start=start, end=end,
+                                   arrow=True).to_pandas()
         except FileNotFoundError:
             return None
 

@@ -152,11 +152,10 @@ def _file_id(path: str) -> str:
 
 
 def _read_files(warehouse: Warehouse, files: list[str], columns: list[str]) -> pa.Table:
-    """``columns`` of ``files`` plus their file names, in one DuckDB scan (file order, then row order):
-    on thousands of small daily files ~2.5x faster than pyarrow's dataset reader (file opens dominate)."""
-    with warehouse.connect(tables=[]) as con:
-        sel = ", ".join(f'"{c}"' for c in columns)
-        return con.read_parquet(files, filename=True).select(f"{sel}, filename").to_arrow_table()
+    """``columns`` of ``files`` plus their file names, in one DuckDB scan (file order, then row order)."""
+    sel = ", ".join(f'"{c}"' for c in columns)
+    sql = f"SELECT {sel}, filename FROM read_parquet($files, filename=true)"
+    return warehouse.query("marts", "futures_basis_panel", sql, arrow=True, files=files).replace_schema_metadata(None)
 
 
 def _read_basis_panel(warehouse: Warehouse, columns: list[str]) -> pd.DataFrame:

@@ -424,6 +424,27 @@ class Warehouse(dg.ConfigurableResource):
             table = table.filter(keep)
         return table if arrow else table.to_pandas(date_as_object=False)
 
+    def query(self, layer: str, asset: str, sql: str, start: str | date | None = None,
+              end: str | date | None = None, arrow: bool = False, files: Sequence[str] | None = None,
+              **params) -> pd.DataFrame | pa.Table:
+        """``sql`` (a SELECT ... FROM files ...) over the partition files of ``layer/asset`` in [start, end].
+
+        ``files`` in the SQL stands for ``read_parquet($files)``; ``params`` are bound as ``$name``
+        (a ``files=`` list overrides the window's files). DuckDB reads a list of thousands of small
+        day files faster than a pyarrow dataset (footers read in parallel, only the columns and rows
+        the query needs; issue 11). pandas: date columns come back as datetime64. ``arrow``: the
+        Arrow table carrying the first file's schema metadata, so ``SELECT * FROM files`` converts
+        ``to_pandas`` to the frame :meth:`read` gives. No file: FileNotFoundError."""
+        files = list(files) if files is not None else self.files(layer, asset, start, end)
+        if not files:
+            raise FileNotFoundError(f"{layer}.{asset} has no data in the lake for {start}..{end} — materialize it first")
+        with self.connect(tables=[]) as con:
+            result = con.sql(sql.replace("FROM files", "FROM read_parquet($files)"), params={"files": files, **params})
+            if not arrow:
+                return result.df()
+            table = result.to_arrow_table()
+        return table.replace_schema_metadata(pq.read_schema(files[0]).metadata)
+
     @contextlib.contextmanager
     def connect(self, tables: Sequence[tuple[str, str]] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived in-memory DuckDB connection with views ``<layer>.<asset>`` on the lake.
