@@ -1,10 +1,13 @@
 """Size factor model assets (group ``factors``): thin wrappers over :mod:`sc_assets.analytics.size`.
 
 Daily assets (trading-day partitions, single-run backfill) handle every key of a run in one
-vectorised pass. Factor returns and size portfolios of day t use exposures and caps of the
-previous session t-1 (METHODS §2): they read the t-1 ``size_exposures`` partitions from the
-lake, including one session before the first key of the run; a t-1 partition that is not in
-the lake yet is computed on the fly from ``marts.stock_daily_panel`` of t-1.
+vectorised pass. ``size_exposures``, ``factor_returns``, ``size_decile_returns`` and
+``smb_returns`` are one multi-asset step (:func:`size_factors`; issue 11): each chunk of the run
+reads the panel once and derives all four tables from exposures kept in memory. Factor returns
+and size portfolios of day t use exposures and caps of the previous session t-1 (METHODS §2);
+the t-1 of a chunk's first day is read from the ``size_exposures`` lake partition (one session
+before the first key of the run included) or, when not in the lake yet, computed from
+``marts.stock_daily_panel`` of t-1.
 """
 
 from dataclasses import replace
@@ -80,42 +83,8 @@ def _previous(keys: list[str]) -> dict[str, str]:
     return out
 
 
-#: Exposure (t-1) and panel (t) columns of the regression inputs (industry and cap are those of t-1).
+#: Exposure columns the regression and the size portfolios read for t-1 (industry and cap are those of t-1).
 EXPOSURE_COLUMNS = ["trade_date", "ts_code", "industry", "total_mv", "size", "nlsize"]
-ALIGN_COLUMNS = ["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed"]
-#: The size portfolios read only these (no industry, nlsize or flags: ~40% less to read; issue 11).
-DECILE_EXPOSURE_COLUMNS = ["trade_date", "ts_code", "total_mv", "size"]
-DECILE_COLUMNS = ["trade_date", "ts_code", "ret"]
-
-
-def _aligned(
-    warehouse: Warehouse, keys: list[str], params: sz.SizeParams, for_deciles: bool = False
-) -> tuple[pd.DataFrame, dict]:
-    """Panel rows of ``keys`` joined to exposures of t-1 (from the lake or recomputed).
-
-    ``for_deciles``: only the size portfolios' inputs (:func:`sz.align_previous_caps`), otherwise
-    the regression's (:func:`sz.align_previous_exposures`)."""
-    exp_cols, panel_cols = (DECILE_EXPOSURE_COLUMNS, DECILE_COLUMNS) if for_deciles else (EXPOSURE_COLUMNS, ALIGN_COLUMNS)
-    prev = _previous(keys)
-    prev_days = sorted(set(prev.values()))
-    in_lake = warehouse.days_present(LAYER, "size_exposures", prev_days)
-    frames = [warehouse.read_days(LAYER, "size_exposures", in_lake, exp_cols)] if in_lake else []
-    lake_set = set(in_lake)
-    missing = [d for d in prev_days if d not in lake_set]
-    if missing:
-        p_missing = _read_panel(warehouse, missing)
-        if len(p_missing):
-            frames.append(sz.size_exposures(p_missing, params)[exp_cols])
-    exp = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=exp_cols)
-    panel = _read_panel(warehouse, keys, panel_cols)
-    align = sz.align_previous_caps if for_deciles else sz.align_previous_exposures
-    aligned = align(panel, exp, prev)
-    info = {
-        "exposure_days_from_lake": len(in_lake),
-        "exposure_days_recomputed": len(missing),
-        "exposure_window": f"{prev_days[0]} .. {prev_days[-1]}" if prev_days else "",
-    }
-    return aligned, info
 
 
 def _merge_info(total: dict, info: dict) -> dict:
@@ -138,144 +107,243 @@ def _totals(meta: dict, rows: int, first, last) -> dict:
     return meta
 
 
-def _run_metadata(context: dg.AssetExecutionContext, meta: dict) -> dict:
-    """``range_metadata`` of a daily asset, with the JSON entries (parameters, counts by reason, day
-    lists) on the last partition's event only, like the heavy ones: Dagster copies the returned
-    metadata into every partition's event of a multi-partition run (2,431 copies; issue 11)."""
+def _run_metadata(context: dg.AssetExecutionContext, meta: dict, key: dg.AssetKey) -> dict:
+    """``range_metadata`` of one asset of :func:`size_factors`, with the JSON entries (parameters,
+    counts by reason, day lists) on the last partition's event only, like the heavy ones: Dagster
+    copies the returned metadata into every partition's event of a multi-partition run (2,431
+    copies; issue 11)."""
     keys = list(context.partition_keys)
     if len(keys) > 1:
         per_run = {k: v for k, v in meta.items() if isinstance(v, dg.JsonMetadataValue)}
-        context.add_asset_metadata(per_run, partition_key=keys[-1])
+        context.add_asset_metadata(per_run, asset_key=key, partition_key=keys[-1])
         meta = {k: v for k, v in meta.items() if k not in per_run}
-    return range_metadata(context, meta)
+    return range_metadata(context, meta, asset_key=key)
 
 
-# ---- size_exposures -----------------------------------------------------------------------
+def _previous_exposures(
+    warehouse: Warehouse, chunk: list[str], prev: dict[str, str], exp: pd.DataFrame | None, params: sz.SizeParams
+) -> tuple[pd.DataFrame, dict]:
+    """Exposures of the sessions before ``chunk``'s days, in day order (the order a lake read gives).
+
+    A t-1 inside the chunk comes from ``exp`` (computed from this chunk's panel); one outside it
+    (the session before the chunk's first day) is read from ``factors.size_exposures`` or, when
+    not in the lake yet, computed from ``marts.stock_daily_panel`` of that day."""
+    prev_days = sorted(set(prev.values()))
+    in_chunk = set(chunk) if exp is not None else set()
+    outside = [d for d in prev_days if d not in in_chunk]
+    in_lake = warehouse.days_present(LAYER, "size_exposures", outside) if outside else []
+    frames = [warehouse.read_days(LAYER, "size_exposures", in_lake, EXPOSURE_COLUMNS)] if in_lake else []
+    lake_set = set(in_lake)
+    missing = [d for d in outside if d not in lake_set]
+    if missing:
+        p_missing = _read_panel(warehouse, missing)
+        if len(p_missing):
+            frames.append(sz.size_exposures(p_missing, params)[EXPOSURE_COLUMNS])
+    inside = [d for d in prev_days if d in in_chunk]
+    if inside and len(exp):
+        codes, days = sz._day_codes(exp["trade_date"])
+        rows = days.isin(pd.to_datetime(inside))[codes]
+        frames.append(exp[EXPOSURE_COLUMNS] if rows.all() else exp[EXPOSURE_COLUMNS].iloc[np.flatnonzero(rows)])
+    if not frames:
+        out = pd.DataFrame(columns=EXPOSURE_COLUMNS)
+    else:
+        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if outside and inside and max(outside) > min(inside):  # keys with gaps: restore day order
+            codes, _ = sz._day_codes(out["trade_date"])
+            out = out.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)
+    info = {
+        "exposure_days_from_lake": len(in_lake),
+        "exposure_days_recomputed": len(missing) + len(inside),
+        "exposure_window": f"{prev_days[0]} .. {prev_days[-1]}" if prev_days else "",
+    }
+    return out, info
 
 
-@dg.asset(
-    key=EXPOSURES,
-    group_name=LAYER,
+def _moments(exp: pd.DataFrame) -> tuple[float, float, int, pd.DatetimeIndex]:
+    """barra_moments statistics of one chunk: max |cap-weighted mean| and max |std - 1| over days
+    and factors, the fewest stocks in a day, and the chunk's days."""
+    codes, days = sz._day_codes(exp["trade_date"])
+    T = len(days)
+    cap = exp["total_mv"].to_numpy(dtype=float)
+    n = np.bincount(codes, minlength=T)
+    cap_sum = np.bincount(codes, weights=cap, minlength=T)
+    worst_mean = worst_std = 0.0
+    for col in sz.STYLE_FACTORS:
+        x = exp[col].to_numpy(dtype=float)
+        cw = np.bincount(codes, weights=x * cap, minlength=T) / cap_sum
+        mean = np.bincount(codes, weights=x, minlength=T) / n
+        sd = np.sqrt(np.bincount(codes, weights=(x - mean[codes]) ** 2, minlength=T) / n)
+        worst_mean = max(worst_mean, float(np.abs(cw).max()))
+        worst_std = max(worst_std, float(np.abs(sd - 1).max()))
+    return worst_mean, worst_std, int(n[n > 0].min()), days
+
+
+EXPOSURES_DESCRIPTION = """Barra-style size exposures per stock-day: LNCAP (size) and non-linear size (nlsize), with SW industry.
+
+Estimation universe of day t: positive total cap, not suspended, listed >= min_days_listed
+sessions. size = ln(total_mv) standardized (cap-weighted mean 0, equal-weighted std 1),
+winsorized at ±3, standardized again; nlsize = residual of size^3 on size (sqrt-cap WLS),
+standardized, winsorized, standardized (METHODS §2; MSCI Barra CNE5). Exposures of t are used
+with returns of t+1. Columns: trade_date, ts_code, industry, total_mv (CNY), lncap, size, nlsize.
+"""
+FACTOR_RETURNS_DESCRIPTION = """Daily factor returns (country, SW industries, size, nlsize) from constrained cross-sectional WLS.
+
+Returns of day t on exposures of t-1 (size_exposures of the previous session: computed in the
+same step when t-1 is in the run, otherwise read from the lake, or computed from the panel of
+t-1 when not there), weights sqrt(cap_{t-1}), constraint: cap-weighted industry returns sum to
+zero (METHODS §3, Barra USE4/CNE5); all days solved in one batched numpy pass. Excluded on day t
+(counted in metadata): suspended, limit-locked, listing day, no exposure on t-1, no return, no
+industry. Long table: trade_date, factor, factor_type, ret (daily fraction), std_error, t_stat,
+and the day's r2 (sqrt-cap weighted), n_stocks, resid_vol.
+"""
+DECILES_DESCRIPTION = """Daily returns of size-decile portfolios (decile 1 = smallest total cap at t-1), equal- and cap-weighted.
+
+Members of day t: the estimation universe of t-1 (size_exposures of the previous session, as
+for factor_returns) with a return on t (locked stocks included, suspended ones drop out); cap
+weights = total cap of t-1. Columns: trade_date, decile, ret_ew, ret_cw (daily fractions),
+n_stocks, cap_min, cap_max (CNY, t-1).
+"""
+SMB_DESCRIPTION = """Daily small-minus-big: mean of size deciles 1-3 minus mean of deciles 8-10, equal- and cap-weighted.
+
+From size_decile_returns of the same day (Fama-French-style average of decile portfolios;
+three deciles per leg, METHODS §3). Columns: trade_date, small_ew, big_ew, smb_ew, small_cw,
+big_cw, smb_cw (daily fractions; positive = small caps beat big caps).
+"""
+BARRA_MOMENTS = dg.AssetCheckSpec("barra_moments", asset=EXPOSURES, blocking=True,
+                                  description="size and nlsize have cap-weighted mean 0 and equal-weighted std 1 each day")
+INDUSTRY_CONSTRAINT = dg.AssetCheckSpec("industry_constraint_holds", asset=FACTOR_RETURNS, blocking=True,
+                                        description="cap-weighted industry factor returns sum to zero each day")
+
+
+@dg.multi_asset(
+    name="size_factors",
+    specs=[
+        dg.AssetSpec(EXPOSURES, description=EXPOSURES_DESCRIPTION, group_name=LAYER, deps=[PANEL], kinds=KINDS,
+                     code_version="1", skippable=True),
+        dg.AssetSpec(FACTOR_RETURNS, description=FACTOR_RETURNS_DESCRIPTION, group_name=LAYER, deps=[PANEL, EXPOSURES],
+                     kinds=KINDS, code_version="1", skippable=True),
+        dg.AssetSpec(DECILES, description=DECILES_DESCRIPTION, group_name=LAYER, deps=[PANEL, EXPOSURES],
+                     kinds=KINDS, code_version="1", skippable=True),
+        dg.AssetSpec(SMB, description=SMB_DESCRIPTION, group_name=LAYER, deps=[DECILES], kinds=KINDS,
+                     code_version="1", skippable=True),
+    ],
+    check_specs=[BARRA_MOMENTS, INDUSTRY_CONSTRAINT],
+    can_subset=True,
     **daily_asset_args(),
-    deps=[PANEL],
-    kinds=KINDS,
-    code_version="1",
-    check_specs=[dg.AssetCheckSpec("barra_moments", asset=EXPOSURES, blocking=True,
-                                   description="size and nlsize have cap-weighted mean 0 and equal-weighted std 1 each day")],
 )
-def size_exposures(
-    context: dg.AssetExecutionContext, config: SizeModelConfig, warehouse: Warehouse
-) -> dg.MaterializeResult:
-    """Barra-style size exposures per stock-day: LNCAP (size) and non-linear size (nlsize), with SW industry.
+def size_factors(context: dg.AssetExecutionContext, config: SizeModelConfig, warehouse: Warehouse):
+    """``size_exposures``, ``factor_returns``, ``size_decile_returns`` and ``smb_returns`` in one pass.
 
-    Estimation universe of day t: positive total cap, not suspended, listed >= min_days_listed
-    sessions. size = ln(total_mv) standardized (cap-weighted mean 0, equal-weighted std 1),
-    winsorized at ±3, standardized again; nlsize = residual of size^3 on size (sqrt-cap WLS),
-    standardized, winsorized, standardized (METHODS §2; MSCI Barra CNE5). Exposures of t are used
-    with returns of t+1. Columns: trade_date, ts_code, industry, total_mv (CNY), lncap, size, nlsize.
+    Per chunk of ``CHUNK_SESSIONS`` sessions the panel is read once; exposures are computed and
+    kept in memory, and the factor returns, deciles and SMB of the chunk are derived from them
+    (issue 11: four assets each re-reading the panel and each other's outputs cost ~3x the reads
+    and four Dagster steps). Only the t-1 of the chunk's first day is read from the lake. Any
+    subset can be materialized (subsetting); each asset keeps its key, description, checks and
+    metadata. ``smb_returns`` alone reads ``size_decile_returns`` from the lake.
     """
     params = config.params()
-    keys = list(context.partition_keys)
-    cols = ["trade_date", "ts_code", "industry", "total_mv", "days_listed", "is_suspended"]
-    worst_mean = worst_std = 0.0
-    n_rows = n_panel = 0
+    keys = sorted(context.partition_keys)
+    sel = context.selected_asset_keys
+    want_exp, want_fr, want_dec, want_smb = (k in sel for k in (EXPOSURES, FACTOR_RETURNS, DECILES, SMB))
+    need_exp = want_exp or want_fr or want_dec
+    checks = context.selected_asset_check_keys
+    worst_mean = worst_std = worst_ind = 0.0
+    rows = {k: 0 for k in (EXPOSURES, FACTOR_RETURNS, DECILES, SMB)}
+    n_panel = 0
     min_stocks = None
     first = last = None
-    exp = pd.DataFrame()
-    for chunk in _chunks(keys):
-        panel = _read_panel(warehouse, chunk, cols)
-        n_panel += len(panel)
-        exp = sz.size_exposures(panel, params)
-        del panel
-        if len(exp):
-            codes, days = sz._day_codes(exp["trade_date"])
-            T = len(days)
-            cap = exp["total_mv"].to_numpy(dtype=float)
-            n = np.bincount(codes, minlength=T)
-            cap_sum = np.bincount(codes, weights=cap, minlength=T)
-            for col in sz.STYLE_FACTORS:
-                x = exp[col].to_numpy(dtype=float)
-                cw = np.bincount(codes, weights=x * cap, minlength=T) / cap_sum
-                mean = np.bincount(codes, weights=x, minlength=T) / n
-                sd = np.sqrt(np.bincount(codes, weights=(x - mean[codes]) ** 2, minlength=T) / n)
-                worst_mean = max(worst_mean, float(np.abs(cw).max()))
-                worst_std = max(worst_std, float(np.abs(sd - 1).max()))
-            min_stocks = int(n[n > 0].min()) if min_stocks is None else min(min_stocks, int(n[n > 0].min()))
-            first = days[0] if first is None else first
-            last = days[-1]
-        n_rows += len(exp)
-        exp = _dates(exp)
-        warehouse.write_partitions(LAYER, "size_exposures", exp, days=chunk)
-    warehouse.refresh_catalog([(LAYER, "size_exposures")])
-
-    ok = worst_mean < 1e-8 and worst_std < 1e-8
-    context.log.info(f"size_exposures: {n_rows} rows over {len(keys)} day(s)")
-    meta = table_metadata(  # schema and preview from the head: the date range of a ~1M-row chunk costs ~1 s
-        exp.head(PREVIEW_ROWS),
-        parameters=params.to_dict(),
-        n_days=len(keys),
-        n_panel_rows=int(n_panel),
-        n_outside_universe=int(n_panel - n_rows),
-        stocks_per_day_min=min_stocks or 0,
-    )
-    return dg.MaterializeResult(
-        metadata=_run_metadata(context, _totals(meta, n_rows, first, last)),
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="barra_moments",
-                passed=bool(ok),
-                metadata={"max_abs_cw_mean": worst_mean, "max_abs_std_minus_1": worst_std},
-            )
-        ],
-    )
-
-
-# ---- factor_returns -----------------------------------------------------------------------
-
-
-@dg.asset(
-    key=FACTOR_RETURNS,
-    group_name=LAYER,
-    **daily_asset_args(),
-    deps=[PANEL, EXPOSURES],
-    kinds=KINDS,
-    code_version="1",
-    check_specs=[dg.AssetCheckSpec("industry_constraint_holds", asset=FACTOR_RETURNS, blocking=True,
-                                   description="cap-weighted industry factor returns sum to zero each day")],
-)
-def factor_returns(
-    context: dg.AssetExecutionContext, config: SizeModelConfig, warehouse: Warehouse
-) -> dg.MaterializeResult:
-    """Daily factor returns (country, SW industries, size, nlsize) from constrained cross-sectional WLS.
-
-    Returns of day t on exposures of t-1 (reads size_exposures of the previous session, one
-    session before the run's first key included), weights sqrt(cap_{t-1}), constraint: cap-weighted
-    industry returns sum to zero (METHODS §3, Barra USE4/CNE5); all days solved in one batched
-    numpy pass. Excluded on day t (counted in metadata): suspended, limit-locked, listing day,
-    no exposure on t-1, no return, no industry. Long table: trade_date, factor, factor_type, ret
-    (daily fraction), std_error, t_stat, and the day's r2 (sqrt-cap weighted), n_stocks, resid_vol.
-    """
-    params = config.params()
-    keys = list(context.partition_keys)
-    worst = 0.0
-    n_rows = 0
     info: dict = {}
-    dailies, styles_all = [], []
-    out = pd.DataFrame()
+    dailies, styles_all, dec_frames, smb_frames = [], [], [], []
+    exp_out = fr_out = pd.DataFrame()
     for chunk in _chunks(keys):
-        aligned, chunk_info = _aligned(warehouse, chunk, params)
-        info = _merge_info(info, chunk_info)
-        long, daily = sz.factor_returns(aligned)
-        worst = max(worst, _constraint_residual(aligned, long))
-        del aligned
-        out = long.merge(daily[["trade_date", "r2", "n_stocks", "resid_vol"]], on="trade_date", how="left")
-        styles_all.append(out.loc[out["factor_type"] == "style", ["trade_date", "factor", "ret"]])
-        dailies.append(daily)
-        n_rows += len(out)
-        out = _dates(out)
-        warehouse.write_partitions(LAYER, "factor_returns", out, days=chunk)
-    warehouse.refresh_catalog([(LAYER, "factor_returns")])
+        exp = aligned = dec = None
+        if need_exp:
+            panel = _read_panel(warehouse, chunk)
+            n_panel += len(panel)
+            exp = sz.size_exposures(panel, params)
+        if want_exp:
+            if len(exp):
+                wm, ws, ms, days = _moments(exp)
+                worst_mean, worst_std = max(worst_mean, wm), max(worst_std, ws)
+                min_stocks = ms if min_stocks is None else min(min_stocks, ms)
+                first = days[0] if first is None else first
+                last = days[-1]
+            rows[EXPOSURES] += len(exp)
+            exp_out = _dates(exp)
+            warehouse.write_partitions(LAYER, "size_exposures", exp_out, days=chunk)
+        if want_fr or want_dec:
+            prev = _previous(chunk)
+            exp_prev, chunk_info = _previous_exposures(warehouse, chunk, prev, exp, params)
+            info = _merge_info(info, chunk_info)
+            if want_fr:
+                aligned = sz.align_previous_exposures(panel, exp_prev, prev)
+                long, daily = sz.factor_returns(aligned)
+                if INDUSTRY_CONSTRAINT.key in checks:
+                    worst_ind = max(worst_ind, _constraint_residual(aligned, long))
+                fr_out = long.merge(daily[["trade_date", "r2", "n_stocks", "resid_vol"]], on="trade_date", how="left")
+                styles_all.append(fr_out.loc[fr_out["factor_type"] == "style", ["trade_date", "factor", "ret"]])
+                dailies.append(daily)
+                rows[FACTOR_RETURNS] += len(fr_out)
+                fr_out = _dates(fr_out)
+                warehouse.write_partitions(LAYER, "factor_returns", fr_out, days=chunk)
+            if want_dec:
+                # the regression's join carries the same trade_date, ret, total_mv_prev and size
+                al = aligned if aligned is not None else sz.align_previous_caps(panel, exp_prev, prev)
+                dec = sz.size_deciles(al, params.n_deciles)
+                del al
+                dec_frames.append(dec)
+                rows[DECILES] += len(dec)
+                warehouse.write_partitions(LAYER, "size_decile_returns", _dates(dec), days=chunk)
+            del exp_prev, aligned
+        if need_exp:
+            del panel, exp
+        if want_smb:
+            if dec is None:
+                dec = warehouse.read_days(LAYER, "size_decile_returns", chunk, ["trade_date", "decile", "ret_ew", "ret_cw"])
+            out = _dates(sz.smb(dec, DEFAULTS))
+            smb_frames.append(out)
+            warehouse.write_partitions(LAYER, "smb_returns", out, days=chunk)
+    written = [k for k in (EXPOSURES, FACTOR_RETURNS, DECILES, SMB) if k in sel]
+    warehouse.refresh_catalog([(LAYER, k.path[-1]) for k in written])
+    context.log.info("size_factors: " + ", ".join(f"{k.path[-1]} {rows[k]} rows" for k in written if k != SMB)
+                     + f" over {len(keys)} day(s)")
 
+    if want_exp:
+        meta = table_metadata(  # schema and preview from the head: the date range of a ~1M-row chunk costs ~1 s
+            exp_out.head(PREVIEW_ROWS),
+            parameters=params.to_dict(),
+            n_days=len(keys),
+            n_panel_rows=int(n_panel),
+            n_outside_universe=int(n_panel - rows[EXPOSURES]),
+            stocks_per_day_min=min_stocks or 0,
+        )
+        check = [dg.AssetCheckResult(
+            asset_key=EXPOSURES, check_name="barra_moments", passed=bool(worst_mean < 1e-8 and worst_std < 1e-8),
+            metadata={"max_abs_cw_mean": worst_mean, "max_abs_std_minus_1": worst_std},
+        )] if BARRA_MOMENTS.key in checks else []
+        yield dg.MaterializeResult(asset_key=EXPOSURES, check_results=check, metadata=_run_metadata(
+            context, _totals(meta, rows[EXPOSURES], first, last), EXPOSURES))
+    if want_fr:
+        yield _factor_returns_result(context, params, fr_out, dailies, styles_all, info, rows[FACTOR_RETURNS],
+                                     worst_ind, INDUSTRY_CONSTRAINT.key in checks)
+    if want_dec:
+        dec = _dates(pd.concat(dec_frames, ignore_index=True))
+        yield dg.MaterializeResult(asset_key=DECILES, metadata=_run_metadata(
+            context, table_metadata(dec, parameters=params.to_dict(), **info), DECILES))
+    if want_smb:
+        out = pd.concat(smb_frames, ignore_index=True)
+        cum = float(np.prod(1 + out["smb_cw"].dropna()) - 1)
+        meta = table_metadata(
+            out,
+            parameters={"smb_small": list(DEFAULTS.smb_small), "smb_big": list(DEFAULTS.smb_big)},
+            cumulative_smb_cw_over_run=cum,
+        )
+        yield dg.MaterializeResult(asset_key=SMB, metadata=_run_metadata(context, meta, SMB))
+
+
+def _factor_returns_result(context, params, out, dailies, styles_all, info, n_rows, worst, check) -> dg.MaterializeResult:
+    """factor_returns metadata (exclusions, days without regression, mean fit, last days' style
+    returns) and its industry-constraint check result."""
     daily = pd.concat(dailies, ignore_index=True)
     excluded = {r: int(daily[f"n_excluded_{r}"].sum()) for r in sz.EXCLUSION_REASONS}
     no_reg = [to_key(d) for d in daily.loc[daily["n_stocks"] == 0, "trade_date"]]
@@ -295,14 +363,16 @@ def factor_returns(
     )
     first, last = (daily["trade_date"].iloc[0], daily["trade_date"].iloc[-1]) if len(daily) else (None, None)
     return dg.MaterializeResult(
-        metadata=_run_metadata(context, _totals(meta, n_rows, first, last)),
+        asset_key=FACTOR_RETURNS,
+        metadata=_run_metadata(context, _totals(meta, n_rows, first, last), FACTOR_RETURNS),
         check_results=[
             dg.AssetCheckResult(
+                asset_key=FACTOR_RETURNS,
                 check_name="industry_constraint_holds",
                 passed=bool(worst < 1e-10),
                 metadata={"max_abs_cap_weighted_industry_sum": worst},
             )
-        ],
+        ] if check else [],
     )
 
 
@@ -330,75 +400,6 @@ def _constraint_residual(aligned: pd.DataFrame, long: pd.DataFrame) -> float:
     prod = np.nansum(np.where(cap > 0, share * f, np.nan), axis=1)
     has = day_cap[:, 0] > 0
     return float(np.abs(prod[has]).max()) if has.any() else 0.0
-
-
-# ---- size portfolios --------------------------------------------------------------------------
-
-
-@dg.asset(
-    key=DECILES,
-    group_name=LAYER,
-    **daily_asset_args(),
-    deps=[PANEL, EXPOSURES],
-    kinds=KINDS,
-    code_version="1",
-)
-def size_decile_returns(
-    context: dg.AssetExecutionContext, config: SizeModelConfig, warehouse: Warehouse
-) -> dg.MaterializeResult:
-    """Daily returns of size-decile portfolios (decile 1 = smallest total cap at t-1), equal- and cap-weighted.
-
-    Members of day t: the estimation universe of t-1 (size_exposures of the previous session)
-    with a return on t (locked stocks included, suspended ones drop out); cap weights = total
-    cap of t-1. Columns: trade_date, decile, ret_ew, ret_cw (daily fractions), n_stocks,
-    cap_min, cap_max (CNY, t-1).
-    """
-    params = config.params()
-    keys = list(context.partition_keys)
-    info: dict = {}
-    frames = []
-    for chunk in _chunks(keys):
-        aligned, chunk_info = _aligned(warehouse, chunk, params, for_deciles=True)
-        info = _merge_info(info, chunk_info)
-        dec = sz.size_deciles(aligned, params.n_deciles)
-        del aligned
-        frames.append(dec)
-        warehouse.write_partitions(LAYER, "size_decile_returns", _dates(dec), days=chunk)
-    warehouse.refresh_catalog([(LAYER, "size_decile_returns")])
-    dec = _dates(pd.concat(frames, ignore_index=True))
-    return dg.MaterializeResult(
-        metadata=_run_metadata(context, table_metadata(dec, parameters=params.to_dict(), **info))
-    )
-
-
-@dg.asset(
-    key=SMB,
-    group_name=LAYER,
-    **daily_asset_args(),
-    deps=[DECILES],
-    kinds=KINDS,
-    code_version="1",
-)
-def smb_returns(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    """Daily small-minus-big: mean of size deciles 1-3 minus mean of deciles 8-10, equal- and cap-weighted.
-
-    From size_decile_returns of the same day (Fama-French-style average of decile portfolios;
-    three deciles per leg, METHODS §3). Columns: trade_date, small_ew, big_ew, smb_ew, small_cw,
-    big_cw, smb_cw (daily fractions; positive = small caps beat big caps).
-    """
-    params = DEFAULTS
-    keys = list(context.partition_keys)
-    dec = warehouse.read_days(LAYER, "size_decile_returns", keys, ["trade_date", "decile", "ret_ew", "ret_cw"])
-    out = _dates(sz.smb(dec, params))
-    warehouse.write_partitions(LAYER, "smb_returns", out, days=keys)
-    warehouse.refresh_catalog([(LAYER, "smb_returns")])
-    cum = float(np.prod(1 + out["smb_cw"].dropna()) - 1)
-    meta = table_metadata(
-        out,
-        parameters={"smb_small": list(params.smb_small), "smb_big": list(params.smb_big)},
-        cumulative_smb_cw_over_run=cum,
-    )
-    return dg.MaterializeResult(metadata=_run_metadata(context, meta))
 
 
 # ---- drawdown vs size -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from sc_assets.assets import factors as fa
 from sc_assets.partitions import to_key
 from sc_assets_tests.analytics.test_size import make_panel, prev_map
 
-FACTOR_ASSETS = [fa.size_exposures, fa.factor_returns, fa.size_decile_returns, fa.smb_returns, fa.drawdown_vs_size]
+FACTOR_ASSETS = [fa.size_factors, fa.drawdown_vs_size]
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
@@ -35,9 +35,10 @@ def _seed_lake(warehouse, panel):
     return days
 
 
-def _run(assets, warehouse, start, end, run_config=None):
+def _run(assets, warehouse, start, end, run_config=None, selection=None):
     return dg.materialize(
         assets,
+        selection=selection,
         resources={"warehouse": warehouse},
         tags={RANGE_TAGS[0]: start, RANGE_TAGS[1]: end},
         run_config=run_config,
@@ -97,7 +98,8 @@ def test_backfill_matches_analytics_and_daily_runs_agree(warehouse, synthetic, t
     # the daily path: one partition later reads its t-1 exposures from the lake -> same answer
     last = days[-1]
     before = got[got["trade_date"] == pd.Timestamp(last)].sort_values("factor").reset_index(drop=True)
-    res2 = dg.materialize([fa.factor_returns], resources={"warehouse": warehouse}, partition_key=last)
+    res2 = dg.materialize([fa.size_factors], selection=[fa.FACTOR_RETURNS], resources={"warehouse": warehouse},
+                          partition_key=last)
     meta2 = res2.get_asset_materialization_events()[0].materialization.metadata
     assert meta2["exposure_days_from_lake"].value == 1
     after = warehouse.read("factors", "factor_returns", days=[last]).sort_values("factor").reset_index(drop=True)
@@ -111,7 +113,7 @@ def test_range_start_without_lake_exposures_recomputes_t_minus_1(data_dir, synth
     panel, _ = synthetic
     days = _seed_lake(wh, panel)
     start, end = days[10], days[14]
-    res = _run([fa.factor_returns], wh, start, end)  # size_exposures never materialized
+    res = _run([fa.size_factors], wh, start, end, selection=[fa.FACTOR_RETURNS])  # size_exposures never materialized
     meta = res.get_asset_materialization_events()[0].materialization.metadata
     assert meta["exposure_days_recomputed"].value == 5
     got = wh.read("factors", "factor_returns")
@@ -127,15 +129,16 @@ def test_range_start_without_lake_exposures_recomputes_t_minus_1(data_dir, synth
 
 
 def test_lineage_below_the_panels():
-    specs = {a.key.to_user_string(): a for a in FACTOR_ASSETS}
-    deps = {k: {d.to_user_string() for d in a.asset_deps[a.key]} for k, a in specs.items()}
+    specs = {k.to_user_string(): (a, k) for a in FACTOR_ASSETS for k in a.keys}
+    deps = {s: {d.to_user_string() for d in a.asset_deps[k]} for s, (a, k) in specs.items()}
     assert "marts/stock_daily_panel" in deps["factors/size_exposures"]
     assert {"marts/stock_daily_panel", "factors/size_exposures"} <= deps["factors/factor_returns"]
     assert deps["factors/smb_returns"] == {"factors/size_decile_returns"}
     assert {"marts/stock_daily_panel", "marts/index_daily_panel"} <= deps["factors/drawdown_vs_size"]
-    for a in FACTOR_ASSETS:
-        assert a.group_names_by_key[a.key] == "factors"
-        assert a.descriptions_by_key[a.key]
+    for a, k in specs.values():
+        assert a.group_names_by_key[k] == "factors"
+        assert a.descriptions_by_key[k]
+    assert len(specs) == 5 and fa.size_factors.can_subset
 
 
 # ---- ground truth: the synthetic market through the real raw -> staging -> marts chain ----------
@@ -177,7 +180,8 @@ def sim_lake(tmp_path_factory):
             raise_on_error=False,
         )
         assert wh.partitions("marts", "stock_daily_panel") == list(days)
-        res = dg.materialize([fa.size_exposures, fa.factor_returns], resources={"warehouse": wh}, tags=tags)
+        res = dg.materialize([fa.size_factors], selection=[fa.EXPOSURES, fa.FACTOR_RETURNS], resources={"warehouse": wh},
+                             tags=tags)
     assert res.success
     return root, wh
 
@@ -262,8 +266,7 @@ def test_chunked_backfill_equals_one_pass_and_totals_cover_all_chunks(warehouse,
     panel, _ = synthetic
     days = _seed_lake(warehouse, panel)
     monkeypatch.setattr(fa, "CHUNK_SESSIONS", 7)  # 58 sessions -> 9 chunks, the last one short
-    res = _run([fa.size_exposures, fa.factor_returns, fa.size_decile_returns, fa.smb_returns], warehouse,
-               days[0], days[-1])
+    res = _run([fa.size_factors], warehouse, days[0], days[-1])
     assert res.success and all(e.passed for e in res.get_asset_check_evaluations())
 
     exp_ref = sz.size_exposures(panel)
@@ -289,7 +292,10 @@ def test_chunked_backfill_equals_one_pass_and_totals_cover_all_chunks(warehouse,
     assert mat["factors/factor_returns"]["dagster/row_count"].value == len(long_ref)
     assert mat["factors/factor_returns"]["excluded_stock_days"].value["locked"] == int(
         daily_ref["n_excluded_locked"].sum())
-    assert mat["factors/factor_returns"]["exposure_days_from_lake"].value == len(days) - 1
+    # t-1 of each chunk's first day from the lake (written by the previous chunk), the rest in memory
+    n_chunks = -(-len(days) // 7)
+    assert mat["factors/factor_returns"]["exposure_days_from_lake"].value == n_chunks - 1
+    assert mat["factors/factor_returns"]["exposure_days_recomputed"].value == len(days) - n_chunks + 1
     assert mat["factors/size_decile_returns"]["dagster/row_count"].value == len(dec_ref)
 
     # the check statistic: ~0 on the estimate, and a wrong industry return on the run's last day shows
