@@ -507,7 +507,7 @@ def io_floor(root: Path, work: Path) -> dict:
                 parts.append(("vendor", "SELECT * FROM vendor_tab"))
             for kind, sql in parts:
                 target = work / f"{feed}.{kind}.parquet"
-                con.execute(f"COPY ({sql}) TO {_sql_string(str(target))} (FORMAT parquet, COMPRESSION {COMPRESSION})")
+                con.execute(f"COPY ({sql}) TO {_sql_string(str(target))} (FORMAT parquet, COMPRESSION {_sql_string(COMPRESSION)})")
                 n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_string(str(target))})").fetchone()[0]
                 n_feed += int(n)
             rows += n_feed
