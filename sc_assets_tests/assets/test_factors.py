@@ -319,3 +319,20 @@ def test_read_returns_exactly_the_requested_days(warehouse, synthetic):
     assert warehouse.read_days("factors", "size_exposures", want, ["trade_date", "size"]).empty
     with pytest.raises(FileNotFoundError, match="size_exposures"):
         warehouse.read_days("factors", "size_exposures", want, ["trade_date", "size"], required=True)
+
+
+def test_subsets_of_the_multi_asset_reproduce_the_full_step(warehouse, synthetic):
+    """Deciles alone (their own t-1 join), SMB alone (deciles read from the lake) and exposures alone
+    write what the four-table step wrote; a subset yields only its own materializations and checks."""
+    panel, _ = synthetic
+    days = _seed_lake(warehouse, panel)
+    names = ("size_exposures", "size_decile_returns", "smb_returns")
+    assert _run([fa.size_factors], warehouse, days[0], days[-1]).success
+    full = {n: warehouse.read("factors", n) for n in names}
+    for key, name in ((fa.DECILES, "size_decile_returns"), (fa.SMB, "smb_returns"), (fa.EXPOSURES, "size_exposures")):
+        res = _run([fa.size_factors], warehouse, days[5], days[-1], selection=[key])
+        assert res.success
+        assert {e.asset_key for e in res.get_asset_materialization_events()} == {key}
+        checks = {e.check_name for e in res.get_asset_check_evaluations()}
+        assert checks == ({"barra_moments"} if key == fa.EXPOSURES else set())
+        pd.testing.assert_frame_equal(warehouse.read("factors", name), full[name])
