@@ -182,3 +182,4 @@ SELECT
         abs(high - up_limit_all) < 0.005 OR abs(low - down_limit_all) < 0.005), false) AS is_locked, -- high = low = a limit price (no two-sided trading)
     NOT is_suspended AND prev_suspended                         AS is_resumption -- first trading day after a suspension (previous session suspended)
 FROM priced
+ORDER BY trade_date, ts_code  -- a day's file does not depend on the chunk it was computed in
