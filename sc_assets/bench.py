@@ -7,7 +7,7 @@ One command, one temporary data root, in this order:
    so its memory never counts against the chain; the simulator's own wall time is the measure.
 2. **I/O floor** (child process): DuckDB reads every landed file once (Parquet natively, UTF-8
    CSV natively with the feed's column types, vendor GBK CSV transcoded in memory) and writes
-   each feed once to Parquet (zstd). The chain must stay within 10x of it.
+   each feed once to Parquet (the lake's codec). The chain must stay within 10x of it.
 3. **drawdown/correlation baseline** (child process):
    :func:`sc_assets.analytics.drawdowns.benchmark_vs_loop` — vectorised tables vs per-series
    empyrical/pandas loops on ``--dd-series`` series x all sessions (at least one year).
