@@ -10,7 +10,11 @@ A model is a single DuckDB ``SELECT`` in ``dbt_like_sql/<layer>/<name>.sql``; th
 
 Dependencies come from ``{{ ref('model') }}`` (another model, any layer) and
 ``{{ source('raw', 'feed') }}`` (a raw feed of ``sc_assets.feeds.schemas``); they are rendered
-as the relations ``"<layer>"."<name>"``. A relation ``calendar`` (trade_date DATE, session_idx
+as the relations ``"<layer>"."<name>"``. ``{{ latest_landed('raw', 'feed') }}`` is the source's
+rows of [$start, $end] with one row per ``unique_key`` (the model's header): the latest landed,
+by (source_mtime_ns, source_file, source_line) descending. Only keys landed more than once are
+ranked; the others pass through (a window over every row cost ~35% more SQL time at full
+market, issue 11). A relation ``calendar`` (trade_date DATE, session_idx
 INTEGER: SSE sessions from ``sc_assets.partitions.sessions()``) is always available so SQL can
 count sessions.
 
@@ -75,7 +79,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _JINJA = re.compile(r"\{\{(.*?)\}\}", re.S)
 _CALL = re.compile(
-    r"""^\s*(ref|source)\s*\(\s*(['"])([A-Za-z0-9_]+)\2\s*(?:,\s*(['"])([A-Za-z0-9_]+)\4\s*)?\)\s*$"""
+    r"""^\s*(ref|source|latest_landed)\s*\(\s*(['"])([A-Za-z0-9_]+)\2\s*(?:,\s*(['"])([A-Za-z0-9_]+)\4\s*)?\)\s*$"""
 )
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -159,6 +163,23 @@ def _parse_header(path: Path, text: str) -> tuple[dict[str, str], int]:
     return header, n
 
 
+def _latest_landed(relation: str, key: Sequence[str]) -> str:
+    """The ``latest_landed()`` subquery over ``relation`` for the key columns ``key`` (header names)."""
+    bad = [c for c in key if not _NAME.match(c)]
+    if bad:
+        raise SqlModelError(f"unique_key column names must match [a-z][a-z0-9_]* (got {bad})")
+    cols = ", ".join(f'"{c}"' for c in key)
+    on = " AND ".join(f'f."{c}" IS NOT DISTINCT FROM r."{c}"' for c in key)
+    return (
+        f"(WITH feed AS (SELECT * FROM {relation} WHERE trade_date BETWEEN $start AND $end), "
+        f"redelivered AS (SELECT {cols} FROM feed GROUP BY {cols} HAVING count(*) > 1) "
+        f"SELECT f.* FROM feed f ANTI JOIN redelivered r ON {on} "
+        f"UNION ALL (SELECT f.* FROM feed f SEMI JOIN redelivered r ON {on} "
+        f"QUALIFY row_number() OVER (PARTITION BY {cols} "
+        f"ORDER BY source_mtime_ns DESC, source_file DESC, source_line DESC) = 1))"
+    )
+
+
 def parse_model(path: Path, layer: str) -> SqlModel:
     """Parse one file (header, refs, sources); references are resolved by :func:`load_models`."""
     name = path.stem
@@ -201,6 +222,10 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         if a == "raw" and b not in FEEDS:
             raise SqlModelError(f"{path}:{line}: unknown raw feed {b!r} (known: {', '.join(sorted(FEEDS))})")
         deps.append(Dep(a, b, "source", line))
+        if fn == "latest_landed":
+            if not unique_key or materialized != "partitioned":
+                raise SqlModelError(f"{path}:{line}: latest_landed() needs a partitioned model with a unique_key")
+            return _latest_landed(f'"{a}"."{b}"', unique_key)
         return f'"{a}"."{b}"'
 
     sql = _JINJA.sub(render, text)

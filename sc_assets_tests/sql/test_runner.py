@@ -76,8 +76,11 @@ HEADER = "-- description: test model\n-- materialized: table\n"
         ({"staging/a.sql": HEADER + "SELECT 1 FROM {{ evil() }}\n"}, "a.sql:3", "cannot read"),
         ({"staging/a.sql": "-- description: x\n-- materialized: partitioned\nSELECT $oops AS x\n"}, "a.sql:3", "$oops"),
         ({"staging/a.sql": "-- description: x\nSELECT 1\n"}, "a.sql:1", "materialized"),
+        ({"staging/a.sql": HEADER + "SELECT 1 FROM {{ latest_landed('raw', 'stock_daily') }}\n"}, "a.sql:3",
+         "latest_landed() needs a partitioned model with a unique_key"),
     ],
-    ids=["bad_ref", "cycle", "cycle3", "syntax", "bad_source", "bad_template", "bad_param", "no_header"],
+    ids=["bad_ref", "cycle", "cycle3", "syntax", "bad_source", "bad_template", "bad_param", "no_header",
+         "latest_landed_without_key"],
 )
 def test_load_errors_name_file_and_line(tmp_path, files, where, message):
     root = _write(tmp_path, files)
