@@ -127,7 +127,7 @@ def _batch_definition(name: str):
 
 
 # ---------------------------------------------------------------------------------------
-# expectations: declared as (GX class, kwargs); screened in pandas, failures reported by GX
+# expectations: declared as (GX class, kwargs); screened on Arrow, failures reported by GX
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Expect:
@@ -146,29 +146,32 @@ class Expect:
 
     @property
     def columns(self) -> list[str]:
-        k = self.kwargs
-        return list(k.get("column_list") or [c for c in (k.get("column"), k.get("column_A"), k.get("column_B")) if c])
+        return _kwargs_columns(self.kwargs)
 
     def to_gx(self):
         return getattr(_gx()[1], self.gx_class)(**self.kwargs)
 
-    def screen(self, table: pa.Table | None) -> bool:
-        if table is None:
-            return False
+    def screen(self, table: pa.Table) -> bool:
         try:
             return bool(_SCREENS[self.gx_class](table, **self.kwargs))
         except Exception:  # GX decides (and reports the exception, if it raises too)
             return False
 
 
-def screen_table(df: pd.DataFrame) -> pa.Table:
+def _kwargs_columns(kwargs: dict) -> list[str]:
+    """The columns an expectation's keyword arguments name (ours, or GX's ``expectation_config.kwargs``)."""
+    return list(kwargs.get("column_list")
+                or [c for c in (kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")) if c])
+
+
+def screen_table(df: pd.DataFrame, columns: set[str] | None = None) -> pa.Table:
     """The Arrow form of a pandas frame that the screens read: one column per convertible
-    column. Left out (so their expectations go to GX): non-string or duplicated column names,
+    column (only ``columns`` if given: the ones the expectations read). Left out (so their expectations go to GX): non-string or duplicated column names,
     columns Arrow cannot convert, categoricals, and object columns that Arrow reads as anything
     but text, dates, booleans or all-null (GX compares objects element by element)."""
     names, arrays = [], []
     for name in df.columns:
-        if not isinstance(name, str) or name in names:
+        if not isinstance(name, str) or name in names or (columns is not None and name not in columns):
             continue
         s = df[name]
         if not isinstance(s, pd.Series) or isinstance(s.dtype, pd.CategoricalDtype):
@@ -738,12 +741,17 @@ def _gx_order(expectations: list[Expect]) -> list[Expect]:
     return [e for g in groups.values() for e in g]
 
 
-def _run_gx(suite_name: str, frame: pd.DataFrame, expectations: list[Expect], result_format: Any) -> list:
-    """GX results of ``expectations`` on ``frame`` narrowed to the columns they read (GX copies
-    what it is given), in the order given. Imports GX on the first call in the process."""
+def _run_gx(suite_name: str, frame: Frame, expectations: list[Expect], result_format: Any) -> list:
+    """GX results of ``expectations`` on the pandas form of ``frame`` narrowed to the columns they
+    read (GX copies what it is given; an Arrow table converts only those), in the order given.
+    Imports GX on the first call in the process."""
     gx, _, _ = _gx()
     read = {c for e in expectations for c in e.columns}
-    batch = _batch_definition(suite_name).get_batch(batch_parameters={"dataframe": frame[[c for c in frame.columns if c in read]]})
+    if isinstance(frame, pa.Table):
+        frame = frame.select([c for c in frame.column_names if c in read]).to_pandas()
+    else:
+        frame = frame[[c for c in frame.columns if c in read]]
+    batch = _batch_definition(suite_name).get_batch(batch_parameters={"dataframe": frame})
     suite = gx.ExpectationSuite(name=suite_name, expectations=[e.to_gx() for e in expectations])
     return batch.validate(suite, result_format=result_format).results
 
@@ -802,21 +810,19 @@ def validate(suite_name: str, df: Frame, *, days: Sequence[str] | None = None) -
         if empty:
             failed.append({"expectation": "every_trading_day_has_rows", "columns": ["trade_date"],
                            "unexpected_count": len(empty), "examples": empty[:PARAMS.max_examples]})
-    table = frame if isinstance(frame, pa.Table) else screen_table(frame)
+    if isinstance(frame, pa.Table):
+        table = frame
+    else:
+        table = screen_table(frame, columns={c for e in expectations for c in e.columns})
     suspects = [e for e in _gx_order(expectations) if not e.screen(table)]
     if suspects:  # GX decides these and reports counts and examples of the failing ones
-        if isinstance(frame, pa.Table):
-            read = {c for e in suspects for c in e.columns}
-            frame = frame.select([c for c in frame.column_names if c in read]).to_pandas()
         results = _run_gx(suite.name, frame, suspects,
                           {"result_format": "SUMMARY", "partial_unexpected_count": PARAMS.max_examples})
         for r in results:
             if r.success:
                 continue
-            kw = r.expectation_config.kwargs
-            cols = kw.get("column_list") or [c for c in (kw.get("column"), kw.get("column_A"), kw.get("column_B")) if c]
             res = r.result or {}
-            entry = {"expectation": r.expectation_config.type, "columns": list(cols),
+            entry = {"expectation": r.expectation_config.type, "columns": _kwargs_columns(r.expectation_config.kwargs),
                      "unexpected_count": res.get("unexpected_count"),
                      "examples": _jsonable((res.get("partial_unexpected_list") or [])[: PARAMS.max_examples])}
             if r.exception_info and r.exception_info.get("raised_exception"):
