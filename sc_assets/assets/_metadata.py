@@ -13,7 +13,7 @@ shows for the asset), the light ones (rows, date range, parameters, timings) to 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import dagster as dg
@@ -87,6 +87,9 @@ def range_metadata(
     context: dg.AssetExecutionContext,
     meta: Mapping[str, Any],
     asset_key: dg.AssetKey | None = None,
+    *,
+    once: Collection[str] = (),
+    json_once: bool = False,
 ) -> dict[str, Any]:
     """Metadata for ``MaterializeResult(metadata=...)`` that stays small per partition event.
 
@@ -95,14 +98,17 @@ def range_metadata(
     column lineage, Markdown; see :data:`HEAVY_KEYS`) to the event of the LAST partition key
     only (``context.add_asset_metadata``) and returns the rest plus ``partitions`` (the number
     of partitions of the run), which Dagster copies to every partition's event.
-    ``asset_key``: required in a multi-asset (which asset ``meta`` belongs to).
+    ``asset_key``: required in a multi-asset (which asset ``meta`` belongs to). ``once``: further
+    keys (run-level lists) and, with ``json_once``, every JSON entry (parameters, counts by reason)
+    that also go to the last partition's event only.
     """
     key = asset_key or context.assets_def.key
     partitioned = context.assets_def.specs_by_key[key].partitions_def is not None
     keys = list(context.partition_keys) if partitioned else []
     if len(keys) <= 1:
         return dict(meta)
-    heavy = {k: v for k, v in meta.items() if _heavy(k, v)}
+    heavy = {k: v for k, v in meta.items()
+             if _heavy(k, v) or k in once or (json_once and isinstance(v, dg.JsonMetadataValue))}
     light = {k: v for k, v in meta.items() if k not in heavy}
     light["partitions"] = len(keys)
     if heavy:

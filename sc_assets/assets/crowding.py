@@ -67,11 +67,7 @@ def _run_meta(context: dg.AssetExecutionContext, last: pd.DataFrame, rows: int, 
     meta["dagster/row_count"] = int(rows)
     if keys:
         meta["date_range"] = f"{keys[0]} .. {keys[-1]}"
-    if len(keys) > 1:
-        per_run = {k: v for k, v in meta.items() if isinstance(v, dg.JsonMetadataValue)}
-        context.add_asset_metadata(per_run, asset_key=asset_key, partition_key=keys[-1])
-        meta = {k: v for k, v in meta.items() if k not in per_run}
-    return range_metadata(context, meta, asset_key=asset_key)
+    return range_metadata(context, meta, asset_key=asset_key, json_once=True)
 
 
 class HoldingsConfig(dg.Config):

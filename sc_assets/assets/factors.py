@@ -107,21 +107,8 @@ def _totals(meta: dict, rows: int, first, last) -> dict:
     return meta
 
 
-def _run_metadata(context: dg.AssetExecutionContext, meta: dict, key: dg.AssetKey) -> dict:
-    """``range_metadata`` of one asset of :func:`size_factors`, with the JSON entries (parameters,
-    counts by reason, day lists) on the last partition's event only, like the heavy ones: Dagster
-    copies the returned metadata into every partition's event of a multi-partition run (2,431
-    copies; issue 11)."""
-    keys = list(context.partition_keys)
-    if len(keys) > 1:
-        per_run = {k: v for k, v in meta.items() if isinstance(v, dg.JsonMetadataValue)}
-        context.add_asset_metadata(per_run, asset_key=key, partition_key=keys[-1])
-        meta = {k: v for k, v in meta.items() if k not in per_run}
-    return range_metadata(context, meta, asset_key=key)
-
-
 def _previous_exposures(
-    warehouse: Warehouse, chunk: list[str], prev: dict[str, str], exp: pd.DataFrame | None, params: sz.SizeParams
+    warehouse: Warehouse, chunk: list[str], prev: dict[str, str], exp: pd.DataFrame, params: sz.SizeParams
 ) -> tuple[pd.DataFrame, dict]:
     """Exposures of the sessions before ``chunk``'s days, in day order (the order a lake read gives).
 
@@ -129,7 +116,7 @@ def _previous_exposures(
     (the session before the chunk's first day) is read from ``factors.size_exposures`` or, when
     not in the lake yet, computed from ``marts.stock_daily_panel`` of that day."""
     prev_days = sorted(set(prev.values()))
-    in_chunk = set(chunk) if exp is not None else set()
+    in_chunk = set(chunk)
     outside = [d for d in prev_days if d not in in_chunk]
     in_lake = warehouse.days_present(LAYER, "size_exposures", outside) if outside else []
     frames = [warehouse.read_days(LAYER, "size_exposures", in_lake, EXPOSURE_COLUMNS)] if in_lake else []
@@ -321,15 +308,15 @@ def size_factors(context: dg.AssetExecutionContext, config: SizeModelConfig, war
             asset_key=EXPOSURES, check_name="barra_moments", passed=bool(worst_mean < 1e-8 and worst_std < 1e-8),
             metadata={"max_abs_cw_mean": worst_mean, "max_abs_std_minus_1": worst_std},
         )] if BARRA_MOMENTS.key in checks else []
-        yield dg.MaterializeResult(asset_key=EXPOSURES, check_results=check, metadata=_run_metadata(
-            context, _totals(meta, rows[EXPOSURES], first, last), EXPOSURES))
+        yield dg.MaterializeResult(asset_key=EXPOSURES, check_results=check, metadata=range_metadata(
+            context, _totals(meta, rows[EXPOSURES], first, last), asset_key=EXPOSURES, json_once=True))
     if want_fr:
         yield _factor_returns_result(context, params, fr_out, dailies, styles_all, info, rows[FACTOR_RETURNS],
                                      worst_ind, INDUSTRY_CONSTRAINT.key in checks)
     if want_dec:
         dec = _dates(pd.concat(dec_frames, ignore_index=True))
-        yield dg.MaterializeResult(asset_key=DECILES, metadata=_run_metadata(
-            context, table_metadata(dec, parameters=params.to_dict(), **info), DECILES))
+        yield dg.MaterializeResult(asset_key=DECILES, metadata=range_metadata(
+            context, table_metadata(dec, parameters=params.to_dict(), **info), asset_key=DECILES, json_once=True))
     if want_smb:
         out = pd.concat(smb_frames, ignore_index=True)
         cum = float(np.prod(1 + out["smb_cw"].dropna()) - 1)
@@ -338,7 +325,7 @@ def size_factors(context: dg.AssetExecutionContext, config: SizeModelConfig, war
             parameters={"smb_small": list(DEFAULTS.smb_small), "smb_big": list(DEFAULTS.smb_big)},
             cumulative_smb_cw_over_run=cum,
         )
-        yield dg.MaterializeResult(asset_key=SMB, metadata=_run_metadata(context, meta, SMB))
+        yield dg.MaterializeResult(asset_key=SMB, metadata=range_metadata(context, meta, asset_key=SMB, json_once=True))
 
 
 def _factor_returns_result(context, params, out, dailies, styles_all, info, n_rows, worst, check) -> dg.MaterializeResult:
@@ -364,7 +351,7 @@ def _factor_returns_result(context, params, out, dailies, styles_all, info, n_ro
     first, last = (daily["trade_date"].iloc[0], daily["trade_date"].iloc[-1]) if len(daily) else (None, None)
     return dg.MaterializeResult(
         asset_key=FACTOR_RETURNS,
-        metadata=_run_metadata(context, _totals(meta, n_rows, first, last), FACTOR_RETURNS),
+        metadata=range_metadata(context, _totals(meta, n_rows, first, last), asset_key=FACTOR_RETURNS, json_once=True),
         check_results=[
             dg.AssetCheckResult(
                 asset_key=FACTOR_RETURNS,

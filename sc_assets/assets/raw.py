@@ -483,10 +483,7 @@ def _daily_body(feed: str):
                          conflicting_redeliveries=x.conflicts, **extra)
         # a backfill records one event per partition, each with a copy of the returned metadata: the
         # run-level lists, schema and preview go to the last partition's event only (issue 11)
-        once = {k: meta.pop(k) for k in RANGE_ONCE_KEYS if k in meta} if len(days) > 1 else {}
-        meta = range_metadata(context, meta)
-        if once:
-            context.add_asset_metadata(once, partition_key=days[-1])
+        meta = range_metadata(context, meta, once=RANGE_ONCE_KEYS)
         return dg.MaterializeResult(
             metadata=meta, check_results=_check_results(key, feed, t, expected_missing, False, off) + cross)
 
