@@ -164,10 +164,8 @@ def _parse_header(path: Path, text: str) -> tuple[dict[str, str], int]:
 
 
 def _latest_landed(relation: str, key: Sequence[str]) -> str:
-    """The ``latest_landed()`` subquery over ``relation`` for the key columns ``key`` (header names)."""
-    bad = [c for c in key if not _NAME.match(c)]
-    if bad:
-        raise SqlModelError(f"unique_key column names must match [a-z][a-z0-9_]* (got {bad})")
+    """The ``latest_landed()`` subquery over ``relation`` for the key columns ``key`` (header names
+    checked by :func:`parse_model`)."""
     cols = ", ".join(f'"{c}"' for c in key)
     on = " AND ".join(f'f."{c}" IS NOT DISTINCT FROM r."{c}"' for c in key)
     return (
@@ -208,8 +206,8 @@ def parse_model(path: Path, layer: str) -> SqlModel:
         call = _CALL.match(m.group(1))
         if not call:
             raise SqlModelError(
-                f"{path}:{line}: cannot read {{{{{m.group(1)}}}}}: use {{{{ ref('model') }}}} or "
-                "{{ source('raw', 'feed') }}"
+                f"{path}:{line}: cannot read {{{{{m.group(1)}}}}}: use {{{{ ref('model') }}}}, "
+                "{{ source('raw', 'feed') }} or {{ latest_landed('raw', 'feed') }}"
             )
         fn, a, b = call.group(1), call.group(3), call.group(5)
         if fn == "ref":
@@ -218,13 +216,16 @@ def parse_model(path: Path, layer: str) -> SqlModel:
             deps.append(Dep("?", a, "ref", line))
             return f"{{{{ref:{a}}}}}"
         if b is None:
-            raise SqlModelError(f"{path}:{line}: source() takes a layer and a table: source('raw', 'feed')")
+            raise SqlModelError(f"{path}:{line}: {fn}() takes a layer and a table: {fn}('raw', 'feed')")
         if a == "raw" and b not in FEEDS:
             raise SqlModelError(f"{path}:{line}: unknown raw feed {b!r} (known: {', '.join(sorted(FEEDS))})")
         deps.append(Dep(a, b, "source", line))
         if fn == "latest_landed":
             if not unique_key or materialized != "partitioned":
                 raise SqlModelError(f"{path}:{line}: latest_landed() needs a partitioned model with a unique_key")
+            if bad := [c for c in unique_key if not _NAME.match(c)]:
+                raise SqlModelError(f"{path}:{line}: latest_landed() needs unique_key column names "
+                                    f"matching [a-z][a-z0-9_]* (got {bad})")
             return _latest_landed(f'"{a}"."{b}"', unique_key)
         return f'"{a}"."{b}"'
 

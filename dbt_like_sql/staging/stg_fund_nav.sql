@@ -13,9 +13,4 @@ SELECT
     CAST(manager_aum_bucket AS VARCHAR)         AS manager_aum_bucket,
     CAST(adj_nav AS DOUBLE)                     AS adj_nav,
     CAST(source_file AS VARCHAR)                AS source_file
-FROM {{ source('raw', 'fund_nav') }}
-WHERE trade_date BETWEEN $start AND $end
-QUALIFY row_number() OVER (
-    PARTITION BY fund_id, trade_date
-    ORDER BY source_mtime_ns DESC, source_file DESC, source_line DESC
-) = 1
+FROM {{ latest_landed('raw', 'fund_nav') }} AS latest
