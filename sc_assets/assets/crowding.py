@@ -229,16 +229,15 @@ CROWDING_COLUMNS = ["trade_date", "ts_code", "amount", "free_float_mv", "total_m
 
 def stock_state(
     warehouse: Warehouse, keys: list[str], cparams: cr.CrowdingParams, sigma: bool = False,
-    columns: list[str] = PANEL_COLUMNS, sleeves: bool = True, index_weights: pd.DataFrame | None = None,
+    columns: list[str] = PANEL_COLUMNS,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per stock-day inputs of the crowding/stress tables for ``keys``.
+    """Per stock-day inputs of the stress layer for ``keys``.
 
     Returns (stock, buckets, index_weights): stock = panel rows of the keys (``columns``) +
-    holdings (CNY) [+ by sleeve, hold_<sleeve>, if ``sleeves``] + adv_cny [+ adv_shares if
-    ``vol`` is among the columns] (``adv_window`` sessions, inclusive) [+ sigma_d, 60 sessions,
-    if ``sigma``]; buckets = :func:`assign_buckets` rows. ``index_weights``: the run's weights
-    (:func:`read_index_weights` over all its keys; sliced here), else read for ``keys``. ADV and sigma are rolling windows on
-    sessions x stocks arrays (:func:`sc_assets.analytics.crowding.wide_rolling`); the holdings
+    holdings (CNY) and by sleeve (hold_<sleeve>) + adv_cny [+ adv_shares if ``vol`` is among the
+    columns] (``adv_window`` sessions, inclusive) [+ sigma_d, 60 sessions, if ``sigma``]; buckets =
+    :func:`assign_buckets` rows; index_weights: :func:`read_index_weights` for ``keys``. ADV and
+    sigma are rolling windows on sessions x stocks arrays (:func:`sc_assets.analytics.crowding.wide_rolling`); the holdings
     are joined on integer (day, stock) keys.
     """
     n_back = max(cparams.adv_window, SIGMA_WINDOW if sigma else 0) + 5
@@ -250,7 +249,7 @@ def stock_state(
     today = panel["trade_date"].isin(day_set).to_numpy()
     stock = panel[today].reset_index(drop=True)
     del panel
-    hold = read_holdings(warehouse, keys, None if sleeves else ["trade_date", "ts_code", "holdings"])
+    hold = read_holdings(warehouse, keys)
     hold_cols = ["holdings"] + [c for c in hold.columns if c.startswith("hold_")]
     pos = cr.row_positions(hold, stock, "crowding.quant_holdings_estimate")
     hit = pos >= 0
@@ -259,10 +258,7 @@ def stock_state(
     stock["holdings"] = stock["holdings"].fillna(0.0)
     for name, a in liq.items():
         stock[name] = a[di[today], si[today]]
-    if index_weights is None:
-        iw = read_index_weights(warehouse, min(keys), max(keys))
-    else:
-        iw = weights_window(index_weights, min(keys), max(keys))
+    iw = read_index_weights(warehouse, min(keys), max(keys))
     buckets = cr.assign_buckets(stock, iw, cparams)
     return stock, buckets, iw
 

@@ -126,19 +126,24 @@ def _session_files(warehouse: Warehouse, layer: str, asset: str, start: str, end
 _STATE_MEMO: list = []
 
 
-def _state_key(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams) -> tuple:
-    """Lake root, day, crowding parameters and the identity (path, inode, size, mtime, ctime) of
-    every lake file ``stock_state([day], sigma=True)`` reads: the stock panel partitions of its
-    lookback, the day's holdings partition, the index-weight partitions of the carry-forward
-    lookback. A write replaces a file (temp file + rename), which changes its inode and times."""
-    lo = lookback_keys([day], max(cparams.adv_window, SIGMA_WINDOW) + 5)[0]
+def _stock_state_ranges(day: str, cparams: cr.CrowdingParams, back: int | None = None,
+                        panel_end: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(layer, asset, first day, last day) of the lake ranges ``stock_state([day], sigma=True)``
+    reads: the stock panel partitions of its lookback (``back`` sessions, default its ADV/sigma
+    window; up to ``panel_end``, default ``day``), the day's holdings partition, and the
+    index-weight partitions of the carry-forward lookback."""
+    lo = lookback_keys([day], back or max(cparams.adv_window, SIGMA_WINDOW) + 5)[0]
     w_lo = (pd.Timestamp(day) - pd.Timedelta(days=WEIGHT_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
-    ids = []
-    for layer, asset, a, b in (("marts", "stock_daily_panel", lo, day), ("crowding", "quant_holdings_estimate", day, day),
-                               ("staging", "stg_index_weight", w_lo, day)):
-        for path in _session_files(warehouse, layer, asset, a, b):
-            st = os.stat(path)
-            ids.append((path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return [("marts", "stock_daily_panel", lo, panel_end or day), ("crowding", "quant_holdings_estimate", day, day),
+            ("staging", "stg_index_weight", w_lo, day)]
+
+
+def _state_key(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams) -> tuple:
+    """Lake root, day, crowding parameters and the identity (:func:`_file_id`) of every lake file
+    ``stock_state([day], sigma=True)`` reads (:func:`_stock_state_ranges`). A write replaces a
+    file (temp file + rename), which changes its inode and times."""
+    ids = [_file_id(path) for layer, asset, a, b in _stock_state_ranges(day, cparams)
+           for path in _session_files(warehouse, layer, asset, a, b)]
     return str(warehouse.lake), day, repr(cparams), tuple(ids)
 
 
@@ -402,9 +407,7 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
     ``digests``: path -> SHA-256 of the files already hashed in this run (the windows' lookbacks
     overlap: each file is read once)."""
     back = max(cparams.adv_window, SIGMA_WINDOW, config.volume_lookback + 1) + 5
-    lo = lookback_keys([base], back)[0]
     shock_lo = lookback_keys(win_days, SHOCK_LOOKBACK)[0]
-    w_lo = (pd.Timestamp(base) - pd.Timedelta(days=WEIGHT_LOOKBACK_DAYS)).strftime("%Y-%m-%d")
     h = hashlib.sha256()
     settings = {
         "run": name, "start": start, "end": end, "base": base, "days": win_days,
@@ -414,9 +417,8 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
         "holdings": hparams.as_metadata(), "crowding": repr(cparams), "params": params.as_metadata(),
     }
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for layer, asset, a, b in (("marts", "stock_daily_panel", lo, end), ("crowding", "quant_holdings_estimate", base, base),
-                               ("staging", "stg_index_weight", w_lo, base), ("marts", "index_daily_panel", shock_lo, end),
-                               ("marts", "futures_basis_panel", shock_lo, end)):
+    for layer, asset, a, b in (*_stock_state_ranges(base, cparams, back, panel_end=end),
+                               ("marts", "index_daily_panel", shock_lo, end), ("marts", "futures_basis_panel", shock_lo, end)):
         for path in _session_files(warehouse, layer, asset, a, b):
             digest = digests.get(path) if digests is not None else None
             if digest is None:
@@ -533,7 +535,7 @@ def _window_run(warehouse, name, start, end, base, win_days, sleeves, cparams, c
         "rmse_raw": fs.path_error(sim_fit, obs_fit), "observed_sales_cny": obs_sales,
         "identified": identified, "curvature": curvature,
         "obs_spread": float(obs_last["cum_ret"].std()) if len(obs_last) else np.nan,
-        "paths": paths, "result": res, "n_days": len(win_days), "input_hash": None, "reused": False,
+        "paths": paths, "result": res, "n_days": len(win_days),
     }
 
 
@@ -634,7 +636,7 @@ def fire_sale_simulation(context: dg.AssetExecutionContext, config: FireSaleConf
     runs.append({"name": "scenario", "start": day, "end": day, "as_of": day, "y": params.y, "kappa": params.kappa,
                  "eta": params.eta, "rmse": np.nan, "rmse_raw": np.nan, "observed_sales_cny": np.nan,
                  "identified": None, "curvature": np.nan, "obs_spread": np.nan, "paths": pd.concat(frames, ignore_index=True), "result": res,
-                 "n_days": res.days, "input_hash": None, "reused": False})
+                 "n_days": res.days, "input_hash": None})
     status["scenario"] = "simulated"
 
     paths, stock_paths, fund_paths, cal_rows = [], [], [], []
