@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
-import io
 import os
 import threading
 import uuid
@@ -43,9 +42,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from sc_assets.resources.parquet_format import write_options
+from sc_assets.resources.parquet_format import encode
 
 LAKE_URI_ENV = "SC_ASSETS_LAKE_URI"
 S3_ENDPOINT_ENV = "SC_ASSETS_S3_ENDPOINT"
@@ -262,9 +260,7 @@ class S3Lake:
 
     def put_parquet(self, table: pa.Table, key: str) -> None:
         """Serialise the whole file in memory, then ONE PutObject (atomic on S3)."""
-        buf = io.BytesIO()
-        pq.write_table(table, buf, **write_options(table.schema))
-        body = buf.getvalue()
+        body = encode(table).to_pybytes()
         with self.errors(f"write {self.uri(key)}"):
             self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=body)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 COMPRESSION = "snappy"
 
@@ -43,3 +44,11 @@ def write_options(schema: pa.Schema) -> dict[str, Any]:
         "compression": COMPRESSION,
         "use_dictionary": [f.name for f in schema if _textual(f.type)],
     }
+
+
+def encode(table: pa.Table) -> pa.Buffer:
+    """The bytes of ``table`` as a lake Parquet file, built in memory (a local file is then written
+    with one call, an object with one PUT)."""
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, **write_options(table.schema))
+    return buf.getvalue()

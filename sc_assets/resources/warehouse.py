@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sc_assets.resources.object_store import LAKE_URI_ENV, S3Lake, S3Path, is_s3_uri
-from sc_assets.resources.parquet_format import write_options
+from sc_assets.resources.parquet_format import encode
 from sc_assets.settings import DATA_DIR_ENV, data_root
 
 PARTITION_COLUMN = "trade_date"
@@ -84,13 +84,6 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _encode(table: pa.Table) -> pa.Buffer:
-    """The bytes of ``table`` as a lake Parquet file (``parquet_format.write_options``)."""
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, **write_options(table.schema))
-    return buf.getvalue()
-
-
 def atomic_write_parquet(table: pa.Table | bytes, target: Path) -> None:
     """Write ``table`` to ``target`` atomically (temp file in the same folder, fsync, replace).
 
@@ -102,7 +95,7 @@ def atomic_write_parquet(table: pa.Table | bytes, target: Path) -> None:
     if isinstance(target, S3Path):
         target.write_parquet(table)
         return
-    data = table if isinstance(table, bytes) else _encode(table)
+    data = table if isinstance(table, bytes) else encode(table)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(target.parent)
     tmp = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}"
@@ -318,7 +311,7 @@ class Warehouse(dg.ConfigurableResource):
         if len(counts) < len(keys) and self.lake_store is None:
             # every empty day gets the same file: serialise it once, not once per day (a sparse feed's
             # 10-year backfill writes ~2,300 empty partitions; ~2-4 ms of Parquet encoding each, issue 11)
-            empty = _encode(empty).to_pybytes()
+            empty = encode(empty).to_pybytes()
         for key in keys:
             if key not in counts:
                 items.append((empty, target(key)))
