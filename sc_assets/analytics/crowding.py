@@ -263,13 +263,20 @@ def carry_forward_weights(
 # ---------------------------------------------------------------------------------------------
 
 
-def _traded(universe: pd.DataFrame) -> np.ndarray:
-    """Rows with a positive total cap that are not suspended (the rows size ranks use)."""
-    mv = universe["total_mv"].to_numpy(dtype=float, na_value=np.nan)
+def _traded_values(total_mv, is_suspended=None) -> np.ndarray:
+    """Rows with a positive total cap (CNY) that are not suspended (null = not suspended): the rows
+    size ranks use. ``total_mv`` / ``is_suspended``: one value per row."""
+    mv = np.asarray(total_mv, dtype=float)
     traded = ~np.isnan(mv) & (mv > 0)
-    if "is_suspended" in universe:
-        traded &= ~universe["is_suspended"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    if is_suspended is not None:
+        traded &= ~np.asarray(pd.array(is_suspended, dtype="boolean").fillna(False), dtype=bool)
     return traded
+
+
+def _traded(universe: pd.DataFrame) -> np.ndarray:
+    """:func:`_traded_values` of a frame's ``total_mv`` and (if present) ``is_suspended``."""
+    return _traded_values(universe["total_mv"].to_numpy(dtype=float, na_value=np.nan),
+                          universe["is_suspended"] if "is_suspended" in universe else None)
 
 
 def _rank_by_day(day: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -371,9 +378,7 @@ def estimate_quant_holdings(
         if "total_mv" not in universe:
             raise ValueError("scale_to_micro_hs needs total_mv in the universe")
         mv = g.wide(universe["total_mv"].to_numpy(dtype=float, na_value=np.nan))[d, c]
-        traded = np.isfinite(mv) & (mv > 0)
-        if "is_suspended" in universe:
-            traded &= ~g.wide(universe["is_suspended"].astype("boolean").fillna(False).to_numpy(dtype=bool), False, bool)[d, c]
+        traded = g.wide(_traded(universe), False, bool)[d, c]
         rank, n_day = _rank_by_day(d, mv, traded)
         micro = np.zeros(g.shape, dtype=bool)
         micro[d, c] = _smallest(traded, rank, n_day, params.micro_fraction, None)
@@ -680,9 +685,7 @@ def bucket_masks(
     input row order, as in :func:`assign_buckets`).
     """
     mv = np.asarray(total_mv, dtype=float)
-    traded = np.isfinite(mv) & (mv > 0)
-    if is_suspended is not None:
-        traded &= ~np.asarray(pd.array(is_suspended, dtype="boolean").fillna(False), dtype=bool)
+    traded = _traded_values(mv, is_suspended)
     dec, micro = _size_buckets(grid.di, mv, traded, params)
     out = [("micro", "micro_cap", grid.wide(micro, False, bool))]
     if len(index_weights):
