@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from sc_assets.assets._metadata import range_metadata, table_metadata
@@ -132,22 +134,22 @@ class _Totals:
         self.gx_seconds = 0.0
         self.gx_suite = ""
 
-    def add(self, batch, rows: pd.DataFrame) -> None:
+    def add(self, batch, rows: pa.Table) -> None:
         self.landed += batch.landed
-        self.accepted += len(rows)
+        self.accepted += rows.num_rows
         self.quarantined += len(batch.quarantined)
         self.superseded += batch.superseded
         self.reasons.update(batch.reasons)
         self.files += [f.rel for f in batch.files]
-        if len(rows):
-            d = pd.to_datetime(rows["trade_date"])
-            lo, hi = d.min(), d.max()
+        if rows.num_rows:
+            mm = pc.min_max(rows["trade_date"])
+            lo, hi = pd.Timestamp(mm["min"].as_py()), pd.Timestamp(mm["max"].as_py())
             self.min_day = lo if self.min_day is None else min(self.min_day, lo)
             self.max_day = hi if self.max_day is None else max(self.max_day, hi)
             if self.preview is None:
-                self.preview = rows.head(10)
+                self.preview = rows.slice(0, 10).to_pandas(date_as_object=False)
 
-    def gx(self, suite: str, rows: pd.DataFrame, days: Sequence[str] | None) -> None:
+    def gx(self, suite: str, rows: pa.Table, days: Sequence[str] | None) -> None:
         from sc_assets.checks.gx_suites import validate
 
         ok, meta = validate(suite, rows, days=days)
@@ -173,7 +175,7 @@ class _CrossRow:
         # file's day" quarantines the rest): only a day landed by two or more files can conflict.
         days = [f.day for f in batch.files]
         redelivered = len(set(days)) < len(days) or self.spec.date_column not in self.spec.key
-        c = conflicting_redeliveries(batch.rows, self.spec) if redelivered else pd.DataFrame()
+        c = conflicting_redeliveries(batch.rows, self.spec) if redelivered else pd.DataFrame()  # pandas: rare
         self.conflicts += len(c)
         for r in c.head(max(0, MAX_SAMPLE - len(self.sample))).to_dict("records"):
             k = " ".join(f"{pd.Timestamp(r[col]):%Y-%m-%d}" if col in (self.spec.date_column, "trade_date")
@@ -183,9 +185,9 @@ class _CrossRow:
         have = {f"{f.day:%Y-%m-%d}" for f in batch.files}
         self.days_with_file += [d for d in batch.days if d in have]
         if self.spec.name == "index_daily":
-            self.keys.append(batch.rows[["trade_date", "ts_code"]].drop_duplicates())
+            self.keys.append(_pandas(batch.table, ["trade_date", "ts_code"]).drop_duplicates())
         elif self.spec.name == "fund_nav":
-            self.keys.append(batch.rows[["fund_id", "trade_date"]].drop_duplicates())
+            self.keys.append(_pandas(batch.table, ["fund_id", "trade_date"]).drop_duplicates())
 
     def frame(self) -> pd.DataFrame:
         return pd.concat(self.keys, ignore_index=True) if self.keys else pd.DataFrame()
@@ -340,9 +342,14 @@ def _write_quarantine(warehouse: Warehouse, feed: str, q: pd.DataFrame, days: Se
         warehouse.write_partitions("quarantine", feed, q.iloc[0:0], days=[days[0]], schema=quarantine_schema(feed))
 
 
+def _pandas(table: pa.Table, columns: list[str]) -> pd.DataFrame:
+    return table.select(columns).to_pandas(date_as_object=False)
+
+
 def _write_chunk(warehouse: Warehouse, feed: str, batch, chunk: Sequence[str]) -> None:
-    """Replace the raw and quarantine partitions of one chunk of days."""
-    warehouse.write_partitions(LAYER, feed, batch.rows, days=chunk, schema=raw_schema(feed))
+    """Replace the raw and quarantine partitions of one chunk of days (raw rows written from
+    Arrow as read: no pandas round trip, issue 11)."""
+    warehouse.write_partitions(LAYER, feed, batch.table, days=chunk, schema=raw_schema(feed))
     _write_quarantine(warehouse, feed, batch.quarantined, chunk)
 
 
@@ -350,17 +357,18 @@ def _account(t: _Totals, x: _CrossRow, batch, chunk: Sequence[str], gx_rows: lis
     """Add one chunk to the run's totals and cross-row state; append its GX sample to ``gx_rows``
     (the whole chunk while the run's sample stays within ``gx_max_rows``, else the chunk's first
     day). Returns the rows added to the sample."""
-    t.add(batch, batch.rows)
+    rows = batch.table
+    t.add(batch, rows)
     x.add(batch)
     t.missing += batch.days_without_file
-    with_rows = set(batch.rows["source_file"].unique()) | set(batch.quarantined["source_file"].unique())
+    with_rows = set(pc.unique(rows["source_file"]).to_pylist()) | set(batch.quarantined["source_file"].unique())
     t.empty_files += [f.rel for f in batch.files if f.rel not in with_rows]
-    if gx_n + len(batch.rows) <= PARAMS.gx_max_rows:
-        sample = batch.rows
+    if gx_n + rows.num_rows <= PARAMS.gx_max_rows:
+        sample = rows
     else:  # budget spent: validate the first day of this chunk only
-        sample = batch.rows.loc[pd.to_datetime(batch.rows["trade_date"]) == pd.Timestamp(chunk[0])]
+        sample = rows.filter(pc.equal(rows["trade_date"], pa.scalar(pd.Timestamp(chunk[0]).date(), pa.date32())))
     gx_rows.append(sample)
-    return len(sample)
+    return sample.num_rows
 
 
 def _check_specs(key: dg.AssetKey, snapshot: bool) -> list[dg.AssetCheckSpec]:
@@ -441,7 +449,7 @@ def _daily_body(feed: str):
         by_day: dict[str, list] = {}
         for f in listed:
             by_day.setdefault(f"{f.day:%Y-%m-%d}", []).append(f)
-        gx_rows: list[pd.DataFrame] = []  # GX runs once per run, on this sample (see RawParams)
+        gx_rows: list[pa.Table] = []  # GX runs once per run, on this sample (see RawParams)
         gx_n = 0
         # chunk i is written (fsync-bound) on a writer thread while chunk i+1 is read and validated;
         # at most one write is pending. A LandingFileError stops the run after the pending write
@@ -459,7 +467,7 @@ def _daily_body(feed: str):
                 pending.result()
 
         if gx_rows:
-            t.gx(f"raw.{feed}", pd.concat(gx_rows, ignore_index=True) if len(gx_rows) > 1 else gx_rows[0], None)
+            t.gx(f"raw.{feed}", pa.concat_tables(gx_rows) if len(gx_rows) > 1 else gx_rows[0], None)
         warehouse.refresh_catalog([(LAYER, feed), ("quarantine", feed)])
         expected_missing = [d for d in _expected_days(feed, days) if d in set(t.missing)]
         # files dated on a weekend/holiday inside the run's range: no partition reads them
@@ -507,13 +515,13 @@ def _snapshot_asset(feed: str) -> dg.AssetsDefinition:
     def _raw(context: dg.AssetExecutionContext, warehouse: Warehouse, feed_source: LandingFeedSource):
         t0 = time.perf_counter()
         batch = feed_source.read_snapshots(feed)
-        warehouse.write_table(LAYER, feed, batch.rows, schema=raw_schema(feed))
+        warehouse.write_table(LAYER, feed, batch.table, schema=raw_schema(feed))
         if batch.days:
             warehouse.write_partitions("quarantine", feed, batch.quarantined, days=batch.days,
                                        schema=quarantine_schema(feed))
         t = _Totals()
-        t.add(batch, batch.rows)
-        t.gx(f"raw.{feed}", batch.rows, None)
+        t.add(batch, batch.table)
+        t.gx(f"raw.{feed}", batch.table, None)
         warehouse.refresh_catalog([(LAYER, feed)] + ([("quarantine", feed)] if batch.days else []))
         if not batch.files:
             context.log.warning(f"raw.{feed}: no snapshot file in landing/{feed}/; wrote an empty table")

@@ -20,6 +20,7 @@ root is refused with :class:`sc_assets.settings.UnsafePathError`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -35,7 +36,7 @@ import pyarrow.compute as pc
 
 from sc_assets.feeds.readers import canonical_schema, read_landing_files
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
-from sc_assets.feeds.validation import quarantine_frame, reason_counts, row_reasons
+from sc_assets.feeds.validation import last_per_key, quarantine_frame, reason_counts, row_reasons
 from sc_assets.settings import data_root, inside_root
 
 FILE_RE = re.compile(r"^(\d{8})\.(csv|csv\.gz|parquet)$")
@@ -81,19 +82,25 @@ class LandingFile:
 class FeedBatch:
     """What one read of the landing folder produced.
 
-    ``rows`` are the accepted rows (raw schema), ``quarantined`` the rejected ones
-    (quarantine schema). ``landed == len(rows) + len(quarantined) + superseded``;
+    ``table`` holds the accepted rows (Arrow, exactly ``raw_schema``: what the raw asset writes,
+    issue 11), ``rows`` the same as a pandas frame (converted on first use), ``quarantined`` the
+    rejected ones (pandas, quarantine schema). ``landed == len(rows) + len(quarantined) + superseded``;
     ``superseded`` is non-zero only for reference snapshots (rows overridden by a later file).
     """
 
     feed: str
     days: list[str]
     files: list[LandingFile]
-    rows: pd.DataFrame
+    table: pa.Table
     quarantined: pd.DataFrame
     landed: int
     superseded: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+    @functools.cached_property
+    def rows(self) -> pd.DataFrame:
+        """The accepted rows as pandas (dates as datetime64)."""
+        return self.table.to_pandas(date_as_object=False)
 
     @property
     def days_without_file(self) -> list[str]:
@@ -102,7 +109,13 @@ class FeedBatch:
 
     @property
     def accounted(self) -> bool:
-        return self.landed == len(self.rows) + len(self.quarantined) + self.superseded
+        return self.landed == self.table.num_rows + len(self.quarantined) + self.superseded
+
+
+@functools.lru_cache(maxsize=64)
+def _empty_quarantine(feed: str) -> pd.DataFrame:
+    """An empty quarantine frame of ``feed`` (callers get a shallow copy)."""
+    return quarantine_schema(feed).empty_table().to_pandas(date_as_object=False)
 
 
 def _day_key(day: str | date | pd.Timestamp) -> str:
@@ -172,12 +185,14 @@ class LandingFeedSource(dg.ConfigurableResource):
                 if lo <= pd.Timestamp(f.day) <= hi and pd.Timestamp(f.day) not in sess]
 
     # ---- reading --------------------------------------------------------------------
-    def _read_files(self, spec: FeedSpec, files: Sequence[LandingFile]) -> tuple[pd.DataFrame, np.ndarray]:
+    def _read_files(self, spec: FeedSpec, files: Sequence[LandingFile]) -> tuple[pa.Table, np.ndarray]:
+        """The canonical rows of ``files`` with ``source_line``, ``source_file`` and
+        ``source_mtime_ns`` (Arrow), and each row's file day (datetime64[D])."""
         if not files:
-            empty = canonical_schema(spec.name).empty_table().to_pandas(date_as_object=False)
-            for c in ("source_file", "source_line", "source_mtime_ns"):
-                empty[c] = pd.Series([], dtype="str" if c == "source_file" else "int64")
-            return empty, np.array([], dtype="datetime64[D]")
+            schema = canonical_schema(spec.name)
+            for f in (SOURCE_FIELDS[1], SOURCE_FIELDS[0], SOURCE_FIELDS[2]):
+                schema = schema.append(f)
+            return schema.empty_table(), np.array([], dtype="datetime64[D]")
         # one read for all the files (readers.read_landing_files batches them), then the
         # per-file lineage columns built once, vectorised
         table, counts = read_landing_files([f.path for f in files], spec.name, [f.rel for f in files])
@@ -186,18 +201,26 @@ class LandingFeedSource(dg.ConfigurableResource):
         table = table.append_column("source_mtime_ns", pc.take(
             pa.array([f.mtime_ns for f in files], pa.int64()), which))
         file_days = np.repeat(np.array([np.datetime64(f.day, "D") for f in files]), counts)
-        return table.to_pandas(date_as_object=False), file_days
+        return table, file_days
 
-    def _finish(self, spec: FeedSpec, df: pd.DataFrame, file_day: np.ndarray, reasons: np.ndarray):
+    def _finish(self, spec: FeedSpec, table: pa.Table, file_day: np.ndarray,
+                reasons: np.ndarray) -> tuple[pa.Table, pd.DataFrame]:
+        """Accepted rows (Arrow, raw schema) and quarantined rows (pandas, quarantine schema)."""
         keep = pd.isna(reasons)
-        rows = df.copy(deep=False) if keep.all() else df.loc[keep].reset_index(drop=True)
+        clean = bool(keep.all())
+        rows = table if clean else table.filter(pa.array(keep))
         if spec.date_column is None:
-            rows["trade_date"] = pd.to_datetime(file_day[keep])
+            rows = rows.append_column("trade_date", pa.array(file_day[keep], pa.date32()))
         elif spec.date_column != "trade_date":
-            rows["trade_date"] = rows[spec.date_column]
-        rows = rows[raw_schema(spec.name).names]
-        q = quarantine_frame(df, reasons, spec, pd.Series(file_day))
-        q = q[quarantine_schema(spec.name).names]
+            rows = rows.append_column("trade_date", rows[spec.date_column])
+        schema = raw_schema(spec.name)
+        rows = rows.select(schema.names)
+        if not rows.schema.equals(schema):
+            rows = rows.cast(schema)
+        if clean:  # the common case: no pandas work at all
+            q = _empty_quarantine(spec.name).copy(deep=False)
+        else:
+            q = quarantine_frame(table, reasons, spec, file_day)[quarantine_schema(spec.name).names]
         return rows, q
 
     def read(self, feed: str, days: Sequence[str | date], files: Sequence[LandingFile] | None = None) -> FeedBatch:
@@ -210,23 +233,23 @@ class LandingFeedSource(dg.ConfigurableResource):
             raise ValueError(f"{feed} is a reference snapshot feed: use read_snapshots()")
         keys = [_day_key(d) for d in days]
         files = self.list_files(feed, keys) if files is None else list(files)
-        df, file_day = self._read_files(spec, files)
-        reasons = row_reasons(df, spec, pd.Series(file_day))
-        rows, q = self._finish(spec, df, file_day, reasons)
-        return FeedBatch(feed, keys, files, rows, q, landed=len(df), reasons=reason_counts(reasons))
+        table, file_day = self._read_files(spec, files)
+        reasons = row_reasons(table, spec, file_day)
+        rows, q = self._finish(spec, table, file_day, reasons)
+        return FeedBatch(feed, keys, files, rows, q, landed=table.num_rows, reasons=reason_counts(reasons))
 
     def read_snapshots(self, feed: str) -> FeedBatch:
         """Read every snapshot of a reference ``feed`` and merge them: per key, the row from the
         latest file (by file day, then mtime) wins. Rows overridden are counted as superseded."""
         spec = FEEDS[feed]
         files = self.list_files(feed)
-        df, file_day = self._read_files(spec, files)
-        reasons = row_reasons(df, spec, pd.Series(file_day))
-        rows, q = self._finish(spec, df, file_day, reasons)
-        merged = rows.drop_duplicates(subset=list(spec.key), keep="last").reset_index(drop=True)
+        table, file_day = self._read_files(spec, files)
+        reasons = row_reasons(table, spec, file_day)
+        rows, q = self._finish(spec, table, file_day, reasons)
+        merged = rows.take(pa.array(last_per_key(rows, list(spec.key)), pa.int64()))
         days = sorted({f"{f.day:%Y-%m-%d}" for f in files})
-        return FeedBatch(feed, days, files, merged, q, landed=len(df), superseded=len(rows) - len(merged),
-                         reasons=reason_counts(reasons))
+        return FeedBatch(feed, days, files, merged, q, landed=table.num_rows,
+                         superseded=rows.num_rows - merged.num_rows, reasons=reason_counts(reasons))
 
 
 __all__ = ["FeedBatch", "LandingFeedSource", "LandingFile", "quarantine_schema", "raw_schema"]

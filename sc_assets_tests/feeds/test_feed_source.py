@@ -33,6 +33,7 @@ def test_list_files_per_feed_and_day(source: LandingFeedSource) -> None:
 
 def test_rows_carry_source_columns_and_trade_date(source: LandingFeedSource) -> None:
     b = source.read("stock_daily", ["2024-01-22", "2024-01-23", "2024-01-24"])
+    assert b.table.schema.equals(raw_schema("stock_daily"))  # what the raw asset writes, as is
     assert list(b.rows.columns) == raw_schema("stock_daily").names
     assert list(b.quarantined.columns) == quarantine_schema("stock_daily").names
     assert b.landed == 8 + 5 + 5 == len(b.rows) + len(b.quarantined)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +127,47 @@ def test_accounting_invariant_and_accepted_rows_are_clean(faults: list[str]) -> 
         seen.add(r.ts_code)
     # what the oracle expects to survive: clean rows, one of each identical pair, no conflicting key
     assert len(accepted) == sum(f in ("none", "dup") for f in faults)
+
+
+def test_arrow_rows_nan_is_missing_and_same_reasons_as_pandas() -> None:
+    """The feed source validates Arrow tables: a NaN float (Parquet can carry NaN, not null) is a missing
+    value as in pandas, and the reasons equal those of the same rows given as a pandas frame."""
+    df = _bars(6)
+    df.loc[1, "close"] = np.nan
+    df.loc[2, "ts_code"] = "sh600000"  # not normalised: invalid
+    df.loc[3, "vol"] = 0.0  # vol 0 with amount > 0
+    df = pd.concat([df, df.iloc[[4]]], ignore_index=True)
+    table = pa.Table.from_pandas(df, preserve_index=False).set_column(
+        1, "trade_date", pa.array(df["trade_date"].dt.date, pa.date32()))
+    table = table.set_column(table.schema.get_field_index("close"), "close",
+                             pa.array(df["close"].to_numpy(), pa.float64(), from_pandas=False))  # NaN stays NaN
+    assert table["close"].null_count == 0
+    days = np.array([np.datetime64(DAY.date(), "D")] * len(df))
+    got = list(row_reasons(table, SPEC, days))
+    assert got == [None, "missing required value close", "invalid code ts_code", "vol and amount disagree",
+                   None, None, "duplicate row"]
+    assert got == _reasons(df)
+    q = quarantine_frame(table, np.array(got, dtype=object), SPEC, days)
+    assert list(q["source_line"]) == [3, 4, 5, 6] and pd.isna(q.loc[0, "close"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.integers(0, 3)), min_size=0, max_size=30),
+       st.booleans())
+def test_duplicates_and_last_per_key_match_pandas(keys: list[tuple], hashed: bool) -> None:
+    """Duplicate-key groups and the last row per key equal pandas' duplicated / drop_duplicates (nulls
+    are equal keys), on both ways of combining key codes (dense lookup table and hashing)."""
+    from sc_assets.feeds import validation
+
+    df = pd.DataFrame({"k": pd.array([k for k, _ in keys], dtype="str"), "j": [j for _, j in keys]})
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    old = validation._DENSE_LIMIT
+    validation._DENSE_LIMIT = 0 if hashed else old
+    try:
+        ids = validation._group_ids(table, ["k", "j"])
+        last = validation.last_per_key(table, ["k", "j"])
+    finally:
+        validation._DENSE_LIMIT = old
+    assert list(last) == list(df.drop_duplicates(["k", "j"], keep="last").index)
+    if len(df):
+        assert list(np.bincount(ids)[ids] > 1) == list(df.duplicated(["k", "j"], keep=False))
