@@ -340,6 +340,70 @@ def _benchmark_weight(grid: StockGrid, wb: np.ndarray, ff: np.ndarray, tau: floa
     return (1.0 - t) * wn + t * un
 
 
+def holdings_on_grid(
+    grid: StockGrid, free_float_mv: np.ndarray, index_weights: pd.DataFrame, params: HoldingsParams = HoldingsParams(),
+    total_mv: np.ndarray | None = None, traded: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+    """Per stock-day quant holdings (CNY) by sleeve on ``grid`` (METHODS §7).
+
+    free_float_mv (CNY; NaN for suspended), total_mv (CNY) and traded (:func:`_traded_values`):
+    sessions x stocks arrays; the last two are needed by ``scale_to_micro_hs`` only.
+    Returns ({sleeve name: sessions x stocks holdings}, their sum, the micro-cap mask of
+    ``scale_to_micro_hs`` or None). Cells without a row hold 0. Each sleeve sums to its
+    gross_cny on every session with a row (before the ``scale_to_micro_hs`` scaling, which breaks
+    micro-cap rank ties by ts_code).
+    """
+    pr = grid.present
+    ff = free_float_mv
+    sleeves = params.sleeves()
+    codes = sorted({b for s in sleeves for b, _ in s.benchmarks})
+    bench_w = {b: _benchmark_weight(grid, _in_force_weights(grid, index_weights, b), ff, params.tau, params.beta)
+               for b in codes}
+    hold = {}
+    total = np.zeros(grid.shape)
+    for s in sleeves:
+        w = sum(mix * bench_w[b] for b, mix in s.benchmarks)
+        hold[s.name] = s.gross_cny * np.asarray(w, dtype=float)
+        total += hold[s.name]
+    micro = None
+    if params.scale_to_micro_hs is not None:
+        if total_mv is None or traded is None:
+            raise ValueError("scale_to_micro_hs needs total_mv in the universe")
+        d, c = np.nonzero(pr)  # rows in (trade_date, ts_code) order
+        tr = traded[d, c]
+        rank, n_day = _rank_by_day(d, total_mv[d, c], tr)
+        micro = np.zeros(grid.shape, dtype=bool)
+        micro[d, c] = _smallest(tr, rank, n_day, params.micro_fraction, None)
+        q_m = np.where(micro, total, 0.0).sum(axis=1, keepdims=True)
+        ff_m = np.where(micro, np.nan_to_num(ff), 0.0).sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.where(q_m > 0, params.scale_to_micro_hs * ff_m / np.where(q_m > 0, q_m, 1.0), 1.0)
+        hold = {n: h * k for n, h in hold.items()}
+        total = total * k
+    return hold, total, micro
+
+
+def holdings_frame(grid: StockGrid, free_float_mv: np.ndarray, hold: Mapping[str, np.ndarray],
+                   total: np.ndarray) -> pd.DataFrame:
+    """The rows of :func:`holdings_on_grid` (one per grid cell with a row, by trade_date then
+    ts_code): trade_date, ts_code, free_float_mv, hold_<sleeve>, holdings, source ('estimate'),
+    holdings_share (holdings / free_float_mv; NaN without a positive free float)."""
+    d, c = np.nonzero(grid.present)
+    ffo = free_float_mv[d, c]
+    q = total[d, c]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(ffo > 0, q / ffo, np.nan)
+    return pd.DataFrame({
+        "trade_date": grid.dates()[d],
+        "ts_code": pd.array(grid.codes.take(pa.array(c)), dtype="str"),
+        "free_float_mv": ffo,
+        **{f"hold_{n}": h[d, c] for n, h in hold.items()},
+        "holdings": q,
+        "source": _labels(np.zeros(len(d), dtype=np.int32), pa.array(["estimate"])),
+        "holdings_share": share,
+    }, copy=False)
+
+
 def estimate_quant_holdings(
     universe: pd.DataFrame,
     index_weights: pd.DataFrame,
@@ -357,63 +421,38 @@ def estimate_quant_holdings(
     Returns trade_date, ts_code, free_float_mv, hold_<sleeve> for each sleeve, holdings (CNY),
     holdings_share (holdings / free_float_mv), source ('estimate'|'product_feed'), sorted by
     trade_date, ts_code. Each sleeve's column sums to its gross_cny on every day that has a
-    universe. Computed on a sessions x stocks grid (issue 11); the micro-cap ranks of
-    ``scale_to_micro_hs`` break ties by ts_code.
+    universe. Computed on a sessions x stocks grid (:func:`holdings_on_grid`; issue 11); the
+    micro-cap ranks of ``scale_to_micro_hs`` break ties by ts_code.
     """
     day = pd.to_datetime(universe["trade_date"]).to_numpy(dtype="datetime64[ns]")
     g = StockGrid(day, universe["ts_code"], "universe")
-    pr = g.present
     ff = g.wide(universe["free_float_mv"].to_numpy(dtype=float, na_value=np.nan))
-    sleeves = params.sleeves()
-    codes = sorted({b for s in sleeves for b, _ in s.benchmarks})
-    bench_w = {b: _benchmark_weight(g, _in_force_weights(g, index_weights, b), ff, params.tau, params.beta) for b in codes}
-    hold = {}
-    total = np.zeros(g.shape)
-    for s in sleeves:
-        w = sum(mix * bench_w[b] for b, mix in s.benchmarks)
-        hold[s.name] = s.gross_cny * np.asarray(w, dtype=float)
-        total += hold[s.name]
-    d, c = np.nonzero(pr)  # output rows: (trade_date, ts_code) order
+    mv = traded = None
     if params.scale_to_micro_hs is not None:
         if "total_mv" not in universe:
             raise ValueError("scale_to_micro_hs needs total_mv in the universe")
-        mv = g.wide(universe["total_mv"].to_numpy(dtype=float, na_value=np.nan))[d, c]
-        traded = g.wide(_traded(universe), False, bool)[d, c]
-        rank, n_day = _rank_by_day(d, mv, traded)
-        micro = np.zeros(g.shape, dtype=bool)
-        micro[d, c] = _smallest(traded, rank, n_day, params.micro_fraction, None)
-        q_m = np.where(micro, total, 0.0).sum(axis=1, keepdims=True)
-        ff_m = np.where(micro, np.nan_to_num(ff), 0.0).sum(axis=1, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            k = np.where(q_m > 0, params.scale_to_micro_hs * ff_m / np.where(q_m > 0, q_m, 1.0), 1.0)
-        hold = {n: h * k for n, h in hold.items()}
-        total = total * k
-    total = total[d, c]
-    out = pd.DataFrame({
-        "trade_date": g.dates()[d],
-        "ts_code": pd.array(g.codes.take(pa.array(c)), dtype="str"),
-        "free_float_mv": ff[d, c],
-        **{f"hold_{s.name}": hold[s.name][d, c] for s in sleeves},
-        "holdings": total,
-        "source": _labels(np.zeros(len(d), dtype=np.int32), pa.array(["estimate"])),
-    }, copy=False)
+        mv = g.wide(universe["total_mv"].to_numpy(dtype=float, na_value=np.nan))
+        traded = g.wide(_traded(universe), False, bool)
+    hold, total, _ = holdings_on_grid(g, ff, index_weights, params, mv, traded)
+    out = holdings_frame(g, ff, hold, total)
     if product_holdings is not None and len(product_holdings):
+        est = out["holdings"].to_numpy()
         ph = product_holdings[["trade_date", "ts_code", "holdings"]].copy()
         ph["trade_date"] = pd.to_datetime(ph["trade_date"]).astype("datetime64[ns]")
         ph = ph.groupby(["trade_date", "ts_code"], as_index=False)["holdings"].sum().rename(columns={"holdings": "_ph"})
         out = out.merge(ph, on=["trade_date", "ts_code"], how="left")
         hit = out["_ph"].notna().to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(hit & (total > 0), out["_ph"].to_numpy() / np.where(total > 0, total, 1.0), 1.0)
-        for s in sleeves:
-            col = f"hold_{s.name}"
+            scale = np.where(hit & (est > 0), out["_ph"].to_numpy() / np.where(est > 0, est, 1.0), 1.0)
+        for name in hold:
+            col = f"hold_{name}"
             out[col] = out[col].to_numpy() * scale
         out.loc[hit, "holdings"] = out.loc[hit, "_ph"]
         out.loc[hit, "source"] = "product_feed"
         out = out.drop(columns="_ph")
-    ffo = out["free_float_mv"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["holdings_share"] = np.where(ffo > 0, out["holdings"].to_numpy() / ffo, np.nan)
+        ffo = out["free_float_mv"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["holdings_share"] = np.where(ffo > 0, out["holdings"].to_numpy() / ffo, np.nan)
     return out
 
 
@@ -511,6 +550,14 @@ class StockGrid:
         new = np.cumsum(keep) - 1
         sub.di, sub.si = new[self.di[rows]], self.si[rows]
         return sub, rows
+
+    def select_codes(self, keep: np.ndarray) -> StockGrid:
+        """The sub-grid of the stocks where ``keep`` (bool per grid column), every input row kept:
+        each row's stock must be kept (e.g. ``keep = present.any(axis=0)``)."""
+        sub = object.__new__(StockGrid)
+        sub.days, sub.codes, sub.present = self.days, self.codes.filter(pa.array(keep)), self.present[:, keep]
+        sub.di, sub.si = self.di, (np.cumsum(keep) - 1)[self.si]
+        return sub
 
     def dates(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.days.astype("datetime64[D]").astype("datetime64[ns]"))
@@ -943,6 +990,8 @@ __all__ = [
     "days_to_liquidate",
     "days_to_liquidate_grid",
     "estimate_quant_holdings",
+    "holdings_frame",
+    "holdings_on_grid",
     "liquidity_stats",
     "masks_from_rows",
     "micro_mask",

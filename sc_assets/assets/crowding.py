@@ -1,13 +1,15 @@
 """Crowding assets (group ``crowding``): thin wrappers over :mod:`sc_assets.analytics.crowding`.
 
-All three are daily (trading-day partitions, single-run backfill) and handle every key of a run
-in one vectorised pass; ``crowding_table`` and ``days_to_liquidate`` are one subsettable
-multi-asset (op ``crowding_tables``) that reads and builds their shared inputs once (issue 11). They read ``marts.stock_daily_panel`` and ``staging.stg_index_weight``
-from the lake: index weights from up to 400 calendar days before the first key (carried forward
-from the latest rebalance), and ``crowding_table`` / ``days_to_liquidate`` read a lookback of
-``adv_window + 5`` sessions of the panel for the 20-day ADV. A long single-run backfill is
-computed in chunks of ``CHUNK_SESSIONS`` sessions (each a vectorised pass with its own lookback),
-so memory stays bounded on the full market.
+``quant_holdings_estimate``, ``crowding_table`` and ``days_to_liquidate`` are daily (trading-day
+partitions, single-run backfill) and one subsettable multi-asset (op ``crowding_tables``; issue
+11): each chunk of a run reads ``marts.stock_daily_panel`` once, estimates the holdings on its
+sessions x stocks grid and builds both bucket tables from them in memory. Reads: the panel with
+a lookback of ``adv_window + 5`` sessions (the 20-day ADV; none when only the holdings are
+materialized) and ``staging.stg_index_weight`` from up to 400 calendar days before the first key
+(carried forward from the latest rebalance). A long single-run backfill is computed in chunks of
+``CHUNK_SESSIONS`` sessions (each a vectorised pass with its own lookback), so memory stays
+bounded on the full market. Run config goes under ``ops.crowding_tables`` (the holdings' sleeves
+under its ``holdings`` key).
 """
 
 # no `from __future__ import annotations`: Dagster resolves Config annotations at decoration time
@@ -100,7 +102,9 @@ class HoldingsConfig(dg.Config):
 
 
 class CrowdingConfig(dg.Config):
-    """Overrides of :class:`sc_assets.analytics.crowding.CrowdingParams` (METHODS §8 defaults).
+    """Run config of the ``crowding_tables`` step: overrides of
+    :class:`sc_assets.analytics.crowding.CrowdingParams` (METHODS §8 defaults) for the bucket
+    tables, and ``holdings`` (:class:`HoldingsConfig`) for ``quant_holdings_estimate``.
 
     ``user_lists``: bucket name -> list of ts_codes (e.g. a portfolio's names)."""
 
@@ -114,6 +118,7 @@ class CrowdingConfig(dg.Config):
     micro_n: int = 0
     participations: list[float] = list(C_DEFAULTS.participations)
     user_lists: dict[str, list[str]] = {}
+    holdings: HoldingsConfig = HoldingsConfig()
 
     def params(self) -> cr.CrowdingParams:
         return replace(
@@ -263,93 +268,19 @@ def stock_state(
     return stock, buckets, iw
 
 
-# ---- quant_holdings_estimate --------------------------------------------------------------
+# ---- the crowding_tables step: quant_holdings_estimate, crowding_table, days_to_liquidate ----------
 
+HOLDINGS_DESCRIPTION = """Estimated quant holdings per stock-day (CNY) by strategy sleeve, from benchmark weights plus a small-cap tilt.
 
-@dg.asset(
-    key=HOLDINGS,
-    group_name=LAYER,
-    **daily_asset_args(),
-    deps=[PANEL, INDEX_WEIGHT],
-    kinds=KINDS,
-    code_version="1",
-    check_specs=[dg.AssetCheckSpec("sleeves_sum_to_aum", asset=HOLDINGS, blocking=True,
-                                   description="each sleeve's holdings sum to its AUM every day (CNY AUM mode), or the micro-cap "
-                                               "bucket holds the target share of its free float (scaled mode)")],
-)
-def quant_holdings_estimate(
-    context: dg.AssetExecutionContext, config: HoldingsConfig, warehouse: Warehouse
-) -> dg.MaterializeResult:
-    """Estimated quant holdings per stock-day (CNY) by strategy sleeve, from benchmark weights plus a small-cap tilt.
-
-    METHODS §7: sleeve AUM (study: ~1 tn CNY private quant stock holdings, 71 % index
-    enhancement, DMA at 4x, public quant 274.5 bn) x sleeve weight ``(1-τ) w_b + τ u`` with
-    ``w_b`` the index weights carried forward from the latest rebalance (reads
-    ``staging.stg_index_weight`` from 400 calendar days before the first key) and ``u`` ∝
-    free-float cap^β over non-constituents. Columns: trade_date, ts_code, free_float_mv,
-    hold_<sleeve> (CNY), holdings (CNY), holdings_share (of free float), source. Assumptions are
-    listed in the ``parameters`` metadata.
-    """
-    params = config.params()
-    keys = sorted(context.partition_keys)
-    rows, worst_all, no_w = 0, 0.0, []
-    iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
-    for part in chunks(keys):
-        out, table, iw, worst = _holdings_chunk(warehouse, part, params, iw_run)
-        rows += len(out)
-        worst_all = max(worst_all, worst)
-        first_reb = iw["trade_date"].min() if len(iw) else None  # a day has weights from the first rebalance on
-        no_w += [d for d in part if first_reb is None or pd.Timestamp(d) < first_reb]
-    warehouse.refresh_catalog([(LAYER, "quant_holdings_estimate")])
-    by_day = out.groupby("trade_date")["holdings"].sum() if len(out) else pd.Series(dtype=float)
-    last = out[out["trade_date"] == out["trade_date"].max()] if len(out) else out
-    return dg.MaterializeResult(
-        metadata=_run_meta(
-            context, as_dates(last), rows, keys, schema=table.schema,
-            parameters=params.as_metadata(),
-            n_days=len(keys),
-            total_holdings_bn_cny_last_day=float(by_day.iloc[-1] / 1e9) if len(by_day) else 0.0,
-            days_without_index_weights=no_w[:20],
-            n_days_without_index_weights=len(no_w),
-        ),
-        check_results=[
-            dg.AssetCheckResult(check_name="sleeves_sum_to_aum", passed=bool(worst_all < 1e-6),
-                                metadata={"max_rel_error": worst_all, "mode": "cny" if params.scale_to_micro_hs is None else "scaled"})
-        ],
-    )
-
-
-def _holdings_chunk(warehouse: Warehouse, keys: list[str], params: cr.HoldingsParams, iw_run: pd.DataFrame | None):
-    """Estimate, write and check one chunk of days (``iw_run``: the run's index weights).
-    Returns (frame, written Arrow table, weights, worst error)."""
-    panel = read_panel(warehouse, keys, ["trade_date", "ts_code", "free_float_mv", "total_mv", "is_suspended"])
-    iw = weights_window(iw_run, keys[0], keys[-1]) if keys else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
-    out = cr.estimate_quant_holdings(panel, iw, params)
-    table = lake_table(out)
-    warehouse.write_partitions(LAYER, "quant_holdings_estimate", table, days=keys)
-
-    worst = 0.0
-    if len(out) and params.scale_to_micro_hs is None:
-        day = out["trade_date"].to_numpy()
-        for s in params.sleeves():
-            g = pd.Series(out[f"hold_{s.name}"].to_numpy()).groupby(day).sum()
-            worst = max(worst, float((g / s.gross_cny - 1).abs().max()))
-    elif len(out):  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
-        g = cr.StockGrid(panel["trade_date"], panel["ts_code"], "marts.stock_daily_panel")
-        d, c = g.locate(out["trade_date"], out["ts_code"])  # the panel row of each holdings row
-        m = out[["trade_date"]].assign(total_mv=g.wide(panel["total_mv"].to_numpy())[d, c],
-                                       is_suspended=g.wide(panel["is_suspended"].to_numpy(), False, bool)[d, c])
-        micro = cr.micro_mask(m, params.micro_fraction).to_numpy()
-        n = len(g.days)
-        q = np.bincount(d[micro], np.nan_to_num(out["holdings"].to_numpy()[micro]), minlength=n)
-        ff = np.bincount(d[micro], np.nan_to_num(out["free_float_mv"].to_numpy()[micro]), minlength=n)
-        has = np.bincount(d[micro], minlength=n) > 0
-        hs = q[has] / ff[has]
-        worst = float(np.abs(hs / params.scale_to_micro_hs - 1).max()) if len(hs) else 0.0
-    return out, table, iw, worst
-
-
-# ---- crowding_table + days_to_liquidate ------------------------------------------------------
+METHODS §7: sleeve AUM (study: ~1 tn CNY private quant stock holdings, 71 % index
+enhancement, DMA at 4x, public quant 274.5 bn) x sleeve weight ``(1-τ) w_b + τ u`` with
+``w_b`` the index weights carried forward from the latest rebalance (reads
+``staging.stg_index_weight`` from 400 calendar days before the first key) and ``u`` ∝
+free-float cap^β over non-constituents. Columns: trade_date, ts_code, free_float_mv,
+hold_<sleeve> (CNY), holdings (CNY), holdings_share (of free float), source. Assumptions are
+listed in the ``parameters`` metadata. Computed with crowding_table and days_to_liquidate in one
+pass (op ``crowding_tables``; run config of the sleeves under ``holdings``).
+"""
 
 CROWDING_DESCRIPTION = """Table 2 per day, per bucket and per stock: free-float cap, quant holdings, HS, TS, RS and 20-day ADV.
 
@@ -358,7 +289,8 @@ constants that reproduce the study's Table 2. Buckets: index membership (CSI300/
 weights carried forward), total-cap deciles (D01 smallest), micro-cap (smallest 20 % of traded
 stocks, like the study's "Wind small-cap 1000"), user lists, the whole market; ``level`` =
 'bucket' or 'stock'. Reads ``adv_window + 5`` sessions of marts.stock_daily_panel before the
-first key (ADV lookback). Computed with days_to_liquidate in one pass (op ``crowding_tables``).
+first key (ADV lookback). Computed with quant_holdings_estimate and days_to_liquidate in one pass
+(op ``crowding_tables``).
 """
 
 DTL_DESCRIPTION = """Days to liquidate quant holdings at 10 % / 20 % of ADV, per stock and bucket, with the share of holdings needing >1/3/5 days.
@@ -366,38 +298,91 @@ DTL_DESCRIPTION = """Days to liquidate quant holdings at 10 % / 20 % of ADV, per
 METHODS §8 / ESMA (2020): DTL = Q / (p·ADV); bucket DTL = holdings-weighted mean. Same buckets
 and ADV lookback as ``crowding_table``. Columns: trade_date, bucket_type, bucket, participation,
 n_stocks, holdings (CNY with an ADV), holdings_no_adv, dtl_days, share_gt_1d/3d/5d. Computed with
-crowding_table in one pass (op ``crowding_tables``).
+quant_holdings_estimate and crowding_table in one pass (op ``crowding_tables``).
 """
+
+SLEEVES_CHECK = dg.AssetCheckSpec(
+    "sleeves_sum_to_aum", asset=HOLDINGS, blocking=True,
+    description="each sleeve's holdings sum to its AUM every day (CNY AUM mode), or the micro-cap bucket holds the "
+                "target share of its free float (scaled mode)")
+#: the check's tolerance (relative error of a sleeve's day sum, or of the micro-cap holdings share)
+CHECK_TOLERANCE = 1e-6
 
 
 def _arrow_floats(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).cast(pa.float64()).to_numpy()
 
 
-def _crowding_state(warehouse: Warehouse, keys: list[str], params: cr.CrowdingParams, iw_run: pd.DataFrame | None):
-    """Inputs of both tables for ``keys`` on a sessions x stocks grid of the keys' panel rows:
-    (grid, buckets (:class:`GridBuckets`), free_float_mv, holdings (CNY; 0 where none), adv_cny). ADV is the rolling
-    mean of ``amount`` over the grid of the keys plus ``adv_window + 5`` lookback sessions. Read
-    and computed in Arrow / numpy (no pandas frame of the panel; issue 11)."""
-    try:
-        t = warehouse.read_days("marts", "stock_daily_panel", lookback_keys(keys, params.adv_window + 5),
-                                CROWDING_COLUMNS, required=True, arrow=True)
-    except FileNotFoundError:
-        t = pa.table({"trade_date": pa.array([], pa.date32()), "ts_code": pa.array([], pa.string()),
-                      **{c: pa.array([], pa.float64()) for c in ("amount", "free_float_mv", "total_mv")},
-                      "is_suspended": pa.array([], pa.bool_())})
-    day = t.column("trade_date").cast(pa.date32()).cast(pa.int32()).to_numpy().astype(np.int64)
-    full = cr.StockGrid(day, t.column("ts_code"), "marts.stock_daily_panel")
-    adv = cr.rolling_stat(full.wide(_arrow_floats(t, "amount")), params.adv_window,
-                          min(params.adv_min_periods, params.adv_window))
-    key_days = pd.to_datetime(pd.Index(keys)).to_numpy(dtype="datetime64[D]").astype(np.int64)
-    in_keys = np.isin(full.days, key_days)
-    grid, rows = full.select_days(in_keys)
-    adv = adv[in_keys]
-    ff = grid.wide(_arrow_floats(t, "free_float_mv")[rows])
-    mv = _arrow_floats(t, "total_mv")[rows]
-    susp = pc.fill_null(t.column("is_suspended").cast(pa.bool_()), False).to_numpy()[rows]
-    del t
+class _ChunkInputs:
+    """Per stock-day inputs of one chunk on a sessions x stocks grid of the chunk's panel rows.
+
+    ``grid``: the keys' sessions x every stock with a panel row in the read window (keys plus
+    ``lookback`` sessions); ``ff``: free-float cap (CNY) on it; ``mv`` / ``susp``: total cap and
+    suspension flag per panel row of the keys (grid input order); ``adv``: rolling mean of
+    ``amount`` over the read window (None without lookback). Read and computed in Arrow / numpy,
+    no pandas frame of the panel (issue 11)."""
+
+    def __init__(self, warehouse: Warehouse, keys: list[str], params: cr.CrowdingParams, lookback: int):
+        try:
+            t = warehouse.read_days("marts", "stock_daily_panel", lookback_keys(keys, lookback) if lookback and keys else keys,
+                                    CROWDING_COLUMNS, required=True, arrow=True)
+        except FileNotFoundError:
+            t = pa.table({"trade_date": pa.array([], pa.date32()), "ts_code": pa.array([], pa.string()),
+                          **{c: pa.array([], pa.float64()) for c in ("amount", "free_float_mv", "total_mv")},
+                          "is_suspended": pa.array([], pa.bool_())})
+        day = t.column("trade_date").cast(pa.date32()).cast(pa.int32()).to_numpy().astype(np.int64)
+        full = cr.StockGrid(day, t.column("ts_code"), "marts.stock_daily_panel")
+        self.adv = None
+        if lookback:
+            self.adv = cr.rolling_stat(full.wide(_arrow_floats(t, "amount")), params.adv_window,
+                                       min(params.adv_min_periods, params.adv_window))
+        key_days = pd.to_datetime(pd.Index(keys)).to_numpy(dtype="datetime64[D]").astype(np.int64)
+        in_keys = np.isin(full.days, key_days)
+        self.grid, rows = full.select_days(in_keys)
+        if self.adv is not None:
+            self.adv = self.adv[in_keys]
+        self.ff = self.grid.wide(_arrow_floats(t, "free_float_mv")[rows])
+        self.mv = _arrow_floats(t, "total_mv")[rows]
+        self.susp = pc.fill_null(t.column("is_suspended").cast(pa.bool_()), False).to_numpy()[rows]
+
+
+def _holdings_chunk(inp: _ChunkInputs, iw: pd.DataFrame, params: cr.HoldingsParams):
+    """Holdings of one chunk (:func:`sc_assets.analytics.crowding.holdings_on_grid`) on the grid of
+    the stocks with a row on the keys' sessions (the grid a read of the keys alone gives, so the
+    day sums run over the same cells). Returns (frame to write, holdings on ``inp.grid`` (NaN
+    where no row), worst check error)."""
+    g = inp.grid
+    cols = g.present.any(axis=0)
+    hg = g.select_codes(cols)
+    ff = inp.ff[:, cols]
+    mv = traded = None
+    if params.scale_to_micro_hs is not None:
+        mv = hg.wide(inp.mv)
+        traded = hg.wide(cr._traded_values(inp.mv, inp.susp), False, bool)
+    hold, total, micro = cr.holdings_on_grid(hg, ff, iw, params, mv, traded)
+    out = cr.holdings_frame(hg, ff, hold, total)
+    q = np.full(g.shape, np.nan)
+    q[:, cols] = np.where(hg.present, total, np.nan)
+
+    worst = 0.0
+    d, c = np.nonzero(hg.present)
+    if len(d) and params.scale_to_micro_hs is None:
+        for s in params.sleeves():
+            got = np.bincount(d, weights=hold[s.name][d, c], minlength=hg.shape[0])[np.bincount(d, minlength=hg.shape[0]) > 0]
+            worst = max(worst, float(np.abs(got / s.gross_cny - 1).max()))
+    elif len(d):  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
+        m = micro[d, c]
+        n = hg.shape[0]
+        qm = np.bincount(d[m], np.nan_to_num(total[d, c][m]), minlength=n)
+        ffm = np.bincount(d[m], np.nan_to_num(ff[d, c][m]), minlength=n)
+        has = np.bincount(d[m], minlength=n) > 0
+        hs = qm[has] / ffm[has]
+        worst = float(np.abs(hs / params.scale_to_micro_hs - 1).max()) if len(hs) else 0.0
+    return out, q, worst
+
+
+def _lake_holdings(warehouse: Warehouse, grid: cr.StockGrid, keys: list[str]) -> np.ndarray:
+    """``crowding.quant_holdings_estimate`` of ``keys`` on ``grid`` (CNY; NaN where no row)."""
     h = warehouse.read_days(LAYER, "quant_holdings_estimate", keys, ["trade_date", "ts_code", "holdings"],
                             required=True, arrow=True)
     d, s = grid.locate(h.column("trade_date").cast(pa.date32()).cast(pa.int32()).to_numpy().astype(np.int64),
@@ -405,52 +390,106 @@ def _crowding_state(warehouse: Warehouse, keys: list[str], params: cr.CrowdingPa
     hit = (d >= 0) & (s >= 0)
     q = np.full(grid.shape, np.nan)
     q[d[hit], s[hit]] = _arrow_floats(h, "holdings")[hit]
-    q = np.where(grid.present & np.isnan(q), 0.0, q)  # a stock-day without an estimate holds 0
-    iw = read_index_weights(warehouse, min(keys), max(keys)) if iw_run is None else weights_window(iw_run, min(keys), max(keys))
-    return grid, cr.bucket_masks(grid, mv, susp, iw, params), ff, q, adv
+    return q
 
 
 @dg.multi_asset(
     name="crowding_tables",
     specs=[
+        dg.AssetSpec(HOLDINGS, description=HOLDINGS_DESCRIPTION, group_name=LAYER, deps=[PANEL, INDEX_WEIGHT],
+                     kinds=KINDS, code_version="1", skippable=True),
         dg.AssetSpec(CROWDING, description=CROWDING_DESCRIPTION, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
                      kinds=KINDS, code_version="1", skippable=True),
         dg.AssetSpec(DTL, description=DTL_DESCRIPTION, group_name=LAYER, deps=[HOLDINGS, PANEL, INDEX_WEIGHT],
                      kinds=KINDS, code_version="1", skippable=True),
     ],
+    check_specs=[SLEEVES_CHECK],
     can_subset=True,
     **daily_asset_args(),
 )
 def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, warehouse: Warehouse):
-    """``crowding.crowding_table`` and ``crowding.days_to_liquidate`` (METHODS §8) in one pass.
+    """``crowding.quant_holdings_estimate`` (METHODS §7), ``crowding.crowding_table`` and
+    ``crowding.days_to_liquidate`` (METHODS §8) in one pass.
 
-    Both tables are built from the same per stock-day state (panel rows with the ADV lookback,
-    holdings, index weights, buckets), read and computed once per chunk of ``CHUNK_SESSIONS``
-    sessions (issue 11: two assets each reading and joining the same inputs cost twice). Either
-    asset can be materialized alone (subsetting); each keeps its own key, description and metadata.
+    Per chunk of ``CHUNK_SESSIONS`` sessions the panel (with the ADV lookback) and the index
+    weights are read once; the holdings are estimated on the chunk's sessions x stocks grid and
+    the bucket tables are built from that grid in memory (issue 11: three assets each reading and
+    joining the same inputs, and the tables re-reading the holdings, cost twice the reads and
+    two Dagster steps). Any subset can be materialized (subsetting); each asset keeps its key,
+    description, checks and metadata; the tables without the holdings read them from the lake.
+    A failed blocking holdings check stops the tables (not built from the failing chunk on, no
+    materialization), as the check blocked the tables' step when the holdings were a step of
+    their own.
     """
     params = config.params()
+    hparams = config.holdings.params()
     keys = sorted(context.partition_keys)
-    want = [k for k in (CROWDING, DTL) if k in context.selected_asset_keys]
-    rows = {k: 0 for k in want}
+    sel = context.selected_asset_keys
+    want_h = HOLDINGS in sel
+    tables = [k for k in (CROWDING, DTL) if k in sel]
+    check = SLEEVES_CHECK.key in context.selected_asset_check_keys
+    rows = {k: 0 for k in ((HOLDINGS,) if want_h else ()) + tuple(tables)}
     last: dict[dg.AssetKey, tuple[pd.DataFrame, pa.Schema]] = {}
+    worst_all, no_w, blocked = 0.0, [], False
     iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
     for part in chunks(keys):
-        grid, buckets, ff, q, adv = _crowding_state(warehouse, part, params, iw_run)
-        for k in want:
+        inp = _ChunkInputs(warehouse, part, params, params.adv_window + 5 if tables and not blocked else 0)
+        iw = weights_window(iw_run, part[0], part[-1]) if part else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
+        q = None
+        if want_h:
+            out, q, worst = _holdings_chunk(inp, iw, hparams)
+            table = lake_table(out)
+            warehouse.write_partitions(LAYER, "quant_holdings_estimate", table, days=part)
+            rows[HOLDINGS] += len(out)
+            worst_all = max(worst_all, worst)
+            first_reb = iw["trade_date"].min() if len(iw) else None  # a day has weights from the first rebalance on
+            no_w += [d for d in part if first_reb is None or pd.Timestamp(d) < first_reb]
+            last[HOLDINGS] = (out[out["trade_date"] == out["trade_date"].max()] if len(out) else out, table.schema)
+            del out, table
+            if check and worst_all >= CHECK_TOLERANCE and tables and not blocked:
+                blocked = True
+                context.log.warning(f"sleeves_sum_to_aum failed (max relative error {worst_all:.3g}): "
+                                    "crowding_table and days_to_liquidate are not built")
+        if not tables or blocked:
+            continue
+        grid = inp.grid
+        q = _lake_holdings(warehouse, grid, part) if q is None else q
+        q = np.where(grid.present & np.isnan(q), 0.0, q)  # a stock-day without an estimate holds 0
+        buckets = cr.bucket_masks(grid, inp.mv, inp.susp, iw, params)
+        for k in tables:
             if k == CROWDING:
-                out = cr.crowding_table_grid(grid, buckets, ff, q, adv, params)
+                out = cr.crowding_table_grid(grid, buckets, inp.ff, q, inp.adv, params)
                 level = (out["bucket_type"] == "stock").to_numpy(dtype=np.int32)
                 out.insert(1, "level", cr._labels(level, pa.array(["bucket", "stock"])))
             else:
-                out = cr.days_to_liquidate_grid(grid, buckets, q, adv, params.participations, params.dtl_thresholds)
+                out = cr.days_to_liquidate_grid(grid, buckets, q, inp.adv, params.participations, params.dtl_thresholds)
             table = lake_table(out)
             warehouse.write_partitions(LAYER, k.path[-1], table, days=part)
             rows[k] += len(out)
             last[k] = (out[out["trade_date"] == out["trade_date"].max()] if len(out) else out, table.schema)
             del out, table
-    warehouse.refresh_catalog([(LAYER, k.path[-1]) for k in want])
-    for k in want:
+        del inp, buckets, q
+    warehouse.refresh_catalog([(LAYER, k.path[-1]) for k in rows])
+    if want_h:
+        day_rows, schema = last[HOLDINGS]
+        yield dg.MaterializeResult(
+            asset_key=HOLDINGS,
+            metadata=_run_meta(
+                context, as_dates(day_rows), rows[HOLDINGS], keys, asset_key=HOLDINGS, schema=schema,
+                parameters=hparams.as_metadata(),
+                n_days=len(keys),
+                total_holdings_bn_cny_last_day=float(day_rows["holdings"].sum() / 1e9) if len(day_rows) else 0.0,
+                days_without_index_weights=no_w[:20],
+                n_days_without_index_weights=len(no_w),
+            ),
+            check_results=[dg.AssetCheckResult(
+                asset_key=HOLDINGS, check_name="sleeves_sum_to_aum", passed=bool(worst_all < CHECK_TOLERANCE),
+                metadata={"max_rel_error": worst_all, "mode": "cny" if hparams.scale_to_micro_hs is None else "scaled"},
+            )] if check else [],
+        )
+    if blocked:
+        return
+    for k in tables:
         day_rows, schema = last[k]
         if k == CROWDING:
             yield dg.MaterializeResult(asset_key=k, metadata=_crowding_meta(context, day_rows, schema, rows[k], keys, params))

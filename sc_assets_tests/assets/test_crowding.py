@@ -80,7 +80,7 @@ def _build_lake(warehouse, seed=11):
     return panel, iw
 
 
-CROWDING_ASSETS = [ca.quant_holdings_estimate, ca.crowding_tables]
+CROWDING_ASSETS = [ca.crowding_tables]
 STRESS_ASSETS = [sa.basis_stress_events, sa.redemption_stress, sa.fire_sale_simulation, sa.stress_summary]
 
 
@@ -252,3 +252,51 @@ def test_crowding_tables_materialize_one_table_alone(built):
     assert {e.asset_key for e in res.get_asset_materialization_events()} == {ca.DTL}
     pd.testing.assert_frame_equal(wh.read("crowding", "days_to_liquidate", days=[day]), before)
     assert ct_file.stat().st_mtime_ns == ct_mtime
+
+
+def _tables(wh, days):
+    return {k: wh.read("crowding", k.path[-1], days=days) for k in (ca.HOLDINGS, ca.CROWDING, ca.DTL)}
+
+
+def test_crowding_step_subsets_reproduce_the_backfill(built):
+    """One day (the daily update) of the whole step, then each of the holdings and crowding_table
+    alone (the table reading the holdings from the lake), write the rows the chunked backfill
+    wrote; a subset yields only its own materializations and checks and leaves the other tables'
+    files alone."""
+    wh, *_ = built
+    days = ["2023-12-13", "2023-12-14"]  # ADV windows before the days other tests rewrite in the panel
+    before = _tables(wh, days)
+    res = dg.materialize([ca.crowding_tables], partition_key=days[1], resources={"warehouse": wh})
+    assert res.success
+    assert {e.asset_key for e in res.get_asset_materialization_events()} == {ca.HOLDINGS, ca.CROWDING, ca.DTL}
+    assert [c.passed for c in res.get_asset_check_evaluations()] == [True]
+    for key, want in [(ca.HOLDINGS, {ca.HOLDINGS}), (ca.CROWDING, {ca.CROWDING})]:
+        others = [wh.partition_path("crowding", k.path[-1], d) for k in (ca.HOLDINGS, ca.CROWDING, ca.DTL) if k != key
+                  for d in days]
+        mtimes = [f.stat().st_mtime_ns for f in others]
+        res = dg.materialize([ca.crowding_tables], selection=[key], resources={"warehouse": wh},
+                             tags={"dagster/asset_partition_range_start": days[0],
+                                   "dagster/asset_partition_range_end": days[1]})
+        assert res.success
+        assert {e.asset_key for e in res.get_asset_materialization_events()} == want
+        assert len(res.get_asset_check_evaluations()) == (1 if key == ca.HOLDINGS else 0)
+        assert [f.stat().st_mtime_ns for f in others] == mtimes
+    after = _tables(wh, days)
+    for k in before:
+        pd.testing.assert_frame_equal(after[k], before[k])
+
+
+def test_failed_holdings_check_stops_the_tables(built, monkeypatch):
+    """The blocking sleeves check still blocks the bucket tables inside the one step: the holdings
+    are written and reported with the failed check, the tables are neither rebuilt nor
+    materialized, and the step fails."""
+    wh, *_ = built
+    day = "2023-12-12"
+    files = [wh.partition_path("crowding", k.path[-1], day) for k in (ca.CROWDING, ca.DTL)]
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    monkeypatch.setattr(ca, "CHECK_TOLERANCE", 0.0)  # every estimate "fails" (max error >= 0)
+    res = dg.materialize([ca.crowding_tables], partition_key=day, resources={"warehouse": wh}, raise_on_error=False)
+    assert not res.success
+    assert {e.asset_key for e in res.get_asset_materialization_events()} == {ca.HOLDINGS}
+    assert [c.passed for c in res.get_asset_check_evaluations()] == [False]
+    assert [f.stat().st_mtime_ns for f in files] == mtimes

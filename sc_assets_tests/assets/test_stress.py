@@ -67,7 +67,7 @@ def lake(tmp_path_factory):
     wh = Warehouse(data_dir=str(root))
     _build_lake(wh)
     first = trading_days_between("2023-12-01", END)
-    res = dg.materialize([ca.quant_holdings_estimate], resources={"warehouse": wh},
+    res = dg.materialize([ca.crowding_tables], selection=[ca.HOLDINGS], resources={"warehouse": wh},
                          tags={"dagster/asset_partition_range_start": first[0].strftime("%Y-%m-%d"),
                                "dagster/asset_partition_range_end": END})
     assert res.success
