@@ -70,8 +70,17 @@ class SizeParams:
 def _day_codes(values) -> tuple[np.ndarray, pd.DatetimeIndex]:
     """Sorted day codes of a date-like column (datetime64 or date objects) and the sorted days.
 
-    Factorizes first and converts only the distinct values (a long panel has few days)."""
-    codes, uniq = pd.factorize(np.asarray(values) if not isinstance(values, pd.Series) else values, sort=False)
+    A datetime64 column already grouped by day in increasing order (the lake's order) is coded by
+    one linear scan for day changes (~5x faster than hashing 10M rows; issue 11); any other column
+    is factorized and only the distinct values are converted (a long panel has few days)."""
+    arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if arr.dtype.kind == "M" and len(arr):
+        i8 = arr.view(np.int64)
+        if i8[0] != np.iinfo(np.int64).min and (i8[1:] >= i8[:-1]).all():  # sorted, no NaT (NaT sorts first)
+            starts = np.r_[0, np.flatnonzero(i8[1:] != i8[:-1]) + 1]
+            codes = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, len(arr)]))
+            return codes, pd.DatetimeIndex(arr[starts])
+    codes, uniq = pd.factorize(arr if not isinstance(values, pd.Series) else values, sort=False)
     days = pd.DatetimeIndex(pd.to_datetime(pd.Index(uniq)))
     order = np.argsort(days.asi8, kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
@@ -340,19 +349,20 @@ def factor_returns(
     excl = aligned["exclusion"]
     if not (isinstance(excl.dtype, pd.CategoricalDtype) and list(excl.cat.categories) == list(EXCLUSION_REASONS)):
         excl = pd.Series(pd.Categorical(excl, categories=list(EXCLUSION_REASONS)))
-    excl = excl.cat.codes.to_numpy().astype(np.int64)
+    excl = excl.cat.codes.to_numpy()  # -1: enters the regression
     use = excl < 0
     i_codes, i_uniq = _factorize(aligned["industry_prev"])  # -1: no industry
     if industries is None:
         seen = np.flatnonzero(np.bincount(i_codes[use & (i_codes >= 0)], minlength=len(i_uniq)))  # sorted codes in use
         industries = sorted(pd.Index(i_uniq)[seen].tolist())
     lut = np.append(pd.Index(industries).get_indexer(pd.Index(i_uniq)), -1).astype(np.int64)  # -1: unknown
-    ind_codes = lut[i_codes[use]]
+    # each column is gathered once, here; the solver then finds every row usable from reductions
+    # and the rows already grouped by day, so it gathers nothing again (issue 11)
     cap = aligned["total_mv_prev"].to_numpy(dtype=float)[use]
     res = constrained_wls(
         day=all_days[use],
-        industry=ind_codes,
-        styles=np.asfortranarray(np.column_stack([aligned[c].to_numpy(dtype=float)[use] for c in STYLE_FACTORS])),
+        industry=np.take(lut, i_codes[use]),
+        styles=[aligned[c].to_numpy(dtype=float)[use] for c in STYLE_FACTORS],
         ret=aligned["ret"].to_numpy(dtype=float)[use],
         reg_weight=np.sqrt(cap),
         constraint_cap=cap,
@@ -384,7 +394,7 @@ def factor_returns(
         }
     )
     R = len(EXCLUSION_REASONS)
-    hit = excl >= 0
+    hit = np.flatnonzero(~use)
     counts = np.bincount(all_days[hit] * R + excl[hit], minlength=len(days) * R).reshape(len(days), R)
     for j, reason in enumerate(EXCLUSION_REASONS):
         daily[f"n_excluded_{reason}"] = counts[:, j].astype(np.int64)

@@ -53,7 +53,7 @@ def oracle_day(t, day, ind, x, r, cap, K):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_statsmodels_and_kkt(seed):
     day, ind, x, r, cap, T, K = random_days(seed)
-    res = constrained_wls(day, ind, x, r, np.sqrt(cap), cap, T, K)
+    res = constrained_wls(day, ind, x, r, np.sqrt(cap), cap, T, K, residuals=True)
     for t in range(T):
         cols, f, se, _, r2, f_kkt, share, ks, fit = oracle_day(t, day, ind, x, r, cap, K)
         np.testing.assert_allclose(res.factor_returns[t, cols], f, rtol=0, atol=TOL)
@@ -86,7 +86,7 @@ def test_days_are_independent_and_rows_with_nan_drop():
     ind2[np.flatnonzero(m)[3]] = -1
     keep = np.ones(len(r), bool)
     keep[np.flatnonzero(m)[:4]] = False
-    a = constrained_wls(day, ind2, x, r2, np.sqrt(cap), cap, T, K)
+    a = constrained_wls(day, ind2, x, r2, np.sqrt(cap), cap, T, K, residuals=True)
     b = constrained_wls(day[keep], ind[keep], x[keep], r[keep], np.sqrt(cap[keep]), cap[keep], T, K)
     np.testing.assert_allclose(a.factor_returns, b.factor_returns, atol=1e-12, equal_nan=True)
     assert a.n_obs[t] == m.sum() - 4
@@ -143,12 +143,44 @@ def test_recovers_planted_factor_returns():
 @given(seed=st.integers(0, 2**31 - 1), scale=st.floats(1e-3, 1e3))
 def test_invariant_to_stock_order_and_common_cap_scale(seed, scale):
     day, ind, x, r, cap, T, K = random_days(seed, T=3, n_range=(30, 80))
-    base = constrained_wls(day, ind, x, r, np.sqrt(cap), cap, T, K)
+    base = constrained_wls(day, ind, x, r, np.sqrt(cap), cap, T, K, residuals=True)
     perm = np.random.default_rng(seed).permutation(len(r))
-    shuffled = constrained_wls(day[perm], ind[perm], x[perm], r[perm], np.sqrt(cap[perm]), cap[perm], T, K)
+    shuffled = constrained_wls(day[perm], ind[perm], x[perm], r[perm], np.sqrt(cap[perm]), cap[perm], T, K,
+                               residuals=True)
     np.testing.assert_allclose(shuffled.factor_returns, base.factor_returns, atol=1e-10, equal_nan=True)
     np.testing.assert_allclose(shuffled.residuals[np.argsort(perm)], base.residuals, atol=1e-10, equal_nan=True)
     c = cap * scale
     scaled = constrained_wls(day, ind, x, r, np.sqrt(c), c, T, K)
     np.testing.assert_allclose(scaled.factor_returns, base.factor_returns, atol=1e-10, equal_nan=True)
     np.testing.assert_allclose(scaled.t_stats, base.t_stats, rtol=1e-7, atol=1e-7, equal_nan=True)
+
+
+def test_unsorted_rows_with_dropped_rows_and_style_columns_match_clean_sorted_input():
+    """Rows in any order, some unusable, styles given as columns: same fit as the clean rows grouped
+    by day (the solver drops and regroups rows itself); residuals come back in input row order."""
+    day, ind, x, r, cap, T, K = random_days(13)
+    assert constrained_wls(day, ind, x, r, np.sqrt(cap), cap, T, K).residuals is None
+    rng = np.random.default_rng(13)
+    bad = rng.choice(len(r), size=12, replace=False)
+    day2, ind2, x2, r2, cap2 = day.copy(), ind.copy(), x.copy(), r.copy(), cap.copy()
+    r2[bad[:3]] = np.nan
+    x2[bad[3:5], 1] = np.inf
+    cap2[bad[5:7]] = 0.0
+    ind2[bad[7:9]] = -1
+    ind2[bad[9]] = K
+    day2[bad[10:]] = [-1, T]
+    keep = np.ones(len(r), bool)
+    keep[bad] = False
+    ref = constrained_wls(day[keep], ind[keep], x[keep], r[keep], np.sqrt(cap[keep]), cap[keep], T, K,
+                          residuals=True)
+    perm = rng.permutation(len(r))
+    got = constrained_wls(day2[perm], ind2[perm], [x2[perm, 0], x2[perm, 1]], r2[perm], np.sqrt(cap2[perm]),
+                          cap2[perm], T, K, residuals=True)
+    np.testing.assert_allclose(got.factor_returns, ref.factor_returns, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(got.std_errors, ref.std_errors, rtol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(got.r2, ref.r2, atol=1e-12)
+    np.testing.assert_array_equal(got.n_obs, ref.n_obs)
+    resid = np.full(len(r), np.nan)
+    resid[perm] = got.residuals
+    assert np.isnan(resid[bad]).all()
+    np.testing.assert_allclose(resid[keep], ref.residuals, atol=1e-12)

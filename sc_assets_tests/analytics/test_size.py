@@ -84,6 +84,27 @@ def prev_map(panel):
     return dict(zip(days[1:], days[:-1], strict=True))
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "ns"])
+def test_day_codes_same_for_sorted_shuffled_objects_and_nat(unit):
+    """Day codes are the rank of the row's day among the distinct days, however the column comes
+    (day-sorted datetime64 as the lake gives it, shuffled, Python dates, with a NaT -> -1)."""
+    rng = np.random.default_rng(4)
+    days = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-05", "2024-02-01"]).as_unit(unit)
+    col = pd.Series(days.repeat([3, 1, 5, 2]))
+    codes, got = sz._day_codes(col)
+    np.testing.assert_array_equal(codes, np.repeat(np.arange(4), [3, 1, 5, 2]))
+    assert got.equals(days)
+    perm = rng.permutation(len(col))
+    for variant in (col.iloc[perm], pd.Series(col.dt.date.to_numpy()[perm], dtype=object), col.to_numpy()[perm]):
+        c2, d2 = sz._day_codes(variant)
+        np.testing.assert_array_equal(c2, codes[perm])
+        assert (d2 == days).all()
+    with_nat = pd.Series(np.r_[np.datetime64("NaT", unit), col.to_numpy()])
+    c3, d3 = sz._day_codes(with_nat)
+    np.testing.assert_array_equal(c3, np.r_[-1, codes])
+    assert (d3 == days).all()
+
+
 # ---- standardization and winsorization ----------------------------------------------------
 
 
