@@ -175,7 +175,10 @@ def constrained_wls(
     dk = np.multiply(d, K)
     dk += k
     cells = T * K
-    buf = np.empty(n_used)  # scratch for per-row products (preallocated: fresh 80 MB arrays cost page faults)
+    # per-row scratch, allocated once (a fresh ~80 MB array per product costs page faults):
+    # rows 0..S-1 hold w * x_s, later the fit; the last row is a scratch for products
+    work = np.empty((max(S, 1) + 1, n_used))
+    buf = work[-1]
 
     # every block of the normal equations is a (day, industry) cell sum of raw weights w, or a day
     # sum; day sums of the industry-free blocks are row sums of the cell sums (each used row has an
@@ -214,7 +217,7 @@ def constrained_wls(
     F[:, 0, 0] = v_d
     b_D = wr_dk * inv_w[:, None]
     b_z[:, 0] = b_D.sum(axis=1)
-    wx = np.empty((S, n_used))
+    wx = work[:S]
     for s in range(S):
         np.multiply(w, xs[s], out=wx[s])
     for s in range(S):
@@ -257,7 +260,7 @@ def constrained_wls(
 
     # residuals u = r - fitted, sigma^2, R^2: the (day, industry) part of the fit is one lookup in
     # a T x K table, a style part a lookup of the day's style return
-    fitted = np.take((f[:, :1] + f[:, 1 : 1 + K]).ravel(), dk)
+    fitted = np.take((f[:, :1] + f[:, 1 : 1 + K]).ravel(), dk, out=work[0])  # w * x no longer needed
     for s in range(S):
         fitted += np.multiply(xs[s], np.take(f[:, 1 + K + s], d, out=buf), out=buf)
     u = np.subtract(r, fitted, out=fitted)

@@ -204,10 +204,11 @@ EXCLUSION_REASONS = ("suspended", "locked", "listing_day", "no_exposure_t_minus_
 
 
 def _factorize(values) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes (-1: null) and the distinct values; a categorical gives its own codes and categories."""
+    """Integer codes (-1: null) and the distinct values; a categorical gives its own codes (as
+    stored, e.g. int8: no widened copy of a ~10M-row column; issue 11) and categories."""
     if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
         cat = values.array if isinstance(values, pd.Series) else values
-        return np.asarray(cat.codes, dtype=np.int64), pd.Index(cat.categories)
+        return np.asarray(cat.codes), pd.Index(cat.categories)
     codes, uniq = pd.factorize(values)
     return codes.astype(np.int64, copy=False), pd.Index(uniq)
 
