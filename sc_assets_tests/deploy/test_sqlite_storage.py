@@ -8,8 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sc_assets.assets._metadata import range_metadata
 from sc_assets.deploy.profiles import local_instance
-from sc_assets.deploy.sqlite_storage import PooledSqliteEventLogStorage
+from sc_assets.deploy.sqlite_storage import PooledSqliteEventLogStorage, _same, _skeleton, serialize_batch
 from sc_assets.partitions import trading_days
 
 TEMPLATE = Path(__file__).parents[2] / "sc_assets" / "deploy" / "dagster.local.yaml"
@@ -56,7 +57,11 @@ def test_local_profile_uses_pooled_storage_and_records_every_partition(home: Pat
 
 @dg.asset(partitions_def=trading_days, backfill_policy=dg.BackfillPolicy.single_run(), code_version="v1")
 def tagged(context) -> dg.MaterializeResult:
-    return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+    # as the project's assets: light entries on every partition's event, the preview on the last one's
+    meta = {"days": len(context.partition_keys), "seconds": 0.5, "zero": -0.0,
+            "parameters": dg.MetadataValue.json({"window": [1, 2.0, True]}),
+            "preview": dg.MetadataValue.md("| a |\n|---|\n| 1 |")}
+    return dg.MaterializeResult(metadata=range_metadata(context, meta))
 
 
 def _index_state(instance: dg.DagsterInstance, run_id: str) -> dict:
@@ -80,12 +85,34 @@ def _index_state(instance: dg.DagsterInstance, run_id: str) -> dict:
     }
 
 
+def _assert_stored_json_is_dagsters(instance: dg.DagsterInstance, events: list) -> None:
+    """The batch's rows are Dagster's own (``_event_to_row``: ``serialize_value`` of each event),
+    though all but the last partition's JSON come from the batch template; and what was stored
+    decodes to the event of the row's own partition and timestamp."""
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as t
+
+    storage = instance.event_log_storage
+    assert storage._batch_rows(events) == [storage._event_to_row(e) for e in events]
+    templated = [e for e in events if _same(_skeleton(e), _skeleton(events[0]))]
+    assert len(templated) == len(events) - 1  # the last one carries the preview: serialised in full
+    with storage.index_connection() as conn:
+        rows = conn.execute(t.select().where(t.c.dagster_event_type == "ASSET_MATERIALIZATION")).mappings().all()
+    assert len(rows) == len(events)
+    for row in rows:
+        event = dg.deserialize_value(row["event"], dg.EventLogEntry)
+        assert row["event"] == dg.serialize_value(event)
+        assert event.dagster_event.partition == row["partition"]
+        assert storage._event_insert_timestamp(event) == row["timestamp"]
+
+
 def test_batched_partition_events_leave_the_same_state_as_one_write_per_event(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     calls: list[int] = []
+    batches: list[list] = []
     real = PooledSqliteEventLogStorage.store_event_batch
     monkeypatch.setattr(PooledSqliteEventLogStorage, "store_event_batch",
-                        lambda self, events: (calls.append(len(events)), real(self, events))[1])
+                        lambda self, events: (calls.append(len(events)), batches.append(list(events)),
+                                              real(self, events))[-1])
     monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")  # as the project runs
     states = {}
     for batch in ("0", "10000"):
@@ -95,6 +122,8 @@ def test_batched_partition_events_leave_the_same_state_as_one_write_per_event(
             result = dg.materialize([tagged], instance=instance, tags=RANGE)
             assert result.success
             states[batch] = _index_state(instance, result.run_id)
+            if batch != "0":
+                _assert_stored_json_is_dagsters(instance, batches[-1])
     n_days = len(trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
     # only the batched instance wrote a batch: the step's materializations, one per partition
     assert calls == [n_days]
@@ -140,3 +169,30 @@ def test_planned_check_rows_serialised_once_equal_dagsters_own(tmp_path: Path, m
     assert rows["pooled"] == rows["dagster"]
     planned = {r[2] for r in rows["pooled"] if r[4] == "ASSET_CHECK_EVALUATION_PLANNED"}
     assert len(planned) == n_days  # one planned row per partition, as Dagster writes them
+
+
+def test_same_is_strict_where_equal_values_serialise_differently():
+    from collections import namedtuple
+
+    pair = namedtuple("pair", "a b")
+    assert _same(pair(1, {"x": [1.5, "s"]}), pair(1, {"x": [1.5, "s"]}))
+    assert _same(dg.AssetKey(["a", "b"]), dg.AssetKey(["a", "b"]))  # Dagster records: by fields
+    assert not _same(dg.AssetKey(["a"]), dg.AssetKey(["b"]))
+    assert not _same({"a": 1, "b": 2}, {"b": 2, "a": 1})  # metadata entries keep their order in JSON
+    assert not _same([1], (1,))
+    for a, b in [(1, 1.0), (1, True), (0.0, -0.0), (dg.MetadataValue.int(1), dg.MetadataValue.float(1.0))]:
+        assert a == b  # equal to Python, but not the same JSON
+        assert not _same(pair(a, 0), pair(b, 0))
+        assert dg.serialize_value([a]) != dg.serialize_value([b])
+
+
+def test_serialize_batch_equals_serialize_value_per_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Different partitions, metadata or timestamps in one batch, in any order: each event gets its own JSON."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "10000")
+    with local_instance(tmp_path / "home") as instance:
+        assert dg.materialize([tagged], instance=instance, tags=RANGE).success
+        events = [r.event_log_entry for r in instance.fetch_materializations(
+            dg.AssetKey("tagged"), limit=1000, ascending=True).records]
+    mixed = [events[3], events[0], events[-1], events[0]._replace(timestamp=events[0].timestamp + 0.25), events[1]]
+    assert serialize_batch(mixed) == [dg.serialize_value(e) for e in mixed]
+    assert serialize_batch([]) == []
