@@ -571,7 +571,9 @@ def _read_group(spec: FeedSpec, key: tuple, meta: tuple, items: list) -> tuple[p
         first = 2
     else:
         counts = [t.num_rows for _, _, t in items]
-        raw = pa.concat_tables([t for _, _, t in items])
+        # one contiguous chunk per column: canonicalisation and validation then run on plain
+        # arrays (zero-copy numpy views) instead of one chunk per file (issue 11)
+        raw = pa.concat_tables([t for _, _, t in items]).combine_chunks()
         first = 1
     if raw.num_rows != sum(counts):
         raise ValueError("row counts do not add up (blank lines?)")

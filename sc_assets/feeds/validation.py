@@ -80,7 +80,7 @@ _NO_DAY = np.iinfo(np.int64).min
 
 
 class _Reasons:
-    """Reason per row (object array, None = accepted) plus which rows are still unflagged."""
+    """Reason per row (``text``: object array, None = accepted) and the rows not flagged (``free``)."""
 
     def __init__(self, n: int) -> None:
         self.text = np.full(n, None, dtype=object)
@@ -106,6 +106,14 @@ def _as_table(rows: pa.Table | pd.DataFrame, spec: FeedSpec) -> pa.Table:
         if pa.types.is_null(f.type) and f.name in spec.column_names:
             table = table.set_column(i, f.name, pc.cast(table[f.name], _ARROW[spec.column(f.name).dtype]))
     return table
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns (the feed source's ``source_file``) decoded to their values."""
+    if not any(pa.types.is_dictionary(f.type) for f in table.schema):
+        return table
+    return table.cast(pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                                 for f in table.schema]))
 
 
 def _missing(col: pa.ChunkedArray) -> np.ndarray:
@@ -138,7 +146,13 @@ def _file_days(file_day, n: int) -> np.ndarray:
 
 
 def row_reasons(rows: pa.Table | pd.DataFrame, spec: FeedSpec, file_day=None) -> np.ndarray:
-    """Quarantine reason per row (object array; None = accepted).
+    """Quarantine reason per row (object array; None = accepted): :func:`check_rows`' ``text``."""
+    return check_rows(rows, spec, file_day).text
+
+
+def check_rows(rows: pa.Table | pd.DataFrame, spec: FeedSpec, file_day=None) -> _Reasons:
+    """The reason of each row (``text``: object array, None = accepted) and the accepted rows
+    (``free``: bool array).
 
     ``rows`` (Arrow, or a pandas frame converted once) hold canonical columns (dates as DATE,
     datetime64 accepted) and ``source_file``; ``file_day`` (datetime64 array or Series, aligned
@@ -152,7 +166,7 @@ def row_reasons(rows: pa.Table | pd.DataFrame, spec: FeedSpec, file_day=None) ->
     n = table.num_rows
     reason = _Reasons(n)
     if n == 0:
-        return reason.text
+        return reason
     for c in spec.key:
         reason.flag(_missing(table[c]), f"missing key {c}")
     encoded: dict[str, pa.DictionaryArray] = {}  # shared with the duplicate-key check
@@ -189,7 +203,7 @@ def row_reasons(rows: pa.Table | pd.DataFrame, spec: FeedSpec, file_day=None) ->
         if spec.partitioned and file_day is not None:
             reason.flag(known & (d != _file_days(file_day, n)), "date is not the file's day")
     _flag_duplicates(table, spec, reason, encoded)
-    return reason.text
+    return reason
 
 
 def _is_session(d: np.ndarray) -> np.ndarray:
@@ -246,8 +260,9 @@ def _encode(col: pa.ChunkedArray) -> pa.DictionaryArray:
 
 def _group_ids(table: pa.Table, columns: list[str], encoded: dict | None = None,
                rows: np.ndarray | None = None) -> np.ndarray:
-    """Dense int64 id of the distinct combination of ``columns`` (null is a value) per row, or
-    per row of ``rows`` (positions) if given.
+    """int64 id of the distinct combination of ``columns`` (null is a value) per row, or per row
+    of ``rows`` (positions) if given; ids are >= 0 and below ``max(rows, _DENSE_LIMIT)`` (for
+    ``np.bincount``), not necessarily consecutive.
 
     Each column is dictionary-encoded (``encoded``: encodings already made); the codes are
     combined smallest cardinality first and kept dense with a lookup table while the code space
@@ -262,9 +277,11 @@ def _group_ids(table: pa.Table, columns: list[str], encoded: dict | None = None,
     if not codes:
         return np.zeros(table.num_rows if rows is None else len(rows), dtype=np.int64)
     size, ids = codes[0]
-    for card, k in codes[1:]:
+    for i, (card, k) in enumerate(codes[1:], start=2):
         ids = ids * card + k
         size *= card
+        if size <= _DENSE_LIMIT and i == len(codes):
+            break  # small enough for a bincount; ids need not be dense
         if size <= _DENSE_LIMIT:
             used = np.zeros(size, dtype=bool)
             used[ids] = True
@@ -288,7 +305,7 @@ def _flag_duplicates(table: pa.Table, spec: FeedSpec, reason: _Reasons, encoded:
         return
     # rare: the few rows of duplicate-key groups, in pandas (row hashes of the canonical values)
     idx = pos[dup]
-    rows = table.take(pa.array(idx)).to_pandas(date_as_object=False)
+    rows = _plain(table.take(pa.array(idx))).to_pandas(date_as_object=False)
     values = rows[spec.column_names]
     row_hash = pd.util.hash_pandas_object(values, index=False).to_numpy()
     grp = rows[subset].reset_index(drop=True)
@@ -312,10 +329,13 @@ def last_per_key(table: pa.Table, key: list[str]) -> np.ndarray:
     return np.sort(last[last >= 0])
 
 
-def reason_counts(reasons: np.ndarray) -> dict[str, int]:
-    """Rows per reason (sorted by reason) of a :func:`row_reasons` array."""
+def reason_counts(reasons: np.ndarray, accepted: np.ndarray | None = None) -> dict[str, int]:
+    """Rows per reason (sorted by reason) of a :func:`row_reasons` array (``accepted``: its
+    None positions, if known)."""
     r = np.asarray(reasons, dtype=object)
-    flagged = r[~pd.isna(r)]
+    if accepted is not None and accepted.all():
+        return {}
+    flagged = r[~(pd.isna(r) if accepted is None else accepted)]
     if not len(flagged):
         return {}
     values, counts = np.unique(flagged.astype(str), return_counts=True)
@@ -332,8 +352,8 @@ def quarantine_frame(rows: pa.Table | pd.DataFrame, reasons: np.ndarray, spec: F
     table = _as_table(rows, spec)
     days = np.asarray(pd.to_datetime(file_day).to_numpy() if isinstance(file_day, pd.Series) else file_day)
     idx = np.flatnonzero(mask)
-    q = table.select([c.name for c in spec.columns] + ["source_file", "source_line"]).take(
-        pa.array(idx, pa.int64())).to_pandas(date_as_object=False)
+    q = _plain(table.select([c.name for c in spec.columns] + ["source_file", "source_line"]).take(
+        pa.array(idx, pa.int64()))).to_pandas(date_as_object=False)
     out = {"trade_date": pd.to_datetime(days[mask]).to_numpy()}
     for c in spec.columns:
         s = q[c.name]

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from sc_assets.feeds.readers import canonical_schema, read_landing_files
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
-from sc_assets.feeds.validation import last_per_key, quarantine_frame, reason_counts, row_reasons
+from sc_assets.feeds.validation import check_rows, last_per_key, quarantine_frame, reason_counts
 from sc_assets.settings import data_root, inside_root
 
 FILE_RE = re.compile(r"^(\d{8})\.(csv|csv\.gz|parquet)$")
@@ -194,19 +194,20 @@ class LandingFeedSource(dg.ConfigurableResource):
                 schema = schema.append(f)
             return schema.empty_table(), np.array([], dtype="datetime64[D]")
         # one read for all the files (readers.read_landing_files batches them), then the
-        # per-file lineage columns built once, vectorised
+        # per-file lineage columns built once, vectorised; source_file stays dictionary-encoded
+        # (file index -> name) through validation, which groups rows by it (decoded in _finish)
         table, counts = read_landing_files([f.path for f in files], spec.name, [f.rel for f in files])
         which = pa.array(np.repeat(np.arange(len(files), dtype=np.int32), counts))
-        table = table.append_column("source_file", pc.take(pa.array([f.rel for f in files], pa.string()), which))
+        table = table.append_column("source_file", pa.DictionaryArray.from_arrays(
+            which, pa.array([f.rel for f in files], pa.string())))
         table = table.append_column("source_mtime_ns", pc.take(
             pa.array([f.mtime_ns for f in files], pa.int64()), which))
         file_days = np.repeat(np.array([np.datetime64(f.day, "D") for f in files]), counts)
         return table, file_days
 
     def _finish(self, spec: FeedSpec, table: pa.Table, file_day: np.ndarray,
-                reasons: np.ndarray) -> tuple[pa.Table, pd.DataFrame]:
+                keep: np.ndarray, reasons: np.ndarray) -> tuple[pa.Table, pd.DataFrame]:
         """Accepted rows (Arrow, raw schema) and quarantined rows (pandas, quarantine schema)."""
-        keep = pd.isna(reasons)
         clean = bool(keep.all())
         rows = table if clean else table.filter(pa.array(keep))
         if spec.date_column is None:
@@ -234,9 +235,10 @@ class LandingFeedSource(dg.ConfigurableResource):
         keys = [_day_key(d) for d in days]
         files = self.list_files(feed, keys) if files is None else list(files)
         table, file_day = self._read_files(spec, files)
-        reasons = row_reasons(table, spec, file_day)
-        rows, q = self._finish(spec, table, file_day, reasons)
-        return FeedBatch(feed, keys, files, rows, q, landed=table.num_rows, reasons=reason_counts(reasons))
+        check = check_rows(table, spec, file_day)
+        rows, q = self._finish(spec, table, file_day, check.free, check.text)
+        return FeedBatch(feed, keys, files, rows, q, landed=table.num_rows,
+                         reasons=reason_counts(check.text, check.free))
 
     def read_snapshots(self, feed: str) -> FeedBatch:
         """Read every snapshot of a reference ``feed`` and merge them: per key, the row from the
@@ -244,12 +246,12 @@ class LandingFeedSource(dg.ConfigurableResource):
         spec = FEEDS[feed]
         files = self.list_files(feed)
         table, file_day = self._read_files(spec, files)
-        reasons = row_reasons(table, spec, file_day)
-        rows, q = self._finish(spec, table, file_day, reasons)
+        check = check_rows(table, spec, file_day)
+        rows, q = self._finish(spec, table, file_day, check.free, check.text)
         merged = rows.take(pa.array(last_per_key(rows, list(spec.key)), pa.int64()))
         days = sorted({f"{f.day:%Y-%m-%d}" for f in files})
         return FeedBatch(feed, days, files, merged, q, landed=table.num_rows,
-                         superseded=rows.num_rows - merged.num_rows, reasons=reason_counts(reasons))
+                         superseded=rows.num_rows - merged.num_rows, reasons=reason_counts(check.text, check.free))
 
 
 __all__ = ["FeedBatch", "LandingFeedSource", "LandingFile", "quarantine_schema", "raw_schema"]
