@@ -150,16 +150,16 @@ def _moments(exp: pd.DataFrame) -> tuple[float, float, int, pd.DatetimeIndex]:
     """barra_moments statistics of one chunk: max |cap-weighted mean| and max |std - 1| over days
     and factors, the fewest stocks in a day, and the chunk's days."""
     codes, days = sz._day_codes(exp["trade_date"])
-    T = len(days)
+    g = sz._Groups(codes, len(days))  # day sums over the chunk's day-sorted rows (issue 11)
     cap = exp["total_mv"].to_numpy(dtype=float)
-    n = np.bincount(codes, minlength=T)
-    cap_sum = np.bincount(codes, weights=cap, minlength=T)
+    n = g.count
+    cap_sum = g.sum(cap)
     worst_mean = worst_std = 0.0
     for col in sz.STYLE_FACTORS:
         x = exp[col].to_numpy(dtype=float)
-        cw = np.bincount(codes, weights=x * cap, minlength=T) / cap_sum
-        mean = np.bincount(codes, weights=x, minlength=T) / n
-        sd = np.sqrt(np.bincount(codes, weights=(x - mean[codes]) ** 2, minlength=T) / n)
+        cw = g.sum(x * cap) / cap_sum
+        mean = g.sum(x) / n
+        sd = np.sqrt(g.sum((x - g.of_rows(mean)) ** 2) / n)
         worst_mean = max(worst_mean, float(np.abs(cw).max()))
         worst_std = max(worst_std, float(np.abs(sd - 1).max()))
     return worst_mean, worst_std, int(n[n > 0].min()), days

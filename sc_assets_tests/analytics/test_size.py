@@ -317,6 +317,21 @@ def test_decile_ranks_break_cap_ties_in_row_order():
         pd.testing.assert_series_equal(got, want, check_names=False, check_index_type=False)
 
 
+def test_decile_ranks_with_many_ties_on_a_large_chunk_follow_row_order():
+    """Thousands of tied caps (an unstable sort would scramble them): deciles still match rank 'first'."""
+    rng = np.random.default_rng(8)
+    n = 20_000
+    days = pd.to_datetime(np.array(["2024-01-02", "2024-01-03", "2024-01-04"]))[rng.integers(0, 3, n)]
+    cap = rng.choice(np.array([1.0, 2.0, 3.5, 7.0, 11.0]) * 1e9, n)
+    al = pd.DataFrame({"trade_date": days, "ret": rng.normal(0, 0.02, n), "total_mv_prev": cap, "size": 0.0})
+    dec = sz.size_deciles(al, n_deciles=10)
+    for day, g in al.groupby("trade_date"):
+        rank = g["total_mv_prev"].rank(method="first").to_numpy()
+        want = g.assign(decile=np.ceil(rank * 10 / len(g)).astype(int)).groupby("decile")["ret"].mean()
+        got = dec[dec["trade_date"] == day].set_index("decile")["ret_ew"]
+        pd.testing.assert_series_equal(got, want, check_names=False, check_index_type=False, rtol=1e-12)
+
+
 # ---- drawdown vs size ---------------------------------------------------------------------------
 
 
