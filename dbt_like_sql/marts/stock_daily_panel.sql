@@ -100,8 +100,10 @@ joined AS (
         FROM {{ ref('stg_daily_basic') }} WHERE trade_date BETWEEN $start AND $end
     ) db ON db.ts_code = u.ts_code AND db.trade_date = u.trade_date
     LEFT JOIN (
+        -- the ST stock-days only (is_st is false on every other row): a hash table of a few
+        -- percent of the stock-days instead of all of them (issue 11)
         SELECT ts_code, trade_date, is_st
-        FROM {{ ref('stg_st_flags') }} WHERE trade_date BETWEEN $start AND $end
+        FROM {{ ref('stg_st_flags') }} WHERE trade_date BETWEEN $start AND $end AND is_st
     ) st ON st.ts_code = u.ts_code AND st.trade_date = u.trade_date
     WHERE u.trade_date BETWEEN $start AND $end
 ),

@@ -265,6 +265,7 @@ def test_arrow_screen_agrees_with_great_expectations_on_random_frames(kind):
         in_set,
         not_null,
         positive,
+        screen_all,
         screen_table,
         unique,
     )
@@ -287,6 +288,7 @@ def test_arrow_screen_agrees_with_great_expectations_on_random_frames(kind):
         else:
             table = _random_table(rng, n)
             df = table.to_pandas()
+        assert screen_all(exps, table) == [e.screen(table) for e in exps]  # grouped range screens
         results = _run_gx("test.screen_oracle", df, exps, "BOOLEAN_ONLY")
         by_config = {_config_key(r.expectation_config.type, r.expectation_config.kwargs): r for r in results}
         assert len(by_config) == len(exps)
@@ -304,6 +306,28 @@ def test_arrow_screen_agrees_with_great_expectations_on_random_frames(kind):
     assert agree > 12 * len(exps) // 2 and gx_fails > 50  # the comparison is not vacuous
 
 
+def test_grouped_range_screens_answer_like_each_screen():
+    """screen_all screens range checks of float64 columns with equal bounds together: the same
+    verdict as each expectation's own screen, whether the group passes or one column fails
+    (NaN, null, -0.0, all-null and int columns mixed in)."""
+    from sc_assets.checks.gx_suites import at_most_zero, between, non_negative, positive, screen_all
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        n = int(rng.integers(0, 8))
+        cols = {}
+        for j in range(5):
+            v = rng.choice([0.5, 1.0, 2.0, np.nan], n) * (1 if rng.random() < 0.8 else rng.choice([-1.0, 0.0, -0.0]))
+            cols[f"x{j}"] = pa.array(v, mask=rng.random(n) < 0.2)
+        cols["null"] = pa.nulls(n, pa.float64())
+        cols["i"] = pa.array(rng.integers(0, 3, n))
+        t = pa.table(cols)
+        names = list(cols)
+        exps = (positive(*names) + non_negative(*names) + at_most_zero(*names)
+                + [x for c in names for x in between(c, 0.5, 2.0) + between(c, 2, 1)])
+        assert screen_all(exps, t) == [e.screen(t) for e in exps], t.to_pandas()
+
+
 def test_distinct_rows_counts_like_pandas_duplicated():
     from sc_assets.checks.gx_suites import distinct_rows
 
@@ -313,6 +337,36 @@ def test_distinct_rows_counts_like_pandas_duplicated():
         for cols in (["f64"], ["s", "d"], ["f64", "i32", "b", "s"], ["o", "i64"]):
             expected = int((~t.select(cols).to_pandas().duplicated()).sum())
             assert distinct_rows(t, cols) == expected, (cols, t.to_pandas())
+        # sorted keys (the SQL models' output), with and without duplicate rows: the sorted shortcut
+        keys = t.select(["i64", "d", "s"]).filter(pa.compute.is_valid(t.column("s")))
+        for tab in (keys, keys.group_by(["i64", "d", "s"]).aggregate([])):
+            tab = tab.sort_by([("i64", "ascending"), ("d", "ascending"), ("s", "ascending")])
+            for cols in (["i64", "d", "s"], ["s", "d", "i64"], ["i64", "d"]):
+                expected = int((~tab.select(cols).to_pandas().duplicated()).sum())
+                assert distinct_rows(tab, cols) == expected, (cols, tab.to_pandas())
+
+
+def test_strictly_increasing_is_sorted_and_duplicate_free():
+    """Oracle: pandas is_monotonic_increasing on the row tuples and no duplicated row."""
+    from sc_assets.checks.gx_suites import strictly_increasing
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        n = int(rng.integers(0, 12))
+        t = pa.table({"i": pa.array(rng.integers(0, 3, n)), "s": pa.array(rng.choice(["a", "b", "c"], n)),
+                      "d": pa.array(np.datetime64("2024-01-02") + rng.integers(0, 3, n).astype("timedelta64[D]"),
+                                    pa.date32())})
+        if rng.random() < 0.7:
+            t = t.sort_by([("d", "ascending"), ("s", "ascending"), ("i", "ascending")])
+        for cols in (["d", "s"], ["d", "s", "i"], ["i"], ["s", "d"]):
+            df = t.select(cols).to_pandas()
+            tuples = pd.Series(list(df.itertuples(index=False, name=None)), dtype=object)
+            expected = bool(tuples.is_monotonic_increasing and not tuples.duplicated().any())
+            assert strictly_increasing(t, cols) == expected, (cols, df)
+    with_null = pa.table({"i": pa.array([1, None, 3])})
+    floats = pa.table({"f": pa.array([1.0, 2.0, 3.0])})
+    assert not strictly_increasing(with_null, ["i"]) and not strictly_increasing(floats, ["f"])
+    assert not strictly_increasing(floats, [])
 
 
 def test_validate_takes_arrow_tables_like_pandas_frames():
