@@ -369,11 +369,11 @@ def holdings_on_grid(
     if params.scale_to_micro_hs is not None:
         if total_mv is None or traded is None:
             raise ValueError("scale_to_micro_hs needs total_mv in the universe")
-        d, c = np.nonzero(pr)  # rows in (trade_date, ts_code) order
-        tr = traded[d, c]
-        rank, n_day = _rank_by_day(d, total_mv[d, c], tr)
+        d, _ = grid.cells()  # rows in (trade_date, ts_code) order
+        tr = traded[pr]
+        rank, n_day = _rank_by_day(d, total_mv[pr], tr)
         micro = np.zeros(grid.shape, dtype=bool)
-        micro[d, c] = _smallest(tr, rank, n_day, params.micro_fraction, None)
+        micro[pr] = _smallest(tr, rank, n_day, params.micro_fraction, None)
         q_m = np.where(micro, total, 0.0).sum(axis=1, keepdims=True)
         ff_m = np.where(micro, np.nan_to_num(ff), 0.0).sum(axis=1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -388,16 +388,17 @@ def holdings_frame(grid: StockGrid, free_float_mv: np.ndarray, hold: Mapping[str
     """The rows of :func:`holdings_on_grid` (one per grid cell with a row, by trade_date then
     ts_code): trade_date, ts_code, free_float_mv, hold_<sleeve>, holdings, source ('estimate'),
     holdings_share (holdings / free_float_mv; NaN without a positive free float)."""
-    d, c = np.nonzero(grid.present)
-    ffo = free_float_mv[d, c]
-    q = total[d, c]
+    pr = grid.present
+    d, c = grid.cells()
+    ffo = free_float_mv[pr]
+    q = total[pr]
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(ffo > 0, q / ffo, np.nan)
     return pd.DataFrame({
         "trade_date": grid.dates()[d],
         "ts_code": pd.array(grid.codes.take(pa.array(c)), dtype="str"),
         "free_float_mv": ffo,
-        **{f"hold_{n}": h[d, c] for n, h in hold.items()},
+        **{f"hold_{n}": h[pr] for n, h in hold.items()},
         "holdings": q,
         "source": _labels(np.zeros(len(d), dtype=np.int32), pa.array(["estimate"])),
         "holdings_share": share,
@@ -558,6 +559,13 @@ class StockGrid:
         sub.days, sub.codes, sub.present = self.days, self.codes.filter(pa.array(keep)), self.present[:, keep]
         sub.di, sub.si = self.di, (np.cumsum(keep) - 1)[self.si]
         return sub
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Grid row and column of each cell with a row, in (session, stock) order: ``np.nonzero(present)``
+        (built from the row counts; ``a[present]`` gathers values in the same order)."""
+        n = self.present.sum(axis=1)
+        return (np.repeat(np.arange(len(n), dtype=np.int64), n),
+                np.broadcast_to(np.arange(self.shape[1], dtype=np.int64), self.shape)[self.present])
 
     def dates(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.days.astype("datetime64[D]").astype("datetime64[ns]"))
@@ -826,7 +834,7 @@ class _Layout:
     def __init__(self, grid: StockGrid, buckets: GridBuckets, exists: np.ndarray, n_rep: int = 1):
         self.grid, self.n_rep = grid, n_rep
         self.d_b, self.b_b = np.nonzero(exists)  # exists: sessions x buckets
-        self.d_s, self.s_s = np.nonzero(grid.present)
+        self.d_s, self.s_s = grid.cells()
         nb, ns = exists.sum(axis=1), grid.present.sum(axis=1)
         blk = nb + ns
         self.n = int(blk.sum()) * n_rep
@@ -877,7 +885,7 @@ def crowding_table_grid(
     s = buckets.sums(v)  # buckets x sessions x 5
     lay = _Layout(grid, buckets, (s[:, :, 0] > 0).T)
     sb = s[lay.b_b, lay.d_b]  # bucket rows x 5
-    cell = (lay.d_s, lay.s_s)
+    cell = pr  # the stock rows' cells, in row order
     cols = {
         "n_stocks": lay.fill([sb[:, 0]], [np.ones(len(lay.d_s))], np.int64),
         "n_missing": lay.fill([sb[:, 1]], [missing[cell]], np.int64),
@@ -912,7 +920,7 @@ def days_to_liquidate_grid(
     s = buckets.sums(layers)
     lay = _Layout(grid, buckets, (s[:, :, 0] > 0).T, n_p)
     sb = s[lay.b_b, lay.d_b]
-    cell = (lay.d_s, lay.s_s)
+    cell = pr  # the stock rows' cells, in row order
     st = {"n_stocks": np.ones(len(lay.d_s)), "holdings": hq[cell], "holdings_no_adv": no_adv[cell]}
     cols = {
         "participation": lay.fill([np.full(len(lay.d_b), float(p)) for p in participations],

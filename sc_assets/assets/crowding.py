@@ -14,6 +14,8 @@ under its ``holdings`` key).
 
 # no `from __future__ import annotations`: Dagster resolves Config annotations at decoration time
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import dagster as dg
@@ -365,16 +367,17 @@ def _holdings_chunk(inp: _ChunkInputs, iw: pd.DataFrame, params: cr.HoldingsPara
     q[:, cols] = np.where(hg.present, total, np.nan)
 
     worst = 0.0
-    d, c = np.nonzero(hg.present)
+    pr = hg.present
+    d, _ = hg.cells()
     if len(d) and params.scale_to_micro_hs is None:
         for s in params.sleeves():
-            got = np.bincount(d, weights=hold[s.name][d, c], minlength=hg.shape[0])[np.bincount(d, minlength=hg.shape[0]) > 0]
+            got = np.bincount(d, weights=hold[s.name][pr], minlength=hg.shape[0])[np.bincount(d, minlength=hg.shape[0]) > 0]
             worst = max(worst, float(np.abs(got / s.gross_cny - 1).max()))
     elif len(d):  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
-        m = micro[d, c]
+        m = micro[pr]
         n = hg.shape[0]
-        qm = np.bincount(d[m], np.nan_to_num(total[d, c][m]), minlength=n)
-        ffm = np.bincount(d[m], np.nan_to_num(ff[d, c][m]), minlength=n)
+        qm = np.bincount(d[m], np.nan_to_num(total[pr][m]), minlength=n)
+        ffm = np.bincount(d[m], np.nan_to_num(ff[pr][m]), minlength=n)
         has = np.bincount(d[m], minlength=n) > 0
         hs = qm[has] / ffm[has]
         worst = float(np.abs(hs / params.scale_to_micro_hs - 1).max()) if len(hs) else 0.0
@@ -391,6 +394,51 @@ def _lake_holdings(warehouse: Warehouse, grid: cr.StockGrid, keys: list[str]) ->
     q = np.full(grid.shape, np.nan)
     q[d[hit], s[hit]] = _arrow_floats(h, "holdings")[hit]
     return q
+
+
+class _LakeWriter:
+    """Writes the step's tables on one background thread, so a chunk's Parquet encoding and
+    fsyncs overlap the next chunk's reads and compute (issue 11: the writes were ~40 % of the
+    step's wall time, with a core idle while the main thread computed). At most the previous
+    chunk's writes are pending (two chunks' tables in memory); a failed write raises in the step.
+    ``seconds``: writer-thread seconds per asset; ``wait``: main-thread seconds spent waiting."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crowding-write")
+        self.previous: list = []
+        self.current: list = []
+        self.seconds: dict[dg.AssetKey, float] = {}
+        self.wait = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        try:
+            if exc_type is None:
+                self._wait(self.previous + self.current)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, key: dg.AssetKey, table: pa.Table, days: list[str]) -> None:
+        self.current.append(self.pool.submit(self._write, key, table, days))
+
+    def end_chunk(self) -> None:
+        """Waits for the previous chunk's writes; this chunk's go on while the next one is computed."""
+        self._wait(self.previous)
+        self.previous, self.current = self.current, []
+
+    def _write(self, key: dg.AssetKey, table: pa.Table, days: list[str]) -> None:
+        t = time.perf_counter()
+        self.warehouse.write_partitions(LAYER, key.path[-1], table, days=days)
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t
+
+    def _wait(self, futures: list) -> None:
+        t = time.perf_counter()
+        for f in futures:
+            f.result()
+        self.wait += time.perf_counter() - t
 
 
 @dg.multi_asset(
@@ -419,7 +467,12 @@ def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, w
     description, checks and metadata; the tables without the holdings read them from the lake.
     A failed blocking holdings check stops the tables (not built from the failing chunk on, no
     materialization), as the check blocked the tables' step when the holdings were a step of
-    their own.
+    their own. The lake writes run on a background thread (:class:`_LakeWriter`).
+
+    Timings in each asset's metadata (seconds): ``inputs_seconds`` (the step's reads and shared
+    grid inputs: panel, ADV, weights, buckets), ``compute_seconds`` (the asset's own tables and
+    Arrow conversion), ``write_seconds`` (its Parquet writes, on the writer thread) and
+    ``write_wait_seconds`` (main-thread waits for the writer).
     """
     params = config.params()
     hparams = config.holdings.params()
@@ -432,43 +485,58 @@ def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, w
     last: dict[dg.AssetKey, tuple[pd.DataFrame, pa.Schema]] = {}
     worst_all, no_w, blocked = 0.0, [], False
     iw_run = read_index_weights(warehouse, keys[0], keys[-1]) if keys else None
-    for part in chunks(keys):
-        inp = _ChunkInputs(warehouse, part, params, params.adv_window + 5 if tables and not blocked else 0)
-        iw = weights_window(iw_run, part[0], part[-1]) if part else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
-        q = None
-        if want_h:
-            out, q, worst = _holdings_chunk(inp, iw, hparams)
-            table = lake_table(out)
-            warehouse.write_partitions(LAYER, "quant_holdings_estimate", table, days=part)
-            rows[HOLDINGS] += len(out)
-            worst_all = max(worst_all, worst)
-            first_reb = iw["trade_date"].min() if len(iw) else None  # a day has weights from the first rebalance on
-            no_w += [d for d in part if first_reb is None or pd.Timestamp(d) < first_reb]
-            last[HOLDINGS] = (out[out["trade_date"] == out["trade_date"].max()] if len(out) else out, table.schema)
-            del out, table
-            if check and worst_all >= CHECK_TOLERANCE and tables and not blocked:
-                blocked = True
-                context.log.warning(f"sleeves_sum_to_aum failed (max relative error {worst_all:.3g}): "
-                                    "crowding_table and days_to_liquidate are not built")
-        if not tables or blocked:
-            continue
-        grid = inp.grid
-        q = _lake_holdings(warehouse, grid, part) if q is None else q
-        q = np.where(grid.present & np.isnan(q), 0.0, q)  # a stock-day without an estimate holds 0
-        buckets = cr.bucket_masks(grid, inp.mv, inp.susp, iw, params)
-        for k in tables:
-            if k == CROWDING:
-                out = cr.crowding_table_grid(grid, buckets, inp.ff, q, inp.adv, params)
-                level = (out["bucket_type"] == "stock").to_numpy(dtype=np.int32)
-                out.insert(1, "level", cr._labels(level, pa.array(["bucket", "stock"])))
-            else:
-                out = cr.days_to_liquidate_grid(grid, buckets, q, inp.adv, params.participations, params.dtl_thresholds)
-            table = lake_table(out)
-            warehouse.write_partitions(LAYER, k.path[-1], table, days=part)
-            rows[k] += len(out)
-            last[k] = (out[out["trade_date"] == out["trade_date"].max()] if len(out) else out, table.schema)
-            del out, table
-        del inp, buckets, q
+    sec = {"inputs": 0.0, **{k: 0.0 for k in rows}}
+    with _LakeWriter(warehouse) as writer:
+        for part in chunks(keys):
+            t = time.perf_counter()
+            inp = _ChunkInputs(warehouse, part, params, params.adv_window + 5 if tables and not blocked else 0)
+            iw = weights_window(iw_run, part[0], part[-1]) if part else read_index_weights(warehouse, "2015-01-05", "2015-01-05")
+            sec["inputs"] += time.perf_counter() - t
+            q = None
+            if want_h:
+                t = time.perf_counter()
+                out, q, worst = _holdings_chunk(inp, iw, hparams)
+                table = lake_table(out)
+                writer.submit(HOLDINGS, table, part)
+                rows[HOLDINGS] += len(out)
+                worst_all = max(worst_all, worst)
+                first_reb = iw["trade_date"].min() if len(iw) else None  # a day has weights from the first rebalance on
+                no_w += [d for d in part if first_reb is None or pd.Timestamp(d) < first_reb]
+                last[HOLDINGS] = (out[out["trade_date"] == out["trade_date"].max()] if len(out) else out, table.schema)
+                del out, table
+                sec[HOLDINGS] += time.perf_counter() - t
+                if check and worst_all >= CHECK_TOLERANCE and tables and not blocked:
+                    blocked = True
+                    context.log.warning(f"sleeves_sum_to_aum failed (max relative error {worst_all:.3g}): "
+                                        "crowding_table and days_to_liquidate are not built")
+            if tables and not blocked:
+                t = time.perf_counter()
+                grid = inp.grid
+                q = _lake_holdings(warehouse, grid, part) if q is None else q
+                q = np.where(grid.present & np.isnan(q), 0.0, q)  # a stock-day without an estimate holds 0
+                buckets = cr.bucket_masks(grid, inp.mv, inp.susp, iw, params)
+                sec["inputs"] += time.perf_counter() - t  # shared by both tables
+                for k in tables:
+                    t = time.perf_counter()
+                    if k == CROWDING:
+                        out = cr.crowding_table_grid(grid, buckets, inp.ff, q, inp.adv, params)
+                        level = (out["bucket_type"] == "stock").to_numpy(dtype=np.int32)
+                        out.insert(1, "level", cr._labels(level, pa.array(["bucket", "stock"])))
+                    else:
+                        out = cr.days_to_liquidate_grid(grid, buckets, q, inp.adv, params.participations,
+                                                        params.dtl_thresholds)
+                    table = lake_table(out)
+                    writer.submit(k, table, part)
+                    rows[k] += len(out)
+                    last[k] = (out[out["trade_date"] == out["trade_date"].max()] if len(out) else out, table.schema)
+                    del out, table
+                    sec[k] += time.perf_counter() - t
+                del buckets
+            del inp, q
+            writer.end_chunk()
+    timing = {k: {"inputs_seconds": round(sec["inputs"], 3), "compute_seconds": round(sec[k], 3),
+                  "write_seconds": round(writer.seconds.get(k, 0.0), 3), "write_wait_seconds": round(writer.wait, 3)}
+              for k in rows}
     warehouse.refresh_catalog([(LAYER, k.path[-1]) for k in rows])
     if want_h:
         day_rows, schema = last[HOLDINGS]
@@ -481,6 +549,7 @@ def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, w
                 total_holdings_bn_cny_last_day=float(day_rows["holdings"].sum() / 1e9) if len(day_rows) else 0.0,
                 days_without_index_weights=no_w[:20],
                 n_days_without_index_weights=len(no_w),
+                **timing[HOLDINGS],
             ),
             check_results=[dg.AssetCheckResult(
                 asset_key=HOLDINGS, check_name="sleeves_sum_to_aum", passed=bool(worst_all < CHECK_TOLERANCE),
@@ -492,16 +561,17 @@ def crowding_tables(context: dg.AssetExecutionContext, config: CrowdingConfig, w
     for k in tables:
         day_rows, schema = last[k]
         if k == CROWDING:
-            yield dg.MaterializeResult(asset_key=k, metadata=_crowding_meta(context, day_rows, schema, rows[k], keys, params))
+            yield dg.MaterializeResult(asset_key=k, metadata=_crowding_meta(context, day_rows, schema, rows[k], keys, params,
+                                                                            **timing[k]))
         else:
             prev = as_dates(day_rows[day_rows["bucket_type"] != "stock"] if len(day_rows) else day_rows)
             yield dg.MaterializeResult(asset_key=k, metadata=_run_meta(
                 context, prev, rows[k], keys, asset_key=k, schema=schema,
                 preview=prev[prev["bucket_type"].isin(["micro", "index", "all"])] if len(prev) else prev,
-                parameters=params.as_metadata(), n_days=len(keys)))
+                parameters=params.as_metadata(), n_days=len(keys), **timing[k]))
 
 
-def _crowding_meta(context, day_rows: pd.DataFrame, schema: pa.Schema, rows: int, keys: list[str], params) -> dict:
+def _crowding_meta(context, day_rows: pd.DataFrame, schema: pa.Schema, rows: int, keys: list[str], params, **extra) -> dict:
     """crowding_table metadata: totals, schema and the last day's Table 2 preview (100m CNY, percent)."""
     last = day_rows[day_rows["level"] == "bucket"] if len(day_rows) else day_rows
     preview = last[last["bucket_type"].isin(["micro", "index", "all"])][
@@ -518,4 +588,5 @@ def _crowding_meta(context, day_rows: pd.DataFrame, schema: pa.Schema, rows: int
         parameters=params.as_metadata(), n_days=len(keys),
         preview_units="preview: amounts in 100m CNY, shares in percent (last day)",
         adv_lookback_sessions=params.adv_window + 5,
+        **extra,
     )

@@ -300,3 +300,29 @@ def test_failed_holdings_check_stops_the_tables(built, monkeypatch):
     assert {e.asset_key for e in res.get_asset_materialization_events()} == {ca.HOLDINGS}
     assert [c.passed for c in res.get_asset_check_evaluations()] == [False]
     assert [f.stat().st_mtime_ns for f in files] == mtimes
+
+
+def test_a_failed_background_write_fails_the_step(built, monkeypatch):
+    """Chunk writes run on a writer thread beside the next chunk's compute: a write error still
+    fails the step, and no table reports a materialization."""
+    from sc_assets.resources.warehouse import Warehouse
+
+    wh, *_ = built
+    real = Warehouse.write_partitions
+    calls = []
+
+    def flaky(self, layer, name, df, days, schema=None):
+        calls.append((name, list(days)))
+        if name == "crowding_table" and len([c for c in calls if c[0] == name]) == 2:
+            raise OSError("disk full")
+        return real(self, layer, name, df, days=days, schema=schema)
+
+    monkeypatch.setattr(Warehouse, "write_partitions", flaky)
+    monkeypatch.setattr(ca, "CHUNK_SESSIONS", 2)
+    res = dg.materialize([ca.crowding_tables], resources={"warehouse": wh}, raise_on_error=False,
+                         tags={"dagster/asset_partition_range_start": "2023-12-04",
+                               "dagster/asset_partition_range_end": "2023-12-11"})
+    assert not res.success
+    assert "disk full" in str(res.get_step_failure_events()[0].event_specific_data.error.to_string())
+    assert res.get_asset_materialization_events() == []
+    assert len({tuple(d) for n, d in calls}) >= 2  # the first chunks were written before the failure
