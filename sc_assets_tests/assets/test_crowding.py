@@ -326,3 +326,21 @@ def test_a_failed_background_write_fails_the_step(built, monkeypatch):
     assert "disk full" in str(res.get_step_failure_events()[0].event_specific_data.error.to_string())
     assert res.get_asset_materialization_events() == []
     assert len({tuple(d) for n, d in calls}) >= 2  # the first chunks were written before the failure
+
+
+def test_holdings_config_under_the_step(built):
+    """The sleeves' run config goes under ``ops.crowding_tables.config.holdings``: constant CNY AUM
+    (scale_to_micro_hs 0) makes each sleeve sum to its gross AUM every day, checked in CNY mode."""
+    wh, *_ = built
+    day = "2023-12-20"
+    cfg = {"ops": {"crowding_tables": {"config": {"holdings": {"scale_to_micro_hs": 0.0, "private_quant_cny": 5e11}}}}}
+    res = dg.materialize([ca.crowding_tables], selection=[ca.HOLDINGS], partition_key=day, resources={"warehouse": wh},
+                         run_config=cfg)
+    assert res.success
+    (check,) = res.get_asset_check_evaluations()
+    assert check.passed and check.metadata["mode"].value == "cny"
+    h = wh.read("crowding", "quant_holdings_estimate", days=[day])
+    for s in HoldingsParams(private_quant_cny=5e11).sleeves():
+        assert h[f"hold_{s.name}"].sum() == pytest.approx(s.gross_cny, rel=1e-12)
+    assert dg.materialize([ca.crowding_tables], selection=[ca.HOLDINGS], partition_key=day,
+                          resources={"warehouse": wh}).success  # back to the default estimate
