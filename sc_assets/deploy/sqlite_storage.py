@@ -35,7 +35,6 @@ executemany (a multi-row VALUES statement took ~0.2 ms per row to compile); the 
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import OrderedDict
@@ -49,6 +48,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster_shared.serdes import serialize_value
+from dagster_shared.seven import json  # the JSON encoder serialize_value uses
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
@@ -117,7 +117,7 @@ def serialize_batch(events: Sequence[EventLogEntry]) -> list[str]:
     serialised with both replaced by marks; every event equal to it in everything else (checked
     with :func:`_same`) gets that JSON with its own two values written at the marks; any other
     event (e.g. the last partition's, which carries the schema and preview) is serialised in full.
-    Partition keys and timestamps are encoded with ``json.dumps`` like ``serialize_value`` does."""
+    Partition keys and timestamps are encoded with the same ``json.dumps`` as ``serialize_value`` uses."""
     template = _skeleton(events[0]) if events else None
     if template is None:
         return [serialize_value(e) for e in events]

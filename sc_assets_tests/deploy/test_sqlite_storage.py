@@ -196,3 +196,11 @@ def test_serialize_batch_equals_serialize_value_per_event(tmp_path: Path, monkey
     mixed = [events[3], events[0], events[-1], events[0]._replace(timestamp=events[0].timestamp + 0.25), events[1]]
     assert serialize_batch(mixed) == [dg.serialize_value(e) for e in mixed]
     assert serialize_batch([]) == []
+
+    def with_partition(e, key):
+        data = e.dagster_event.event_specific_data
+        return e._replace(dagster_event=e.dagster_event._replace(
+            event_specific_data=data._replace(materialization=data.materialization._replace(partition=key))))
+
+    odd = [with_partition(events[0], key) for key in ("2024-01-02", 'q"uote\\é\u4e2d', "", "x" * 300)]
+    assert serialize_batch(odd) == [dg.serialize_value(e) for e in odd]
