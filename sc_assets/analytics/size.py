@@ -353,7 +353,10 @@ def align_previous_exposures(
     code = np.full(n, -1, dtype=np.int8)
     for i in range(len(masks) - 1, -1, -1):
         code = np.where(masks[i], np.int8(i), code)
-    out = {c: panel[c].array for c in ("ts_code", "ret", "is_suspended", "is_locked", "days_listed")}
+    # copy=False: the new arrays are kept as they are and the panel's columns are shared as
+    # copy-on-write Series (re-indexed 0..n-1 without a copy), instead of copying ~1M-row columns
+    # into consolidated blocks (issue 11)
+    out = {c: panel[c].reset_index(drop=True) for c in ("ts_code", "ret", "is_suspended", "is_locked", "days_listed")}
     return pd.DataFrame(
         {
             "trade_date": trade_date,
@@ -365,6 +368,7 @@ def align_previous_exposures(
         },
         columns=["trade_date", "ts_code", "ret", "is_suspended", "is_locked", "days_listed", "prev_date",
                  "industry_prev", "total_mv_prev", "size", "nlsize", "exclusion"],
+        copy=False,
     )
 
 

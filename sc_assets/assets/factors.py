@@ -57,8 +57,11 @@ class SizeModelConfig(dg.Config):
 
 
 def _dates(df: pd.DataFrame, col: str = "trade_date") -> pd.DataFrame:
-    """``trade_date`` as an Arrow DATE column (written as a Parquet DATE; no Python date objects)."""
-    out = df.copy()
+    """``trade_date`` as an Arrow DATE column (written as a Parquet DATE; no Python date objects).
+
+    A shallow copy: only the replaced column is new, ``df`` is unchanged (copy-on-write; a deep
+    copy of a ~1M-row exposures chunk cost ~0.05 s; issue 11)."""
+    out = df.copy(deep=False)
     days = pd.to_datetime(out[col]).to_numpy().astype("datetime64[D]")
     out[col] = pd.arrays.ArrowExtensionArray(pa.array(days, type=pa.date32()))
     return out
