@@ -46,7 +46,7 @@ CELERY_QUEUE = "dagster"
 #: range, not one per asset and partition (thousands of writes before the first step otherwise;
 #: Dagster's trade-off: if the run fails, its partitions are not marked failed in the UI).
 #: ``DAGSTER_EVENT_BATCH_SIZE``: the per-partition materializations of a step are stored as one
-#: batch (``PooledSqliteEventLogStorage.store_event_batch``: ~1 ms instead of ~5 ms per partition
+#: batch (``PooledSqliteEventLogStorage.store_event_batch``: ~0.1 ms of CPU instead of ~5 ms per partition
 #: event); storages without a batch write store them one by one as before.
 DAGSTER_ENV_DEFAULTS = {
     "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1",
