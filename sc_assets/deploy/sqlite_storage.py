@@ -22,9 +22,10 @@ event; the asset's "latest materialization" row is written once per batch (for t
 last event, which is what one write per event would leave behind). Rows are identical to
 what :meth:`store_event` writes (a test compares the two). Per partition event (issue 11,
 CPU on the 2,431-partition no-op floor): the index rows go in as one executemany with
-``RETURNING id`` (was one compiled INSERT per row, ~0.15 ms), and the event JSON, the costly
-column (~0.1-0.15 ms with Dagster's serdes), comes from :func:`serialize_batch`, which
-serialises the step's shared event once and writes each partition key and timestamp into it.
+``RETURNING id`` (one compiled statement; was one INSERT compiled per row, ~0.15 ms), and
+the event JSON, the costly column (~0.1-0.15 ms with Dagster's serdes), comes from
+:func:`serialize_batch`, which serialises the step's shared event once and writes each
+partition key and timestamp into it.
 
 Planned asset-check evaluations of a partitioned run get one row per (check, partition) in the
 index; Dagster serialises the same planned event again for every row (2,431 times per check
@@ -65,6 +66,7 @@ def _configure(dbapi_conn, _record) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
     finally:
         cur.close()
+
 
 #: Stand-ins for the two fields in which the partition events of one step differ; their JSON
 #: marks where :func:`serialize_batch` puts each event's own values.
