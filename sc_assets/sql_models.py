@@ -57,6 +57,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -333,13 +334,18 @@ def calendar_table() -> pa.Table:
 
 
 def _validate_days(days: Sequence[str]) -> list[str]:
-    out = []
+    """The partition keys sorted, each checked to be a real ``YYYY-MM-DD`` date (one numpy parse for
+    all of them: a ``pd.Timestamp`` per key was ~20 us, 50 ms per 10-year run; issue 11)."""
     for d in days:
         if not isinstance(d, str) or not _DAY.match(d):
             raise ValueError(f"partition key {d!r} is not a YYYY-MM-DD trading day")
-        pd.Timestamp(d)  # raises on 2024-13-45
-        out.append(d)
-    return sorted(out)
+    try:
+        np.array(days, dtype="datetime64[D]")  # raises on 2024-13-45
+    except ValueError:
+        for d in days:
+            pd.Timestamp(d)  # name the key
+        raise
+    return sorted(days)
 
 
 def _upstream_partitioned(dep: Dep, models: dict[str, SqlModel]) -> bool:
@@ -473,7 +479,7 @@ def run_model(
         values = {
             "start": pd.Timestamp(days[0]).date(),
             "end": pd.Timestamp(days[-1]).date(),
-            "partition_days": [pd.Timestamp(d).date() for d in days],
+            "partition_days": np.array(days, dtype="datetime64[D]").tolist(),  # datetime.date each
             "lookback_start": pd.Timestamp(lookback_start).date(),
         }
         params = {p: values[p] for p in model.params}
