@@ -536,7 +536,9 @@ def _group_item(path: Path, rel: str, spec: FeedSpec):
         return ("csv", head.rstrip(b"\r\n")), (hmap, delimiter), body
     if name.endswith(".parquet"):
         try:
-            pf = pq.ParquetFile(path)
+            # the whole (small) file in one read, parsed from memory: ~0.1 ms less per file than
+            # Arrow's footer/column-chunk reads through its filesystem layer (issue 11)
+            pf = pq.ParquetFile(pa.BufferReader(path.read_bytes()))
             headers = [n for n in pf.schema_arrow.names if not n.startswith("__index_level_")]
             hmap = map_header(spec.name, headers, rel)
         except (LandingFileError, pa.ArrowException, OSError):
