@@ -177,6 +177,43 @@ def test_upstream_files_with_different_schemas_are_read_by_name(tmp_path, wareho
     assert same.column_names == ["trade_date", "k", "x"] and same.schema.field("x").type == pa.int32()
 
 
+def test_schema_check_compares_footer_arrow_schemas_and_falls_back_to_pyarrow(tmp_path):
+    """_one_schema decides "same" from the serialised Arrow schema in each footer; a file without
+    one, or with different schema metadata (pandas index ranges), is compared with pyarrow, so the
+    verdict is the one of ``pq.read_schema(f).equals(first)`` for every file."""
+    import base64
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sc_assets.resources.parquet_format import encode
+    from sc_assets.sql_models import _footer_arrow_schema, _one_schema
+
+    def put(name: str, table: pa.Table, **kw) -> str:
+        path = tmp_path / f"{name}.parquet"
+        if kw:
+            pq.write_table(table, path, **kw)
+        else:
+            path.write_bytes(encode(table).to_pybytes())
+        return str(path)
+
+    base = pa.table({"trade_date": pa.array([pd.Timestamp(DAYS[0]).date()]), "k": ["a"], "x": [1.5]})
+    a = put("a", base)
+    b = put("b", base.slice(0, 0))  # other row groups and statistics, same schema
+    raw = _footer_arrow_schema(a)
+    assert raw == _footer_arrow_schema(b)
+    assert pa.ipc.read_schema(pa.py_buffer(base64.b64decode(raw))).equals(pq.read_schema(a))
+    assert _one_schema([a, b])
+    no_entry = put("c", base, store_schema=False)
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    assert _footer_arrow_schema(no_entry) is None and _footer_arrow_schema(str(tmp_path / "junk.parquet")) is None
+    assert _one_schema([a, no_entry]) == pq.read_schema(no_entry).equals(pq.read_schema(a))
+    meta = put("d", base.replace_schema_metadata({"pandas": '{"index_columns": [{"start": 7}]}'}))
+    assert _footer_arrow_schema(meta) != raw and _one_schema([a, meta])  # metadata is not the schema
+    assert not _one_schema([a, b, put("e", base.append_column("y", pa.array(["new"])))])
+    assert not _one_schema([a, put("f", base.set_column(2, "x", pa.array([1], pa.int64())))])
+
+
 def test_models_share_one_database_but_never_each_others_views(lake):
     """Concurrent runs of one model for different days (same view names, other files) each see
     only their own upstream; every run's catalog is detached afterwards, also on failure."""
