@@ -1,7 +1,9 @@
 """Row-level validation of canonical raw rows: every bad row goes to quarantine with a reason.
 
-Vectorised over all rows of a batch of files (pandas/numpy). Each row gets at most one
-reason, the first that applies in this order (``REASONS``):
+Vectorised over all rows of a batch of files, on the Arrow table the feed source read (numpy
+views of its columns; pandas only for the few rows of duplicate-key groups and quarantined rows;
+issue 11). Missing means null or NaN, as pandas ``isna``. Each row gets at most one reason, the
+first that applies in this order (``REASONS``):
 
 1. ``missing key <col>``                      a key column is null
 2. ``invalid code <col>``                     a code that is not canonical after normalisation
