@@ -451,11 +451,11 @@ def read_landing_files(paths: Sequence[str | Path], feed: str,
     the row count of each file.
 
     The result equals :func:`read_landing_file` file by file, concatenated (same values, same
-    ``source_line``), with less work per file (issue 11): consecutive plain ASCII CSV files
-    with the same header line are parsed as one buffer (their bodies joined), consecutive
-    Parquet files with the same header and schema are concatenated, and each such group is
-    canonicalised once. Anything unusual — gzip, non-ASCII (vendor/GBK) or quoted CSV, large
-    files, a header that changes — is read file by file; and when a group fails anywhere
+    ``source_line``), with less work per file (issue 11): consecutive CSV files with the same
+    header line (a vendor's GBK header too) and an ASCII or UTF-8 body are parsed as one buffer
+    (their bodies joined), consecutive Parquet files with the same header and schema are
+    concatenated, and each such group is canonicalised once. Anything unusual — gzip, a GBK
+    body, quoted CSV, large files, a header that changes — is read file by file; and when a group fails anywhere
     (parse error, bad cell, or row counts that do not add up, e.g. blank lines) it is re-read
     file by file, so a :class:`LandingFileError` names the file, line and column exactly as
     :func:`read_landing_file` does.
@@ -523,13 +523,20 @@ def _group_item(path: Path, rel: str, spec: FeedSpec):
     if name.endswith(".csv"):
         data = path.read_bytes()
         nl = data.find(b"\n")
-        if nl < 0 or not data.isascii() or b'"' in data:
+        if nl < 0 or b'"' in data:
             return None
         head, body = data[: nl + 1], data[nl + 1 :]
+        if not body.isascii():
+            try:  # a UTF-8 body joins the group; a GBK one is read file by file
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
         if body and not body.endswith(b"\n"):
             body += b"\n"
         try:
-            headers, delimiter = _header(head, "utf-8-sig", rel)
+            # the header may be a vendor's Chinese one in GBK: it only selects the mapping
+            # (the parser skips it), so such files group like canonical ones (issue 11)
+            headers, delimiter = _header(head, _detect_encoding(head, True, rel), rel)
             hmap = map_header(spec.name, headers, rel)
         except LandingFileError:
             return None

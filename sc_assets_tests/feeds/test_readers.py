@@ -251,6 +251,30 @@ def test_many_files_equal_file_by_file_reads(tmp_path: Path, monkeypatch: pytest
     assert table.schema.names == canonical_schema("stock_daily").names + ["source_line"]
 
 
+def test_vendor_gbk_header_files_read_as_one_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exports with a Chinese GBK header and an ASCII body (vendor units) group like canonical files;
+    a UTF-8 body with Chinese text too: same values, units and source_line as file by file."""
+    gbk = (LANDING / "stock_daily" / "20240124.csv").read_bytes()
+    head, body = gbk.split(b"\n", 1)
+    paths = [_write(tmp_path, gbk, "g1.csv"),
+             _write(tmp_path, head + b"\n" + body.replace(b"2024-01-24", b"2024-01-25"), "g2.csv")]
+    nav = LANDING / "fund_nav" / "20240119.csv"
+    navs = [nav, _write(tmp_path, nav.read_bytes(), "n2.csv")]
+    alone: list[str] = []
+    per_file = readers.read_landing_file
+    monkeypatch.setattr(readers, "read_landing_file", lambda p, *a, **k: alone.append(Path(p).name) or per_file(p, *a, **k))
+    table, counts = readers.read_landing_files(paths, "stock_daily")
+    nav_table, nav_counts = readers.read_landing_files(navs, "fund_nav")
+    monkeypatch.undo()
+    assert alone == []
+    want, want_counts = _per_file(paths, "stock_daily")
+    assert counts == want_counts
+    pd.testing.assert_frame_equal(table.to_pandas(), want)
+    want, want_counts = _per_file(navs, "fund_nav")
+    assert nav_counts == want_counts
+    pd.testing.assert_frame_equal(nav_table.to_pandas(), want)
+
+
 def test_many_files_blank_line_falls_back_to_per_file_lines(tmp_path: Path) -> None:
     a = _write(tmp_path, HEADER + GOOD + "\n" + GOOD.replace("600000.SH", "000001.SZ"), "a.csv")
     b = _write(tmp_path, HEADER + GOOD, "b.csv")
