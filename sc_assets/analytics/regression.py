@@ -76,12 +76,15 @@ def _segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def _style_columns(styles, n_rows: int) -> list[np.ndarray]:
-    """Style exposures as a list of contiguous float64 columns (no copy when already so)."""
-    if isinstance(styles, np.ndarray) and styles.ndim == 2:
-        return [np.ascontiguousarray(styles[:, s], dtype=float) for s in range(styles.shape[1])]
-    if isinstance(styles, np.ndarray) and styles.ndim == 1:
-        return [np.ascontiguousarray(styles, dtype=float)]
-    cols = [np.ascontiguousarray(c, dtype=float) for c in styles]
+    """Style exposures as a list of contiguous float64 columns (no copy when already so): an
+    (n, S) or (n,) array-like (ndarray, DataFrame), or a list / tuple of S columns."""
+    if not isinstance(styles, (list, tuple)):
+        styles = np.asarray(styles, dtype=float)
+        if styles.ndim == 1:
+            styles = styles[:, None]
+        cols = [np.ascontiguousarray(styles[:, s]) for s in range(styles.shape[1])]
+    else:
+        cols = [np.ascontiguousarray(c, dtype=float) for c in styles]
     if any(c.shape != (n_rows,) for c in cols):
         raise ValueError("each style column must have one value per row")
     return cols

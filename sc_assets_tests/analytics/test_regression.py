@@ -184,3 +184,17 @@ def test_unsorted_rows_with_dropped_rows_and_style_columns_match_clean_sorted_in
     resid[perm] = got.residuals
     assert np.isnan(resid[bad]).all()
     np.testing.assert_allclose(resid[keep], ref.residuals, atol=1e-12)
+
+
+def test_styles_as_a_frame_match_the_array_and_a_wrong_row_count_is_an_error():
+    """Any (n, S) array-like works as before (a DataFrame is not read as a list of columns), and
+    style exposures with another number of rows than ``ret`` raise instead of broadcasting."""
+    import pandas as pd
+
+    day, ind, x, r, cap, T, K = random_days(21)
+    ref = constrained_wls(day, ind, x, r, np.sqrt(cap), cap, T, K)
+    frame = constrained_wls(day, ind, pd.DataFrame(x, columns=["size", "nlsize"]), r, np.sqrt(cap), cap, T, K)
+    np.testing.assert_array_equal(frame.factor_returns, ref.factor_returns)
+    for bad in (x[:1], x[:-1], [x[:-1, 0], x[:-1, 1]], x[:-1, 0]):
+        with pytest.raises(ValueError, match="one value per row"):
+            constrained_wls(day, ind, bad, r, np.sqrt(cap), cap, T, K)
