@@ -54,7 +54,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sc_assets.feeds.codes import VALID_PATTERNS, code_kind
+from sc_assets.feeds.codes import code_kind, valid_code_mask
 from sc_assets.feeds.schemas import FeedSpec
 from sc_assets.partitions import sessions, week_end_sessions
 
@@ -175,7 +175,7 @@ def check_rows(rows: pa.Table | pd.DataFrame, spec: FeedSpec, file_day=None) -> 
     for c in spec.code_columns:
         # the pattern runs once per distinct code (~5,000 in a chunk of ~300k rows)
         enc = encoded[c] = _encode(table[c])
-        ok = pc.fill_null(pc.match_substring_regex(enc.dictionary, VALID_PATTERNS[code_kind(spec.name, c)]), True)
+        ok = pc.fill_null(valid_code_mask(enc.dictionary, code_kind(spec.name, c)), True)
         ok_np = ok.to_numpy(zero_copy_only=False)
         bad = np.zeros(n, dtype=bool) if ok_np.all() else ~ok_np[pc.fill_null(enc.indices, 0).to_numpy()]
         reason.flag(bad & ~pc.is_null(enc.indices).to_numpy(zero_copy_only=False), f"invalid code {c}")
