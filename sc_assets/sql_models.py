@@ -336,6 +336,7 @@ def calendar_table() -> pa.Table:
 def _validate_days(days: Sequence[str]) -> list[str]:
     """The partition keys sorted, each checked to be a real ``YYYY-MM-DD`` date (one numpy parse for
     all of them: a ``pd.Timestamp`` per key was ~20 us, 50 ms per 10-year run; issue 11)."""
+    days = list(days)  # read once: a generator or set of keys works as before
     for d in days:
         if not isinstance(d, str) or not _DAY.match(d):
             raise ValueError(f"partition key {d!r} is not a YYYY-MM-DD trading day")

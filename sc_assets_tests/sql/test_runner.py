@@ -127,6 +127,19 @@ def test_partition_key_with_quotes_and_semicolons_cannot_change_sql(lake, key):
     assert lake.read("raw", "stock_daily", days=["2024-01-02"]).shape[0] > 0  # nothing dropped
 
 
+def test_partition_keys_are_checked_and_sorted_whatever_iterable_holds_them():
+    from sc_assets.sql_models import _validate_days
+
+    keys = ["2024-01-03", "2024-01-02"]
+    for given in (keys, tuple(keys), set(keys), iter(keys)):
+        assert _validate_days(given) == ["2024-01-02", "2024-01-03"]
+    assert _validate_days([]) == []
+    with pytest.raises(ValueError):
+        _validate_days(["2024-01-02", "2024-13-45"])
+    with pytest.raises(ValueError, match="not a YYYY-MM-DD"):
+        _validate_days(iter(["2024-01-02", "20240103"]))
+
+
 def test_values_with_quotes_and_semicolons_pass_through_unchanged(warehouse):
     build_raw_lake(warehouse)
     evil = "Evil'); DROP TABLE staging.stg_stock_basic; --\"x"
