@@ -131,6 +131,36 @@ def test_crash_during_write_leaves_old_partition_and_no_visible_temp(warehouse: 
     assert len(warehouse.read("raw", "z")) == 2
 
 
+def test_failed_multi_day_write_on_the_writer_threads_raises_and_leaves_no_temp(warehouse: Warehouse, monkeypatch):
+    """Several days are written on the writer threads: one file's failure is raised in the caller,
+    the days already in the lake keep their old files and no temp file is left behind."""
+    from sc_assets.resources import warehouse as wh
+
+    days = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08"]
+    warehouse.write_partitions("raw", "m", _frame(days), days)
+    before = _lake_snapshot(warehouse.lake)
+    real = os.replace
+    calls: list[str] = []
+
+    def fail_one(src, dst):
+        calls.append(str(dst))
+        if "2024-01-04" in str(dst):
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(wh, "WRITE_THREADS", 3)
+    monkeypatch.setattr(os, "replace", fail_one)
+    with pytest.raises(OSError, match="disk full"):
+        warehouse.write_partitions("raw", "m", _frame(days, codes=("X",)), days)
+    monkeypatch.undo()
+    assert any("2024-01-04" in c for c in calls)
+    assert not list(warehouse.lake.rglob(".tmp*"))
+    after = _lake_snapshot(warehouse.lake)
+    assert after.keys() == before.keys()
+    assert after[next(k for k in after if "2024-01-04" in k)] == before[next(k for k in before if "2024-01-04" in k)]
+    assert len(warehouse.read("raw", "m", days=["2024-01-04"])) == 2
+
+
 def test_leftover_temp_files_are_invisible_to_readers(warehouse: Warehouse):
     days = ["2024-01-02"]
     warehouse.write_partitions("raw", "t", _frame(days), days)
