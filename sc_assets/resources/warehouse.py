@@ -84,7 +84,9 @@ def _days(values: Iterable[str | date | pd.Timestamp]) -> list[str]:
     values = list(values)
     if values and all(type(v) is str for v in values):
         with contextlib.suppress(ValueError):
-            if np.datetime_as_string(np.array(values, dtype="datetime64[D]"), unit="D").tolist() == values:
+            parsed = np.array(values, dtype="datetime64[D]")
+            # "NaT" parses too (and prints as itself): ``_day`` refuses it
+            if not np.isnat(parsed).any() and np.datetime_as_string(parsed, unit="D").tolist() == values:
                 return values
     return [_day(v) for v in values]
 

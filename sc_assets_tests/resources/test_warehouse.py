@@ -161,6 +161,23 @@ def test_failed_multi_day_write_on_the_writer_threads_raises_and_leaves_no_temp(
     assert len(warehouse.read("raw", "m", days=["2024-01-04"])) == 2
 
 
+def test_partition_keys_are_normalised_and_nat_is_refused(warehouse: Warehouse):
+    """write_partitions checks YYYY-MM-DD keys in one parse: other spellings are normalised as
+    before, and "NaT" (which numpy parses) is refused instead of naming a partition."""
+    from sc_assets.resources.warehouse import _days
+
+    assert _days(["2024-01-03", "2024-01-02"]) == ["2024-01-03", "2024-01-02"]
+    assert _days(["20240102", pd.Timestamp("2024-01-03")]) == ["2024-01-02", "2024-01-03"]
+    assert _days([]) == []
+    for bad in (["NaT"], ["2024-01-02", "NaT"], [""]):
+        with pytest.raises(ValueError):
+            _days(bad)
+    frame = pd.DataFrame({"trade_date": [None], "x": [1.0]})
+    with pytest.raises(ValueError):
+        warehouse.write_partitions("raw", "nat", frame, ["NaT"])
+    assert not (warehouse.lake / "raw" / "nat").exists() or not list((warehouse.lake / "raw" / "nat").rglob("*.parquet"))
+
+
 def test_leftover_temp_files_are_invisible_to_readers(warehouse: Warehouse):
     days = ["2024-01-02"]
     warehouse.write_partitions("raw", "t", _frame(days), days)
