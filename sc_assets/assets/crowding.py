@@ -366,19 +366,16 @@ def _holdings_chunk(inp: _ChunkInputs, iw: pd.DataFrame, params: cr.HoldingsPara
     q = np.full(g.shape, np.nan)
     q[:, cols] = np.where(hg.present, total, np.nan)
 
+    # day sums straight on the grid (cells without a row hold 0 and are never micro-cap)
     worst = 0.0
-    pr = hg.present
-    d, _ = hg.cells()
-    if len(d) and params.scale_to_micro_hs is None:
+    has_row = hg.present.any(axis=1)  # sessions with a row
+    if has_row.any() and params.scale_to_micro_hs is None:
         for s in params.sleeves():
-            got = np.bincount(d, weights=hold[s.name][pr], minlength=hg.shape[0])[np.bincount(d, minlength=hg.shape[0]) > 0]
-            worst = max(worst, float(np.abs(got / s.gross_cny - 1).max()))
-    elif len(d):  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
-        m = micro[pr]
-        n = hg.shape[0]
-        qm = np.bincount(d[m], np.nan_to_num(total[pr][m]), minlength=n)
-        ffm = np.bincount(d[m], np.nan_to_num(ff[pr][m]), minlength=n)
-        has = np.bincount(d[m], minlength=n) > 0
+            worst = max(worst, float(np.abs(hold[s.name].sum(axis=1)[has_row] / s.gross_cny - 1).max()))
+    elif has_row.any():  # scaled mode: the micro-cap bucket holds exactly the target share of its free float
+        qm = np.where(micro, np.nan_to_num(total), 0.0).sum(axis=1)
+        ffm = np.where(micro, np.nan_to_num(ff), 0.0).sum(axis=1)
+        has = micro.any(axis=1)
         hs = qm[has] / ffm[has]
         worst = float(np.abs(hs / params.scale_to_micro_hs - 1).max()) if len(hs) else 0.0
     return out, q, worst

@@ -344,3 +344,24 @@ def test_holdings_config_under_the_step(built):
         assert h[f"hold_{s.name}"].sum() == pytest.approx(s.gross_cny, rel=1e-12)
     assert dg.materialize([ca.crowding_tables], selection=[ca.HOLDINGS], partition_key=day,
                           resources={"warehouse": wh}).success  # back to the default estimate
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_sleeves_check_error_measures_a_sleeve_off_its_target(built, monkeypatch, scaled):
+    """The check's error is 0 for the estimate and the relative miss of a sleeve (CNY mode) or of the
+    micro-cap holdings share (scaled mode) when the holdings are off by 1 %: the check can fail."""
+    wh, *_ = built
+    keys = ["2023-12-18", "2023-12-19"]
+    params = HoldingsParams(scale_to_micro_hs=0.1607 if scaled else None)
+    inp = ca._ChunkInputs(wh, keys, ca.CrowdingConfig().params(), 0)
+    iw = ca.read_index_weights(wh, keys[0], keys[-1])
+    assert ca._holdings_chunk(inp, iw, params)[2] < 1e-9
+    real = ca.cr.holdings_on_grid
+
+    def off(*args, **kw):
+        hold, total, micro = real(*args, **kw)
+        name = next(iter(hold))
+        return {**hold, name: hold[name] * 1.01}, total * (1.01 if scaled else 1.0), micro
+
+    monkeypatch.setattr(ca.cr, "holdings_on_grid", off)
+    assert ca._holdings_chunk(inp, iw, params)[2] == pytest.approx(0.01, rel=1e-6)
