@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from sc_assets.analytics.regression import constrained_wls
+from sc_assets.analytics.regression import _segment_sums, constrained_wls
 
 STYLE_FACTORS = ("size", "nlsize")
 
@@ -94,9 +94,10 @@ def _day_codes(values) -> tuple[np.ndarray, pd.DatetimeIndex]:
 class _Groups:
     """Rows grouped by integer codes in ``[0, n)`` (days): per-group sums and per-row lookups.
 
-    Sums are ``np.add.reduceat`` over the rows sorted by code (a panel chunk is in day order
-    already; otherwise one stable argsort): ``np.bincount`` over sorted day codes adds into the
-    same bin row after row, a serial dependency ~10x slower (issue 11).
+    Sums are the solver's segment sums (:func:`sc_assets.analytics.regression._segment_sums`,
+    ``np.add.reduceat``) over the rows sorted by code (a panel chunk is in day order already;
+    otherwise one stable argsort): ``np.bincount`` over sorted day codes adds into the same bin
+    row after row, a serial dependency ~10x slower (issue 11).
     """
 
     def __init__(self, codes: np.ndarray, n: int):
@@ -108,16 +109,11 @@ class _Groups:
         grouped = codes if self.order is None else codes[self.order]
         bounds = np.searchsorted(grouped, np.arange(self.n + 1))
         self.count = np.diff(bounds)
-        self._nonempty = np.flatnonzero(self.count)
-        self._starts = bounds[self._nonempty]
+        self._bounds = bounds
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         """Per-group sums of a per-row array (0 for an empty group)."""
-        out = np.zeros(self.n)
-        if len(self._starts):
-            v = values if self.order is None else values[self.order]
-            out[self._nonempty] = np.add.reduceat(v, self._starts)
-        return out
+        return _segment_sums(values if self.order is None else values[self.order], self._bounds)
 
     def of_rows(self, per_group: np.ndarray) -> np.ndarray:
         """The value of each row's group."""
