@@ -327,7 +327,8 @@ class _ChunkInputs:
     def __init__(self, warehouse: Warehouse, keys: list[str], params: cr.CrowdingParams, lookback: int):
         try:
             t = warehouse.read_days("marts", "stock_daily_panel", lookback_keys(keys, lookback) if lookback and keys else keys,
-                                    CROWDING_COLUMNS, required=True, arrow=True)
+                                    CROWDING_COLUMNS if lookback else [c for c in CROWDING_COLUMNS if c != "amount"],
+                                    required=True, arrow=True)  # amount: for the ADV only
         except FileNotFoundError:
             t = pa.table({"trade_date": pa.array([], pa.date32()), "ts_code": pa.array([], pa.string()),
                           **{c: pa.array([], pa.float64()) for c in ("amount", "free_float_mv", "total_mv")},
