@@ -313,7 +313,8 @@ class FireSaleConfig(dg.Config):
     """Fire-sale simulation (METHODS §9). Calibration windows (wave 1 in-sample, wave 2 out-of-sample;
     study dates), the stress scenario of the as-of day (index move, basis move, redemption share of
     equity on day 1), defaults for Y and κ when a window has no data, and the holdings parameters
-    of the sleeves (same as quant_holdings_estimate: use the same values there)."""
+    of the sleeves (same as quant_holdings_estimate's, set under ops.crowding_tables.config.holdings:
+    use the same values there)."""
 
     wave1_start: str = "2024-01-15"
     wave1_end: str = "2024-01-23"
