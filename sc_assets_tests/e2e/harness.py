@@ -31,6 +31,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _default_stop_signals() -> None:
+    """In the child, before exec: SIGTERM, SIGINT and SIGHUP back to their default action.
+
+    An ignored signal stays ignored across exec. A test session started as a background job
+    ignores SIGINT/SIGQUIT, and some launchers also leave SIGTERM ignored (seen: SigIgn of a
+    ``nohup ... &`` session included SIGTERM). ``dagster dev`` installs no SIGTERM handler of its
+    own, so it inherited the ignored SIGTERM, :meth:`DagsterDev.stop` could not stop it, and
+    ``test_stop_leaves_no_process`` failed in such sessions only."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class DagsterDev:
     def __init__(self, home: Path, data_dir: Path, log_path: Path, port: int | None = None, repo: Path = REPO):
         self.home, self.data_dir, self.log_path, self.repo = home, data_dir, log_path, Path(repo)
@@ -52,6 +64,7 @@ class DagsterDev:
             [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port),
              "--log-level", "warning"],
             cwd=self.repo, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_default_stop_signals,
         )
         try:
             self._wait_healthy(timeout_s)
