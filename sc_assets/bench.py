@@ -261,8 +261,8 @@ def step_times(instance, run_id: str) -> list[dict]:
     assets = _step_assets(instance.get_run_by_id(run_id))
     steps: dict[str, dict] = {}
     for rec in instance.all_logs(run_id, of_type=kinds):
-        ev = rec.dagster_event
-        if ev is None or rec.step_key is None:
+        ev = rec.dagster_event  # a step event: of_type filters on the event type
+        if rec.step_key is None:
             continue
         s = steps.setdefault(rec.step_key, {"step": rec.step_key, "start": None, "end": None, "status": None,
                                             "assets": assets.get(rec.step_key, set())})

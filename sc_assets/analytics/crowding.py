@@ -429,9 +429,7 @@ def estimate_quant_holdings(
     g = StockGrid(day, universe["ts_code"], "universe")
     ff = g.wide(universe["free_float_mv"].to_numpy(dtype=float, na_value=np.nan))
     mv = traded = None
-    if params.scale_to_micro_hs is not None:
-        if "total_mv" not in universe:
-            raise ValueError("scale_to_micro_hs needs total_mv in the universe")
+    if params.scale_to_micro_hs is not None and "total_mv" in universe:  # else holdings_on_grid refuses
         mv = g.wide(universe["total_mv"].to_numpy(dtype=float, na_value=np.nan))
         traded = g.wide(_traded(universe), False, bool)
     hold, total, _ = holdings_on_grid(g, ff, index_weights, params, mv, traded)

@@ -223,9 +223,9 @@ def weights_window(iw: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
     return iw[(d >= start) & (d <= pd.Timestamp(last))].reset_index(drop=True)
 
 
-def read_holdings(warehouse: Warehouse, days: list[str], columns: list[str] | None = None) -> pd.DataFrame:
-    """quant_holdings_estimate rows of ``days`` (``columns`` only, if given); a clear error if none is in the lake."""
-    df = warehouse.read_days(LAYER, "quant_holdings_estimate", days, columns, required=True)
+def read_holdings(warehouse: Warehouse, days: list[str]) -> pd.DataFrame:
+    """quant_holdings_estimate rows of ``days``; a clear error if none is in the lake."""
+    df = warehouse.read_days(LAYER, "quant_holdings_estimate", days, None, required=True)
     df["trade_date"] = df["trade_date"].astype("datetime64[ns]")
     return df
 

@@ -58,8 +58,8 @@ def _index_closes(warehouse: Warehouse, codes: list[str], start: str | None = No
     """Daily closes (rows = sessions, columns = index codes) from marts.index_daily_panel (start/end:
     YYYY-MM-DD or dates, inclusive; None = open)."""
     raw = warehouse.query("marts", "index_daily_panel",
-                      "SELECT trade_date, index_code, close FROM files WHERE index_code IN (SELECT unnest($codes))",
-                      start=start, end=end, codes=[str(c) for c in codes])
+                          "SELECT trade_date, index_code, close FROM files WHERE index_code IN (SELECT unnest($codes))",
+                          start=start, end=end, codes=[str(c) for c in codes])
     if raw.empty:
         return pd.DataFrame(columns=codes, dtype="float64")
     raw = raw.assign(trade_date=pd.to_datetime(raw["trade_date"]))
@@ -235,19 +235,19 @@ def _index_median_logcap(warehouse: Warehouse, codes: list[str], base: pd.Timest
     codes = [str(c) for c in codes]
     try:
         latest = warehouse.query("staging", "stg_index_weight",
-                             "SELECT index_code, max(trade_date) AS trade_date FROM files "
-                             "WHERE index_code IN (SELECT unnest($codes)) GROUP BY index_code",
-                             end=base, codes=codes)
+                                 "SELECT index_code, max(trade_date) AS trade_date FROM files "
+                                 "WHERE index_code IN (SELECT unnest($codes)) GROUP BY index_code",
+                                 end=base, codes=codes)
     except FileNotFoundError:  # no weights on or before the base day
         return {}
     if latest.empty:
         return {}
     days = pd.to_datetime(latest["trade_date"])
     w = warehouse.query("staging", "stg_index_weight",
-                    "SELECT w.index_code, w.con_code FROM files w JOIN (SELECT unnest($codes) AS index_code, "
-                    "unnest($days)::DATE AS trade_date) l USING (index_code, trade_date)",
-                    start=days.min(), end=days.max(), codes=latest["index_code"].astype(str).tolist(),
-                    days=days.dt.strftime("%Y-%m-%d").tolist())
+                        "SELECT w.index_code, w.con_code FROM files w JOIN (SELECT unnest($codes) AS index_code, "
+                        "unnest($days)::DATE AS trade_date) l USING (index_code, trade_date)",
+                        start=days.min(), end=days.max(), codes=latest["index_code"].astype(str).tolist(),
+                        days=days.dt.strftime("%Y-%m-%d").tolist())
     logcap = np.log(caps[caps > 0])
     return {str(code): float(logcap.reindex(g["con_code"].astype(str)).median())
             for code, g in w.groupby("index_code")}

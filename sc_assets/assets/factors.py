@@ -67,8 +67,8 @@ def _dates(df: pd.DataFrame, col: str = "trade_date") -> pd.DataFrame:
     return out
 
 
-def _read_panel(warehouse: Warehouse, days: list[str], columns=PANEL_COLUMNS) -> pd.DataFrame:
-    return warehouse.read_days("marts", "stock_daily_panel", days, list(columns))
+def _read_panel(warehouse: Warehouse, days: list[str]) -> pd.DataFrame:
+    return warehouse.read_days("marts", "stock_daily_panel", days, list(PANEL_COLUMNS))
 
 
 def _chunks(keys: list[str]) -> list[list[str]]:
