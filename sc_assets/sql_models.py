@@ -62,6 +62,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sc_assets.feeds.schemas import FEEDS
+from sc_assets.feeds.validation import STAGING_ORDER
 from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
@@ -169,13 +170,14 @@ def _latest_landed(relation: str, key: Sequence[str]) -> str:
     checked by :func:`parse_model`)."""
     cols = ", ".join(f'"{c}"' for c in key)
     on = " AND ".join(f'f."{c}" IS NOT DISTINCT FROM r."{c}"' for c in key)
+    latest = ", ".join(f"{c} DESC" for c in STAGING_ORDER)  # the order raw's redelivery check reports as kept
     return (
         f"(WITH feed AS (SELECT * FROM {relation} WHERE trade_date BETWEEN $start AND $end), "
         f"redelivered AS (SELECT {cols} FROM feed GROUP BY {cols} HAVING count(*) > 1) "
         f"SELECT f.* FROM feed f ANTI JOIN redelivered r ON {on} "
         f"UNION ALL (SELECT f.* FROM feed f SEMI JOIN redelivered r ON {on} "
         f"QUALIFY row_number() OVER (PARTITION BY {cols} "
-        f"ORDER BY source_mtime_ns DESC, source_file DESC, source_line DESC) = 1))"
+        f"ORDER BY {latest}) = 1))"
     )
 
 

@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sc_assets.feeds.codes import code_kind, valid_code_mask
+from sc_assets.feeds.readers import ARROW_TYPES
 from sc_assets.feeds.schemas import FeedSpec
 from sc_assets.partitions import sessions, week_end_sessions
 
@@ -95,9 +96,6 @@ class _Reasons:
             self.free &= ~m
 
 
-_ARROW = {"str": pa.string(), "date": pa.date32(), "float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}
-
-
 def _as_table(rows: pa.Table | pd.DataFrame, spec: FeedSpec) -> pa.Table:
     """The rows as Arrow. A pandas frame (e.g. from a test) is converted once; an all-missing
     object column (Arrow type null) gets the canonical type of its feed column."""
@@ -106,7 +104,7 @@ def _as_table(rows: pa.Table | pd.DataFrame, spec: FeedSpec) -> pa.Table:
     table = pa.Table.from_pandas(rows, preserve_index=False)
     for i, f in enumerate(table.schema):
         if pa.types.is_null(f.type) and f.name in spec.column_names:
-            table = table.set_column(i, f.name, pc.cast(table[f.name], _ARROW[spec.column(f.name).dtype]))
+            table = table.set_column(i, f.name, pc.cast(table[f.name], ARROW_TYPES[spec.column(f.name).dtype]))
     return table
 
 
