@@ -114,14 +114,16 @@ def _new_tmp_token_in_child() -> None:
 os.register_at_fork(after_in_child=_new_tmp_token_in_child)
 
 
-def _write_local(data: pa.Buffer | bytes, folder: str, name: str) -> None:
-    """Write ``data`` to ``folder/name`` atomically and durably: temp file in ``folder``, written with
-    one call and fsynced through its descriptor, ``os.replace``, then the folder fsynced.
+def _write_local(table: pa.Table | pa.Buffer | bytes, folder: str, name: str) -> None:
+    """Write ``table`` (or the bytes of an encoded Parquet file) to ``folder/name`` atomically and
+    durably: temp file in ``folder``, written with one call and fsynced through its descriptor,
+    ``os.replace``, then the folder fsynced.
 
     Plain ``os`` calls on ``str`` paths: a 10-year backfill writes ~2,431 small files per partitioned
     asset, and the ``pathlib`` / buffered-file / uuid glue around the syscalls was ~0.15 ms of CPU
     per file, a quarter of the write path (issue 11). A folder that did not exist holds no stale
     temp files, so only an existing one is scanned for them."""
+    data = table if isinstance(table, bytes | pa.Buffer) else encode(table)
     try:
         os.mkdir(folder)
     except FileExistsError:
@@ -157,8 +159,7 @@ def atomic_write_parquet(table: pa.Table | pa.Buffer | bytes, target: Path) -> N
     if isinstance(target, S3Path):
         target.write_parquet(table)
         return
-    data = table if isinstance(table, bytes | pa.Buffer) else encode(table)
-    _write_local(data, os.fspath(target.parent), target.name)
+    _write_local(table, os.fspath(target.parent), target.name)
 
 
 def _remove_stale_temps(folder: str | Path, min_age_s: float = STALE_TEMP_S) -> int:
@@ -224,7 +225,7 @@ WRITE_THREADS = max(1, int(os.environ.get("SC_ASSETS_WRITE_THREADS", "8")))
 
 
 def _write_partition_file(table: pa.Table | pa.Buffer | bytes, folder: str) -> None:
-    _write_local(table if isinstance(table, bytes | pa.Buffer) else encode(table), folder, PART_FILE)
+    _write_local(table, folder, PART_FILE)
 
 
 def _write_files(items: list[tuple[pa.Table | pa.Buffer | bytes, S3Path | str]]) -> None:
