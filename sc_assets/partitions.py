@@ -12,6 +12,7 @@ window of the day before a holiday ends at the excluded tick (STYLE.md §3).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
 
@@ -116,6 +117,32 @@ def last_trading_day_of_week(day: DateLike) -> pd.Timestamp:
     if len(in_week) == 0:
         raise CalendarRangeError(f"the week of {ts.date()} has no SSE session")
     return in_week[-1]
+
+
+def month_chunks(keys: Sequence[str], size: int) -> list[list[str]]:
+    """``keys`` (``YYYY-MM-DD`` partition keys) sorted and cut into chunks of at most ``size`` keys,
+    each ending at the end of a month where one falls within it: the lake keeps one file per month
+    (issue 11), and a chunk ending inside a month would make the next chunk rewrite that month's
+    file. Empty ``keys``: one empty chunk."""
+    keys = sorted(keys)
+    out, i = [], 0
+    while i < len(keys):
+        n = month_cut(keys[i:], size)
+        out.append(keys[i:i + n])
+        i += n
+    return out or [[]]
+
+
+def month_cut(keys: Sequence[str], size: int) -> int:
+    """How many of the sorted ``keys`` the next chunk of at most ``size`` (>= 1) takes: all when
+    they fit, else up to the last month boundary within ``size``, else ``size``."""
+    size = max(1, size)
+    if size >= len(keys):
+        return len(keys)
+    for n in range(size, 0, -1):
+        if keys[n][:7] != keys[n - 1][:7]:
+            return n
+    return size
 
 
 def to_key(day: DateLike) -> str:

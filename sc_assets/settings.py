@@ -4,8 +4,8 @@ The data root is ``SC_ASSETS_DATA_DIR`` (default ``./data`` relative to the work
 directory). Everything the project writes or reads from outside lives under it:
 
     <root>/landing/<feed>/<YYYYMMDD>.<csv|csv.gz|parquet>   files dropped by vendors / the simulator
-    <root>/lake/<layer>/<asset>/trade_date=YYYY-MM-DD/part.parquet
-    <root>/lake/quarantine/<feed>/trade_date=YYYY-MM-DD/part.parquet
+    <root>/lake/<layer>/<asset>/YYYY-MM.parquet                one file per month of trading-day partitions
+    <root>/lake/quarantine/<feed>/YYYY-MM.parquet
     <root>/warehouse.duckdb                                  catalog of views over the lake
     <root>/reports/                                          crash report (HTML, PNG, Markdown)
     <root>/ground_truth/                                     simulator truth (tests only)

@@ -67,10 +67,11 @@ from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
     first_session,
+    month_cut,
     previous_trading_day,
     sessions,
 )
-from sc_assets.resources.warehouse import Warehouse
+from sc_assets.resources.warehouse import PARTITION_COLUMN, Warehouse
 
 SQL_DIR_ENV = "SC_ASSETS_SQL_DIR"
 DEFAULT_SQL_DIR = Path(__file__).resolve().parents[1] / "dbt_like_sql"
@@ -362,8 +363,8 @@ def _upstream_files(
     warehouse: Warehouse, dep: Dep, models: dict[str, SqlModel], window: tuple[str, str] | None
 ) -> tuple[list[str], bool]:
     """(files to read, whether to read no rows). A partitioned upstream read by a partitioned
-    model is restricted to the window's partition files; with none in the window, one file is
-    read for its schema only."""
+    model is restricted to the month files of the window (:func:`connect_model` keeps the window's
+    rows); with none in the window, one file is read for its schema only."""
     if not warehouse.exists(dep.layer, dep.name):
         raise FileNotFoundError(
             f"{dep.layer}.{dep.name} has no data in the lake ({warehouse.table_dir(dep.layer, dep.name)}): "
@@ -485,6 +486,8 @@ def connect_model(
             rel = con.read_parquet(files, union_by_name=not _one_schema(files), hive_partitioning=False)
             if empty:
                 rel = rel.limit(0)
+            elif window is not None and _upstream_partitioned(dep, models):  # month files: the window's days
+                rel = rel.filter(f"CAST({PARTITION_COLUMN} AS DATE) BETWEEN DATE '{window[0]}' AND DATE '{window[1]}'")
             alias = f"__upstream_{i}"
             con.register(alias, rel)
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{dep.layer}"')  # names validated by _NAME / FEEDS
@@ -814,7 +817,8 @@ def build_sql_asset(model: SqlModel, models: dict[str, SqlModel]) -> dg.AssetsDe
             while pending:
                 chunk = pending.pop(0)
                 if chunk is not None and len(chunk) > size:
-                    chunk, rest = chunk[:size], chunk[size:]
+                    n = month_cut(chunk, size)  # end at a month's end: the lake's file unit
+                    chunk, rest = chunk[:n], chunk[n:]
                     pending.insert(0, rest)
                 n_chunks += 1
                 t = time.perf_counter()

@@ -16,6 +16,7 @@ import pytest
 from sc_assets import bench
 from sc_assets.feeds.schemas import DAILY_FEEDS
 from sc_assets.partitions import trading_days_between
+from sc_assets.resources import Warehouse
 from sc_assets.settings import DATA_DIR_ENV
 
 
@@ -78,12 +79,12 @@ def test_io_floor_reads_every_landed_row_and_daily_update_lands_the_last_day(smo
     for feed in ("stock_daily", "daily_basic", "adj_factor", "st_flags"):
         assert feed in DAILY_FEEDS
         lake = root / "lake"
-        n = con.execute(f"SELECT count(*) FROM read_parquet('{lake}/raw/{feed}/*/part.parquet')").fetchone()[0]
-        q = list((lake / "quarantine" / feed).glob("*/part.parquet"))
+        n = con.execute(f"SELECT count(*) FROM read_parquet('{lake}/raw/{feed}/????-??.parquet')").fetchone()[0]
+        q = list((lake / "quarantine" / feed).glob("????-??.parquet"))
         if q:
-            n += con.execute(f"SELECT count(*) FROM read_parquet('{lake}/quarantine/{feed}/*/part.parquet')").fetchone()[0]
+            n += con.execute(f"SELECT count(*) FROM read_parquet('{lake}/quarantine/{feed}/????-??.parquet')").fetchone()[0]
         assert results["io_floor"]["per_feed"][feed]["rows"] == n, feed
-        assert (lake / "raw" / feed / f"trade_date={last}" / "part.parquet").exists()
+        assert Warehouse(data_dir=str(root)).days_present("raw", feed, [last]) == [last]
     assert results["io_floor"]["per_feed"]["stock_daily"]["vendor_files"] >= 1  # GBK exports took the slow path
 
 

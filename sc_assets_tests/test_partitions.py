@@ -58,3 +58,15 @@ def test_dates_beyond_the_known_calendar_are_errors_not_guesses():
         p.is_trading_day("2024-13-45")
     # the partitions definition itself ends with the calendar
     assert p.trading_days.get_last_partition_key() <= p.last_known_session().strftime("%Y-%m-%d")
+
+
+@pytest.mark.parametrize("size", [1, 3, 15, 22, 40, 250])
+def test_month_chunks_end_at_month_ends_and_cover_every_key_once(size):
+    keys = list(p.trading_days_between("2023-11-20", "2024-03-12").strftime("%Y-%m-%d"))
+    chunks = p.month_chunks(reversed(keys), size)
+    assert [k for c in chunks for k in c] == keys and all(0 < len(c) <= size for c in chunks)
+    for c, nxt in zip(chunks, chunks[1:], strict=False):
+        # a chunk ends inside a month only when its first `size` keys hold no month end
+        if c[-1][:7] == nxt[0][:7]:
+            assert len(c) == size and len({k[:7] for k in c}) == 1
+    assert p.month_chunks([], size) == [[]]

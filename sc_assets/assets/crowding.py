@@ -32,6 +32,7 @@ from sc_assets.assets._upstream import STOCK_PANEL as PANEL
 from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
+    month_chunks,
     previous_trading_day,
     to_key,
     trading_days_between,
@@ -58,8 +59,8 @@ CHUNK_SESSIONS = 120
 
 
 def chunks(keys: list[str], size: int | None = None) -> list[list[str]]:
-    size = size or CHUNK_SESSIONS
-    return [keys[i:i + size] for i in range(0, len(keys), size)] or [[]]
+    """Chunks of at most ``size`` sessions (default ``CHUNK_SESSIONS``) ending at month ends."""
+    return month_chunks(keys, size or CHUNK_SESSIONS)
 
 
 def _run_meta(context: dg.AssetExecutionContext, last: pd.DataFrame, rows: int, keys: list[str],
@@ -211,6 +212,9 @@ def read_index_weights(warehouse: Warehouse, first: str, last: str) -> pd.DataFr
                              "trade_date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype="float")})
     # as ``warehouse.read(start=, end=)``, with the types set in Arrow (no Python date objects; issue 11)
     t = pq.ParquetDataset(files, partitioning=None).read(columns=cols)
+    day = t.column(2).cast(pa.timestamp("ns"))  # month files: keep the window's rows
+    t = t.filter(pc.and_(pc.greater_equal(day, pa.scalar(pd.Timestamp(start), pa.timestamp("ns"))),
+                         pc.less_equal(day, pa.scalar(pd.Timestamp(last), pa.timestamp("ns")))))
     t = t.set_column(2, "trade_date", t.column(2).cast(pa.timestamp("ns"))).set_column(3, "weight", t.column(3).cast(pa.float64()))
     return t.to_pandas()
 

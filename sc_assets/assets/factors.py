@@ -24,6 +24,7 @@ from sc_assets.assets._upstream import STOCK_PANEL as PANEL
 from sc_assets.partitions import (
     CalendarRangeError,
     daily_asset_args,
+    month_chunks,
     previous_trading_day,
     to_key,
     trading_days_between,
@@ -72,8 +73,7 @@ def _read_panel(warehouse: Warehouse, days: list[str]) -> pd.DataFrame:
 
 
 def _chunks(keys: list[str]) -> list[list[str]]:
-    keys = sorted(keys)
-    return [keys[i : i + CHUNK_SESSIONS] for i in range(0, len(keys), CHUNK_SESSIONS)]
+    return month_chunks(keys, CHUNK_SESSIONS) if keys else []
 
 
 def _previous(keys: list[str]) -> dict[str, str]:

@@ -3,9 +3,9 @@
 * Daily feeds: key ``["raw", feed]``, partitioned by SSE trading day, single-run backfills.
   Each run reads ``landing/<feed>/<YYYYMMDD>.<csv|csv.gz|parquet>`` for its partition keys,
   ``chunk_days`` days at a time (bounded memory on multi-year backfills), validates rows
-  (``feeds/validation.py``), writes accepted rows to ``lake/raw/<feed>/trade_date=.../`` (every
-  requested day gets a file) and rejected rows to ``lake/quarantine/<feed>/trade_date=.../``
-  (only days with quarantined rows have a file; a stale one is emptied). Both are replaced on
+  (``feeds/validation.py``), writes accepted rows to ``lake/raw/<feed>/`` (every requested day
+  becomes a partition) and rejected rows to ``lake/quarantine/<feed>/`` (only days with
+  quarantined rows are partitions; a stale one is emptied). Both are replaced on
   rerun: the run is idempotent. A day without a landing file gets an empty partition and a
   WARN check.
 * Reference feeds (stock_basic, fut_basic): unpartitioned; all snapshot files merged, the
@@ -45,7 +45,7 @@ from sc_assets.assets._metadata import range_metadata, table_metadata
 from sc_assets.checks import GX_CHECK_NAME, gx_check_spec
 from sc_assets.feeds.schemas import FEEDS, FeedSpec
 from sc_assets.feeds.validation import conflicting_redeliveries, missing_index_codes, nav_gaps
-from sc_assets.partitions import daily_asset_args, sessions, week_end_sessions
+from sc_assets.partitions import daily_asset_args, month_chunks, sessions, week_end_sessions
 from sc_assets.resources.feed_source import LandingFeedSource, quarantine_schema, raw_schema
 from sc_assets.resources.warehouse import Warehouse
 
@@ -335,7 +335,7 @@ def _write_quarantine(warehouse: Warehouse, feed: str, q: pd.DataFrame, days: Se
     have = set(pd.to_datetime(q["trade_date"]).dt.strftime("%Y-%m-%d")) if len(q) else set()
     if have:
         warehouse.write_partitions("quarantine", feed, q, days=sorted(have), schema=quarantine_schema(feed))
-    stale = [d for d in days if d not in have and warehouse.partition_path("quarantine", feed, d).exists()]
+    stale = [d for d in warehouse.days_present("quarantine", feed, list(days)) if d not in have]
     if stale:
         warehouse.write_partitions("quarantine", feed, q.iloc[0:0], days=stale, schema=quarantine_schema(feed))
     if not warehouse.exists("quarantine", feed):
@@ -456,8 +456,7 @@ def _daily_body(feed: str):
         # finished: every partition written is complete (atomic), the failing chunk's are untouched.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raw-{feed}-write") as writer:
             pending = None
-            for i in range(0, len(days), step):
-                chunk = days[i : i + step]
+            for chunk in month_chunks(days, step) if days else []:  # chunks end at month ends (lake files)
                 batch = feed_source.read(feed, chunk, files=[f for d in chunk for f in by_day.get(d, [])])
                 if pending is not None:
                     pending.result()

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 from dataclasses import replace
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -53,7 +52,6 @@ from sc_assets.assets.crowding import (
 from sc_assets.partitions import (
     CalendarRangeError,
     previous_trading_day,
-    sessions,
     to_key,
     trading_days_between,
 )
@@ -108,15 +106,8 @@ def _stress_stocks(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams):
 
 
 def _session_files(warehouse: Warehouse, layer: str, asset: str, start: str, end: str) -> list[str]:
-    """The partition files of the trading sessions in [start, end] (partitions are sessions), looked
-    up by day: for a long span (the 400-day index-weight lookback) cheaper than listing the
-    table's thousands of partition folders (issue 11)."""
-    if warehouse.lake_store is not None:
-        return warehouse.files(layer, asset, start, end)
-    cal = sessions()
-    span = cal[(cal >= pd.Timestamp(start)) & (cal <= pd.Timestamp(end))]
-    days = warehouse.days_present(layer, asset, [d.strftime("%Y-%m-%d") for d in span])
-    return [str(warehouse.partition_path(layer, asset, d)) for d in days]
+    """The lake files holding the partitions in [start, end] (month files: they may hold more)."""
+    return warehouse.files(layer, asset, start, end)
 
 
 #: the last stress state built in this process, as [(key, (stock, buckets, index weights))]. The
@@ -395,18 +386,18 @@ def _window_days(warehouse: Warehouse, start: str, end: str) -> tuple[str, list[
 def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, base: str, win_days: list[str],
                         config, hparams, cparams: cr.CrowdingParams, params: fs.FireSaleParams,
                         digests: dict[str, bytes] | None = None) -> str:
-    """SHA-256 of everything a window run depends on, from the lake files it reads (their bytes) and
-    the settings — checked without building the window's state.
+    """SHA-256 of everything a window run depends on, from the lake rows it reads and the settings —
+    checked without building the window's state.
 
-    Files: the stock panel partitions of the base day's and the window's lookbacks, the base day's
+    Rows (each range's partitions, hashed as one Arrow IPC stream; a month file's other days do
+    not count): the stock panel partitions of the base day's and the window's lookbacks, the base day's
     holdings partition, the index-weight partitions of the carry-forward lookback (stock_state), the
     index and futures-basis partitions of the window and ``SHOCK_LOOKBACK`` sessions before it (the
     first day's basis change). Settings: window, calibration grids and switches, holdings, crowding
     and fire-sale parameters (for wave 2: Y, κ, η of wave 1), :data:`WINDOW_CODE_VERSION` and
-    :data:`fs.CALIBRATION_CODE_VERSION`. A file that appears, disappears or changes in those ranges
-    changes the fingerprint; days after the window (the daily update's new day) do not.
-    ``digests``: path -> SHA-256 of the files already hashed in this run (the windows' lookbacks
-    overlap: each file is read once)."""
+    :data:`fs.CALIBRATION_CODE_VERSION`. A partition that appears, disappears or changes in those
+    ranges changes the fingerprint; days after the window (the daily update's new day) do not.
+    ``digests``: range -> SHA-256 of the ranges already hashed in this run."""
     back = max(cparams.adv_window, SIGMA_WINDOW, config.volume_lookback + 1) + 5
     shock_lo = lookback_keys(win_days, SHOCK_LOOKBACK)[0]
     h = hashlib.sha256()
@@ -420,15 +411,29 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for layer, asset, a, b in (*_stock_state_ranges(base, cparams, back, panel_end=end),
                                ("marts", "index_daily_panel", shock_lo, end), ("marts", "futures_basis_panel", shock_lo, end)):
-        for path in _session_files(warehouse, layer, asset, a, b):
-            digest = digests.get(path) if digests is not None else None
-            if digest is None:
-                with open(path, "rb") as f:
-                    digest = hashlib.file_digest(f, "sha256").digest()
-                if digests is not None:
-                    digests[path] = digest
-            h.update(f"|{layer}/{asset}/{Path(path).parent.name}:".encode() + digest)
+        where = f"{layer}/{asset}/{a}..{b}"
+        digest = digests.get(where) if digests is not None else None
+        if digest is None:
+            digest = _rows_digest(warehouse, layer, asset, a, b)
+            if digests is not None:
+                digests[where] = digest
+        h.update(f"|{where}:".encode() + digest)
     return h.hexdigest()
+
+
+def _rows_digest(warehouse: Warehouse, layer: str, asset: str, first: str, last: str) -> bytes:
+    """SHA-256 of the rows of ``layer/asset``'s partitions in [first, last] (and of which days are
+    partitions): one Arrow IPC stream of the rows in file order, schema metadata dropped."""
+    days = warehouse.days_present(layer, asset, [d.strftime("%Y-%m-%d") for d in trading_days_between(first, last)])
+    h = hashlib.sha256(",".join(days).encode())
+    if days:
+        table = warehouse.read_days(layer, asset, days, None, arrow=True)
+        table = table.combine_chunks().replace_schema_metadata(None)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        h.update(sink.getvalue())
+    return h.digest()
 
 
 def _stored_windows(warehouse: Warehouse) -> dict[str, dict]:

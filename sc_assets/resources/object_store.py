@@ -4,9 +4,9 @@
 ``lake_uri`` (or ``$SC_ASSETS_LAKE_URI``) is an ``s3://bucket/prefix`` URI. Then its paths
 are :class:`S3Path` handles — a small pathlib-like object (``/``, ``name``, ``parent``,
 ``exists``, ``is_dir``, ``iterdir``, ``glob``, ``unlink``) — so the warehouse's methods and the
-assets that call ``warehouse.partition_path(...).exists()`` work unchanged. The layout is the
-same hive layout as on disk (``<prefix>/<layer>/<asset>/trade_date=YYYY-MM-DD/part.parquet``),
-which is what Spark, Trino and DuckDB read.
+assets work unchanged. The layout is the one on disk (``<prefix>/<layer>/<asset>/YYYY-MM.parquet``
+per month of a partitioned table, ``.../part.parquet`` for a table), which Spark, Trino and
+DuckDB read as one Parquet dataset.
 
 Settings (environment only, never written into metadata or logs):
 
@@ -15,10 +15,12 @@ Settings (environment only, never written into metadata or logs):
                              empty means AWS itself (``AWS_ENDPOINT_URL`` is honoured too)
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_REGION`` (default ``us-east-1``)
 
-Atomicity: a partition object is built completely in memory and then sent with ONE
+Atomicity: a month object is built completely in memory and then sent with ONE
 ``PutObject``; S3 makes an object visible only when that request completes, so a writer
 killed mid-way leaves the previous object (or none) — never half a partition — and a rerun
-replaces it. There are no temp objects to clean.
+replaces it. There are no temp objects to clean. The PUT is conditional on the ETag the
+writer merged its partitions into (:meth:`S3Lake.update_parquet`), so two runs writing
+different days of one month never drop each other's rows.
 
 Reads: DuckDB connections made by the warehouse get the bucket registered as an fsspec
 filesystem (``ArrowFSWrapper`` over ``pyarrow.fs.S3FileSystem``), so the catalog views read
@@ -36,7 +38,7 @@ import hashlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -51,6 +53,15 @@ ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 REGION_ENV = "AWS_REGION"
 DEFAULT_REGION = "us-east-1"
+
+#: A conditional PUT refused because the object changed (412), or raced another one (409).
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+UPDATE_ATTEMPTS = 20
+
+
+def _error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
 
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken",
                      "ExpiredToken", "AuthorizationHeaderMalformed"}
@@ -263,6 +274,27 @@ class S3Lake:
         body = encode(table).to_pybytes()
         with self.errors(f"write {self.uri(key)}"):
             self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=body)
+
+    def update_parquet(self, key: str, build: Callable[[str | None], pa.Table], attempts: int = UPDATE_ATTEMPTS) -> None:
+        """Replace ``key`` with ``build(local copy of its current object, or None)``, sent with one
+        conditional ``PutObject`` (``If-Match`` the ETag read, ``If-None-Match: *`` for a new key):
+        when another writer replaced the object in between (a run writing another day of the same
+        month), S3 refuses the PUT and the update starts again from the new object, so neither
+        writer's partitions are lost. Gives up after ``attempts`` refusals in a row."""
+        for _ in range(attempts):
+            meta = self.head(key)
+            current = self.local_copies([key], {key: meta})[0] if meta is not None else None
+            body = encode(build(current)).to_pybytes()
+            condition = {"IfMatch": meta[0]} if meta is not None else {"IfNoneMatch": "*"}
+            try:
+                with self.errors(f"write {self.uri(key)}"):
+                    self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=body, **condition)
+                return
+            except Exception as exc:  # botocore's ClientError, passed through by ``errors``
+                if _error_code(exc) not in _CONFLICT_CODES:
+                    raise
+        raise LakeStoreError(f"could not write {self.uri(key)}: other writers replaced it {attempts} times in a row "
+                             f"while this one was merging its partitions into it; rerun")
 
     def delete(self, key: str) -> None:
         with self.errors(f"delete {self.uri(key)}"):

@@ -2,14 +2,20 @@
 
 Layout under the data root::
 
-    lake/<layer>/<asset>/trade_date=YYYY-MM-DD/part.parquet   partitioned assets
-    lake/<layer>/<asset>/part.parquet                         unpartitioned assets
-    warehouse.duckdb                                          views only: <schema>.<asset>
+    lake/<layer>/<asset>/YYYY-MM.parquet    partitioned assets: one file per calendar month
+    lake/<layer>/<asset>/part.parquet       unpartitioned assets
+    warehouse.duckdb                        views only: <schema>.<asset>
 
-Every write goes to a temporary file in the target's own folder (names start with ``.tmp``),
-is fsynced, then moved into place with ``os.replace``: a crash leaves either the old
-partition or the new one, never half of one, and a rerun replaces the partition instead of
-appending to it. Readers glob ``trade_date=*/part.parquet`` and so never see temp files.
+Partitions are trading days; a month file holds the rows of its month's partitions in day order
+and lists those partitions (days with no rows included) in its schema metadata (``DAYS_KEY``).
+A 10-year backfill so writes ~120 files per asset instead of ~2,431 day files, each encoded,
+fsynced and later read once (issue 11: per-file costs were most of the chain's time); a daily
+run rewrites the current month's file. Every write goes to a temporary file in the table's
+folder (names start with ``.tmp``), is fsynced, then moved into place with ``os.replace``: a
+crash leaves either the old month file or the new one, never half of one, and a rerun replaces
+its partitions instead of appending to them. Writers of one table take turns under a lock on its
+folder, so a partition written by another run into the same month is never lost. Readers glob
+``????-??.parquet`` and so never see temp files.
 
 Compute never holds a DuckDB write lock: queries run on short-lived in-memory connections
 that read Parquet directly. Only :meth:`Warehouse.refresh_catalog` opens ``warehouse.duckdb``
@@ -53,9 +59,13 @@ from sc_assets.settings import DATA_DIR_ENV, data_root
 PARTITION_COLUMN = "trade_date"
 #: A temp file this old (seconds) belongs to a writer that was killed; the next write to its folder removes it.
 STALE_TEMP_S = 3600.0
-#: ``Warehouse.files`` over at most this many calendar days checks each day's file directly.
-SHORT_WINDOW_DAYS = 120
 PART_FILE = "part.parquet"
+#: A partitioned table keeps one file per calendar month, ``YYYY-MM.parquet``; this glob matches
+#: those names only (not ``part.parquet``, not the ``.tmp-...`` files of a write in progress).
+MONTH_GLOB = "????-??.parquet"
+#: Schema metadata key of a month file: its partitions (``YYYY-MM-DD``, comma-separated), including
+#: days materialized with no rows.
+DAYS_KEY = b"sc_assets.days"
 # lake layer -> catalog schema (issue "Foundation": schemas raw, staging, marts, analytics)
 CATALOG_SCHEMAS = {"raw": "raw", "staging": "staging", "marts": "marts", "quarantine": "quarantine"}
 ANALYTICS_SCHEMA = "analytics"
@@ -224,13 +234,13 @@ def _day_names(numbers: np.ndarray) -> list[str]:
 WRITE_THREADS = max(1, int(os.environ.get("SC_ASSETS_WRITE_THREADS", "8")))
 
 
-def _write_partition_file(table: pa.Table | pa.Buffer | bytes, folder: str) -> None:
-    _write_local(table, folder, PART_FILE)
+def _write_file(table: pa.Table | pa.Buffer | bytes, path: str) -> None:
+    _write_local(table, os.path.dirname(path), os.path.basename(path))
 
 
 def _write_files(items: list[tuple[pa.Table | pa.Buffer | bytes, S3Path | str]]) -> None:
-    """Write each (table or encoded file, target): an :class:`S3Path` object, or a local partition
-    folder (``str``) that gets ``part.parquet``. Local multi-file writes run on ``WRITE_THREADS``
+    """Write each (table or encoded file, target): an :class:`S3Path` object, or a local file
+    path (``str``). Local multi-file writes run on ``WRITE_THREADS``
     threads, each taking the next file from one shared iterator (no future per file); after a
     failure no new file is started and the first error is raised."""
     if items and isinstance(items[0][1], S3Path):
@@ -240,7 +250,7 @@ def _write_files(items: list[tuple[pa.Table | pa.Buffer | bytes, S3Path | str]])
     work = iter(items)
     if len(items) <= 1 or WRITE_THREADS == 1:
         for table, folder in work:
-            _write_partition_file(table, folder)
+            _write_file(table, folder)
         return
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -252,7 +262,7 @@ def _write_files(items: list[tuple[pa.Table | pa.Buffer | bytes, S3Path | str]])
             if item is None:
                 return
             try:
-                _write_partition_file(*item)
+                _write_file(*item)
             except BaseException as exc:  # re-raised in the calling thread
                 errors.append(exc)
                 return
@@ -265,6 +275,137 @@ def _write_files(items: list[tuple[pa.Table | pa.Buffer | bytes, S3Path | str]])
         t.join()
     if errors:
         raise errors[0]
+
+
+def _month_name(month: str) -> str:
+    """File name of a partitioned table's month ``YYYY-MM``."""
+    return f"{month}.parquet"
+
+
+def _is_month_name(name: str) -> bool:
+    return (len(name) == 15 and name.endswith(".parquet") and name[4] == "-"
+            and name[:4].isdigit() and name[5:7].isdigit())
+
+
+def _month_files(folder: str) -> dict[str, str]:
+    """{YYYY-MM: path} of the month files in a local table folder (one ``scandir``)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name[:7]: e.path for e in entries if _is_month_name(e.name)}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
+def _existing(path: str) -> str | None:
+    return path if os.path.isfile(path) else None
+
+
+#: path -> ((inode, size, mtime), days) of month files already read; a rewrite is a new inode
+_DAY_LISTS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {}
+
+
+def file_days(path: str) -> tuple[str, ...]:
+    """The partitions (sorted ``YYYY-MM-DD``) a month file holds, from its footer (cached per file
+    identity). A file without the day list (not written by the warehouse) lists its row days."""
+    st = os.stat(path)
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _DAY_LISTS.get(path)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    value = (pq.read_schema(path).metadata or {}).get(DAYS_KEY)
+    if value is not None:
+        days = tuple(value.decode().split(",")) if value else ()
+    else:
+        column = pq.read_table(path, columns=[PARTITION_COLUMN]).column(0)
+        days = tuple(sorted(set(_day_names(np.unique(_day_numbers(column))))))
+    _DAY_LISTS[path] = (stamp, days)
+    return days
+
+
+def _user_metadata(meta: dict | None) -> dict | None:
+    """Schema metadata without the month file's day list (not part of a table read from it)."""
+    if not meta or DAYS_KEY not in meta:
+        return meta
+    return {k: v for k, v in meta.items() if k != DAYS_KEY} or None
+
+
+def _numbers(days: Iterable[str]) -> np.ndarray:
+    return np.array(list(days), dtype="datetime64[D]").astype(np.int32)
+
+
+def _month_table(rows: pa.Table, keys: list[str], old: str | None) -> pa.Table:
+    """The new content of a month file: ``rows`` (the partitions ``keys``, grouped by day) plus the
+    rows of the month's other partitions in ``old`` (its current file, if any), in day order
+    (each day's rows in their order), with the day list under ``DAYS_KEY``."""
+    days = set(keys)
+    kept = [d for d in file_days(old) if d not in days] if old is not None else []
+    if kept:
+        previous = pq.read_table(old)
+        mask = np.isin(_day_numbers(previous.column(PARTITION_COLUMN)), _numbers(kept))
+        try:  # no new rows (empty days): the kept rows as they are, whatever an empty frame's types
+            merged = previous.filter(pa.array(mask)) if not rows.num_rows else pa.concat_tables(
+                [previous.filter(pa.array(mask)).replace_schema_metadata(rows.schema.metadata), rows],
+                promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(
+                f"{old}: the month's other partitions ({kept[0]}..{kept[-1]}) have columns "
+                f"{previous.schema.names} whose types cannot take the new rows' {rows.schema.names} ({exc}); "
+                "rematerialize the whole month") from exc
+        day = _day_numbers(merged.column(PARTITION_COLUMN))
+        if not (day[1:] >= day[:-1]).all():  # a new day before kept ones (not the daily append): re-sort
+            merged = merged.take(pa.array(np.argsort(day, kind="stable")))
+        rows = merged
+        days.update(kept)
+    meta = dict(rows.schema.metadata or {})
+    meta[DAYS_KEY] = ",".join(sorted(days)).encode()
+    return rows.replace_schema_metadata(meta)
+
+
+def _read_rows(files: list[str], columns: Sequence[str] | None,
+               keep: list[str] | tuple[str | None, str | None] | None) -> pa.Table:
+    """Rows of month (or table) ``files`` (only ``columns``; all if None) whose partition is in
+    ``keep``: a list of days, a (first, last) pair of days (None: open), or None (every row). No
+    row filter when the files' day lists show they hold only such days (a backfill chunk of whole
+    months)."""
+    if keep is not None:
+        if isinstance(keep, tuple):
+            lo, hi = keep
+            inside = [all((lo is None or d >= lo) and (hi is None or d <= hi) for d in file_days(f)) for f in files]
+        else:
+            wanted = set(keep)
+            inside = [wanted.issuperset(file_days(f)) for f in files]
+        if all(inside):
+            keep = None
+    cols = list(columns) if columns else None
+    extra = keep is not None and cols is not None and PARTITION_COLUMN not in cols
+    table = pq.ParquetDataset(files, partitioning=None).read(columns=cols + [PARTITION_COLUMN] if extra else cols)
+    if keep is not None and table.num_rows:
+        day = _day_numbers(table.column(PARTITION_COLUMN))
+        if isinstance(keep, tuple):
+            lo, hi = (_numbers([d])[0] if d is not None else None for d in keep)
+            mask = np.ones(len(day), bool) if lo is None else day >= lo
+            if hi is not None:
+                mask &= day <= hi
+        else:
+            mask = np.isin(day, _numbers(keep))
+        table = table.filter(pa.array(mask))
+    if extra:
+        table = table.drop_columns([PARTITION_COLUMN])
+    return table.replace_schema_metadata(_user_metadata(table.schema.metadata))
+
+
+@contextlib.contextmanager
+def _table_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on a local table folder: other threads and processes wait. (On object
+    storage a month object is replaced by a conditional PUT instead, ``S3Lake.update_parquet``.)"""
+    path = os.fspath(folder)
+    os.makedirs(path, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -307,45 +448,49 @@ class Warehouse(dg.ConfigurableResource):
     def table_dir(self, layer: str, asset: str) -> Path:
         return self.lake / layer / asset
 
-    def partition_path(self, layer: str, asset: str, day: str | date) -> Path:
-        return self.table_dir(layer, asset) / f"{PARTITION_COLUMN}={_day(day)}" / PART_FILE
-
     def table_path(self, layer: str, asset: str) -> Path:
         return self.table_dir(layer, asset) / PART_FILE
+
+    def month_path(self, layer: str, asset: str, day: str | date) -> Path:
+        """The file of a partitioned table that holds ``day``'s partition (its month's file)."""
+        return self.table_dir(layer, asset) / _month_name(_day(day)[:7])
 
     def glob(self, layer: str, asset: str) -> str:
         """DuckDB glob of a table's files (partitioned or not)."""
         d = self.table_dir(layer, asset)
         if (d / PART_FILE).exists():
             return str(d / PART_FILE)
-        return str(d / f"{PARTITION_COLUMN}=*" / PART_FILE)
+        # object storage has no temp objects, and the fsspec glob DuckDB reads s3:// through takes no ``?``
+        return str(d / ("*.parquet" if isinstance(d, S3Path) else MONTH_GLOB))
 
     def exists(self, layer: str, asset: str) -> bool:
         d = self.table_dir(layer, asset)
-        return (d / PART_FILE).exists() or any(d.glob(f"{PARTITION_COLUMN}=*/{PART_FILE}"))
+        if isinstance(d, S3Path):
+            return (d / PART_FILE).exists() or any(d.glob(MONTH_GLOB))
+        return os.path.isfile(os.path.join(d, PART_FILE)) or bool(_month_files(os.fspath(d)))
 
     def partitions(self, layer: str, asset: str) -> list[str]:
         """Sorted partition days (YYYY-MM-DD) present in the lake for a partitioned table."""
-        d = self.table_dir(layer, asset)
-        if isinstance(d, S3Path):  # one object listing
-            return sorted(p.parent.name.split("=", 1)[1] for p in d.glob(f"{PARTITION_COLUMN}=*/{PART_FILE}"))
-        return sorted(self._partition_files(d))
+        return sorted(day for f in self._month_paths(layer, asset) for day in file_days(f))
 
-    @staticmethod
-    def _partition_files(d: Path) -> dict[str, str]:
-        """{day: file} of the partition folders under ``d`` that hold a file (one ``scandir``)."""
-        prefix = f"{PARTITION_COLUMN}="
-        out = {}
-        try:
-            with os.scandir(d) as entries:
-                for e in entries:
-                    if e.name.startswith(prefix):
-                        f = os.path.join(e.path, PART_FILE)
-                        if os.path.isfile(f):
-                            out[e.name[len(prefix):]] = f
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        return out
+    def _month_paths(self, layer: str, asset: str, months: Iterable[str] | None = None) -> list[str]:
+        """Readable local files (sorted by month) of a partitioned table's ``months`` (all if None)
+        that are in the lake."""
+        found = self._month_map(layer, asset, months)
+        return [found[m] for m in sorted(found)]
+
+    def _month_map(self, layer: str, asset: str, months: Iterable[str] | None = None) -> dict[str, str]:
+        """{YYYY-MM: readable local file} of a partitioned table's ``months`` (all if None) in the
+        lake; on object storage read-through copies (one listing, downloads only new ETags)."""
+        wanted = None if months is None else set(months)
+        if (store := self.lake_store) is not None:
+            table_key = self.table_dir(layer, asset).key
+            objects = store.list(table_key)
+            keys = {k[len(table_key) + 1:][:7]: k for k in sorted(objects) if _is_month_name(k[len(table_key) + 1:])}
+            keys = {m: k for m, k in keys.items() if wanted is None or m in wanted}
+            return dict(zip(keys, store.local_copies(list(keys.values()), objects), strict=True))
+        found = _month_files(os.fspath(self.table_dir(layer, asset)))
+        return {m: f for m, f in found.items() if wanted is None or m in wanted}
 
     # ---- writes ------------------------------------------------------------------------
     def write_partitions(
@@ -359,22 +504,21 @@ class Warehouse(dg.ConfigurableResource):
         """Replace the partitions ``days`` of ``layer/asset`` with the rows of ``df``.
 
         ``df`` (pandas, or an Arrow table written as is) must have a ``trade_date`` column; every
-        day in ``days`` gets a file (an empty one when ``df`` has no rows for it), rows for days
-        outside ``days`` are an error. Returns rows written per day.
+        day in ``days`` becomes a partition (with no rows when ``df`` has none for it), rows for
+        days outside ``days`` are an error. Returns rows written per day.
+
+        Each month's file is rewritten once: the new rows plus the rows of the month's other
+        partitions already in the file (read back only when the file holds days not in ``days``),
+        in day order, with the file's day list in its metadata. The whole read-modify-write of a
+        table runs under an exclusive lock on its folder, so concurrent writers of different days
+        of one month (other runs, other processes) never lose each other's partitions.
         """
         keys = _days(days)
         table = _as_arrow(df, schema)
         if PARTITION_COLUMN not in table.column_names:
             raise ValueError(f"{layer}.{asset}: frame has no {PARTITION_COLUMN!r} column")
         counts: dict[str, int] = {}
-        items: list[tuple[pa.Table | pa.Buffer, S3Path | str]] = []
-        folder = self.table_dir(layer, asset)  # resolved once, not per file
-        local = not isinstance(folder, S3Path)
-        base = os.fspath(folder) if local else ""
-
-        def target(key: str) -> S3Path | str:  # a local partition folder, or the S3 object
-            return f"{base}/{PARTITION_COLUMN}={key}" if local else folder / f"{PARTITION_COLUMN}={key}" / PART_FILE
-
+        months: dict[str, pa.Table] = {}  # month -> its new rows
         if table.num_rows:
             day = _day_numbers(table.column(PARTITION_COLUMN))
             if not (day[1:] >= day[:-1]).all():  # rows grouped by day (a copy only when out of order)
@@ -386,19 +530,28 @@ class Warehouse(dg.ConfigurableResource):
             extra = sorted(set(names) - set(keys))
             if extra:
                 raise ValueError(f"{layer}.{asset}: rows for days outside the requested partitions: {extra[:5]}")
-            for key, s, e in zip(names, starts.tolist(), ends.tolist(), strict=True):
-                items.append((table.slice(s, e - s), target(key)))
-                counts[key] = e - s
-        empty: pa.Table | pa.Buffer = table.slice(0, 0)
-        if len(counts) < len(keys) and local:
-            # every empty day gets the same file: serialise it once, not once per day (a sparse feed's
-            # 10-year backfill writes ~2,300 empty partitions; ~2-4 ms of Parquet encoding each, issue 11)
-            empty = encode(empty)
+            counts = dict(zip(names, (ends - starts).tolist(), strict=True))
+            month = [n[:7] for n in names]
+            for i, m in enumerate(month):  # runs of days of one month are contiguous
+                if i == 0 or month[i - 1] != m:
+                    first = i
+                if i + 1 == len(month) or month[i + 1] != m:
+                    months[m] = table.slice(int(starts[first]), int(ends[i] - starts[first]))
+        by_month: dict[str, list[str]] = {}
         for key in keys:
-            if key not in counts:
-                items.append((empty, target(key)))
-                counts[key] = 0
-        _write_files(items)
+            counts.setdefault(key, 0)
+            by_month.setdefault(key[:7], []).append(key)
+        folder = self.table_dir(layer, asset)
+        if (store := self.lake_store) is not None:
+            for m, month_keys in sorted(by_month.items()):
+                store.update_parquet(f"{folder.key}/{_month_name(m)}",
+                                     functools.partial(_month_table, months.get(m, table.slice(0, 0)), month_keys))
+            return counts
+        with _table_lock(folder):
+            base = os.fspath(folder)
+            _write_files([(_month_table(months.get(m, table.slice(0, 0)), month_keys,
+                                        _existing(os.path.join(base, _month_name(m)))), os.path.join(base, _month_name(m)))
+                          for m, month_keys in sorted(by_month.items())])
         return counts
 
     def write_table(self, layer: str, asset: str, df: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> int:
@@ -411,26 +564,28 @@ class Warehouse(dg.ConfigurableResource):
     def files(
         self, layer: str, asset: str, start: str | date | None = None, end: str | date | None = None
     ) -> list[str]:
-        """Files of a table, restricted to partitions in [start, end] (inclusive) if given.
+        """Files of a table: an unpartitioned table's file, or the month files of a partitioned one
+        that hold partitions in [start, end] (inclusive; all if not given). A month file also
+        holds its month's other days: callers keep the rows they need (:meth:`read`,
+        :meth:`query` and :meth:`read_days` do).
 
         On object storage these are local read-through copies (cached by ETag), so callers can
         hand them to any Parquet reader.
         """
-        store = self.lake_store
-        if store is not None:
-            return self._s3_files(store, layer, asset, start, end)
         d = self.table_dir(layer, asset)
         if (d / PART_FILE).exists():
+            if (store := self.lake_store) is not None:
+                return store.local_copies([d.key + "/" + PART_FILE])
             return [str(d / PART_FILE)]
-        lo = _day(start) if start is not None else None
-        hi = _day(end) if end is not None else None
-        if lo is not None and hi is not None and (span := pd.date_range(lo, hi, freq="D")).size <= SHORT_WINDOW_DAYS:
-            # a short window (a daily step's lookback): look up its days instead of listing the
-            # table's thousands of partition folders
-            paths = (d / f"{PARTITION_COLUMN}={day:%Y-%m-%d}" / PART_FILE for day in span)
-            return [str(p) for p in paths if p.is_file()]
-        found = self._partition_files(d)
-        return [found[day] for day in sorted(found) if (lo is None or day >= lo) and (hi is None or day <= hi)]
+        lo = _day(start)[:7] if start is not None else None
+        hi = _day(end)[:7] if end is not None else None
+        if lo is None and hi is None:
+            return self._month_paths(layer, asset)
+        if self.lake_store is None:
+            found = _month_files(os.fspath(d))
+            return [found[m] for m in sorted(found) if (lo is None or m >= lo) and (hi is None or m <= hi)]
+        months = pd.period_range(lo or "1990-01", hi or pd.Timestamp.now().strftime("%Y-%m"), freq="M")
+        return self._month_paths(layer, asset, months.strftime("%Y-%m"))
 
     def read(
         self,
@@ -442,10 +597,10 @@ class Warehouse(dg.ConfigurableResource):
         days: Iterable[str | date] | None = None,
     ) -> pd.DataFrame:
         """Read a lake table (optionally a date range, explicit days, or a column subset) as pandas."""
-        if days is not None and (store := self.lake_store) is not None:
-            files = self._s3_files(store, layer, asset, None, None, days={_day(d) for d in days})
-        elif days is not None:
-            files = [str(p) for p in (self.partition_path(layer, asset, d) for d in days) if p.exists()]
+        if days is not None:
+            wanted = sorted({_day(d) for d in days})
+            files = self._month_paths(layer, asset, {d[:7] for d in wanted}) if not (
+                self.table_dir(layer, asset) / PART_FILE).exists() else self.files(layer, asset)
         else:
             files = self.files(layer, asset, start, end)
         if not files:
@@ -454,15 +609,19 @@ class Warehouse(dg.ConfigurableResource):
                 + (f" for {start}..{end}" if start or end else "")
                 + " — materialize it first"
             )
-        dataset = pq.ParquetDataset(files, partitioning=None)
-        return dataset.read(columns=list(columns) if columns else None).to_pandas()
+        if days is not None:
+            keep = wanted
+        elif start is not None or end is not None:
+            keep = (_day(start) if start is not None else None, _day(end) if end is not None else None)
+        else:
+            keep = None
+        return _read_rows(files, columns, keep).to_pandas()
 
     def days_present(self, layer: str, asset: str, days: Sequence[str]) -> list[str]:
-        """The ``days`` (YYYY-MM-DD) whose partition file of ``layer/asset`` is in the lake."""
-        if self.lake_store is not None:
-            return [d for d in days if self.partition_path(layer, asset, d).exists()]
-        d = str(self.table_dir(layer, asset))  # resolved once, not per day
-        return [day for day in days if os.path.isfile(os.path.join(d, f"{PARTITION_COLUMN}={day}", PART_FILE))]
+        """The ``days`` (YYYY-MM-DD) that are partitions of ``layer/asset`` in the lake."""
+        months = {d[:7] for d in days}
+        have = {day for f in self._month_paths(layer, asset, months) for day in file_days(f)}
+        return [day for day in days if day in have]
 
     def read_days(
         self, layer: str, asset: str, days: Sequence[str], columns: Sequence[str] | None,
@@ -471,54 +630,48 @@ class Warehouse(dg.ConfigurableResource):
         """Rows of the partitions ``days`` (YYYY-MM-DD; only ``columns``), trade_date as datetime64.
 
         Like ``read(days=)`` but kept in Arrow until one ``to_pandas`` without Python date objects
-        (the factor and crowding layers read millions of rows this way; issue 11). A local
-        partition file holds only its day's rows, so no per-row date filter; on object storage
-        the span days[0]..days[-1] is read and the other days' rows dropped in Arrow. A table not
-        in the lake gives no rows (``required``: a FileNotFoundError). ``columns`` None: all
-        columns; ``arrow``: the Arrow table (rows found)."""
+        (the factor and crowding layers read millions of rows this way; issue 11). The month files
+        of ``days`` are read; rows of their other days are dropped (no filter when the files hold
+        only requested days, as in a backfill chunk of whole months). A table not in the lake gives
+        no rows (``required``: a FileNotFoundError). ``columns`` None: all columns; ``arrow``: the
+        Arrow table (rows found)."""
         days = sorted(days)
-        if not days:
-            files = []
-        elif self.lake_store is None:
-            d = str(self.table_dir(layer, asset))
-            present = self.days_present(layer, asset, days)
-            files = [os.path.join(d, f"{PARTITION_COLUMN}={day}", PART_FILE) for day in present]
-        else:
-            files = self.files(layer, asset, days[0], days[-1])
+        files = self._month_paths(layer, asset, {d[:7] for d in days}) if days else []
         if not files:
             if required:
                 raise FileNotFoundError(f"{layer}.{asset} has no data in the lake for {len(days)} day(s) "
                                         f"{days[:1]}..{days[-1:]} — materialize it first")
             return pd.DataFrame({c: pd.Series(dtype="datetime64[ms]" if c == "trade_date" else object) for c in columns})
-        table = pq.ParquetDataset(files, partitioning=None).read(columns=list(columns) if columns else None)
-        if self.lake_store is not None and table.num_rows:  # the span's files: keep the rows of ``days``
-            day = table.column(PARTITION_COLUMN)
-            if not pa.types.is_date32(day.type):
-                day = day.cast(pa.timestamp("ms")).cast(pa.date32())
-            keep = pc.is_in(day, value_set=pa.array(np.array(days, dtype="datetime64[D]"), type=pa.date32()))
-            table = table.filter(keep)
+        table = _read_rows(files, columns, days)
         return table if arrow else table.to_pandas(date_as_object=False)
 
     def query(self, layer: str, asset: str, sql: str, start: str | date | None = None,
               end: str | date | None = None, arrow: bool = False, files: Sequence[str] | None = None,
               **params) -> pd.DataFrame | pa.Table:
-        """``sql`` (a SELECT ... FROM files ...) over the partition files of ``layer/asset`` in [start, end].
+        """``sql`` (a SELECT ... FROM files ...) over the rows of ``layer/asset`` in [start, end].
 
-        ``files`` in the SQL stands for ``read_parquet($files)``; ``params`` are bound as ``$name``
-        (a ``files=`` list overrides the window's files). DuckDB reads a list of thousands of small
-        day files faster than a pyarrow dataset (footers read in parallel, only the columns and rows
-        the query needs; issue 11). pandas: date columns come back as datetime64. ``arrow``: the
-        Arrow table carrying the first file's schema metadata, so ``SELECT * FROM files`` converts
-        ``to_pandas`` to the frame :meth:`read` gives. No file: FileNotFoundError."""
+        ``files`` in the SQL stands for the table's rows in the window (``read_parquet($files)``
+        of its month files, filtered to [start, end] when given); ``params`` are bound as
+        ``$name``. A ``files=`` list overrides the window: then every row of those files is read.
+        pandas: date columns come back as datetime64. ``arrow``: the Arrow table carrying the
+        first file's schema metadata, so ``SELECT * FROM files`` converts ``to_pandas`` to the
+        frame :meth:`read` gives. No file: FileNotFoundError."""
+        window = files is None and (start is not None or end is not None)
         files = list(files) if files is not None else self.files(layer, asset, start, end)
         if not files:
             raise FileNotFoundError(f"{layer}.{asset} has no data in the lake for {start}..{end} — materialize it first")
+        source = "read_parquet($files)"
+        if window:
+            source = (f"(SELECT * FROM read_parquet($files) WHERE CAST({PARTITION_COLUMN} AS DATE) "
+                      "BETWEEN $__lo AND $__hi)")
+            params = {**params, "__lo": pd.Timestamp(_day(start) if start is not None else "1900-01-01").date(),
+                      "__hi": pd.Timestamp(_day(end) if end is not None else "2999-12-31").date()}
         with self.connect(tables=[]) as con:
-            result = con.sql(sql.replace("FROM files", "FROM read_parquet($files)"), params={"files": files, **params})
+            result = con.sql(sql.replace("FROM files", f"FROM {source}"), params={"files": files, **params})
             if not arrow:
                 return result.df()
             table = result.to_arrow_table()
-        return table.replace_schema_metadata(pq.read_schema(files[0]).metadata)
+        return table.replace_schema_metadata(_user_metadata(pq.read_schema(files[0]).metadata))
 
     @contextlib.contextmanager
     def connect(self, tables: Sequence[tuple[str, str]] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -549,8 +702,8 @@ class Warehouse(dg.ConfigurableResource):
             pairs = set()
             for key in store.list(store.root().key):
                 parts = key[len(store.root().key):].strip("/").split("/")
-                if parts[-1] == PART_FILE and (len(parts) == 3 or (len(parts) == 4 and parts[2].startswith(
-                        f"{PARTITION_COLUMN}="))) and not parts[0].startswith(".") and not parts[1].startswith("."):
+                if len(parts) == 3 and (parts[2] == PART_FILE or _is_month_name(parts[2])) \
+                        and not parts[0].startswith(".") and not parts[1].startswith("."):
                     pairs.add((parts[0], parts[1]))
             return sorted(pairs)
         if not self.lake.exists():
@@ -676,27 +829,6 @@ class Warehouse(dg.ConfigurableResource):
                 n += _remove_stale_temps(folder, min_age_s)
                 dirs[:] = [d for d in dirs if not d.startswith(".tmp")]  # removed (or still in use)
         return n
-
-    def _s3_files(self, store: S3Lake, layer: str, asset: str, start, end, days: set[str] | None = None) -> list[str]:
-        """Local copies of a table's objects on S3 (one listing, downloads only new ETags)."""
-        table_key = self.table_dir(layer, asset).key
-        objects = store.list(table_key)
-        single = f"{table_key}/{PART_FILE}"
-        if single in objects and days is None:
-            return store.local_copies([single], objects)
-        lo = _day(start) if start is not None else None
-        hi = _day(end) if end is not None else None
-        keys = []
-        prefix = f"{table_key}/{PARTITION_COLUMN}="
-        for key in sorted(objects):
-            if not (key.startswith(prefix) and key.endswith("/" + PART_FILE)):
-                continue
-            day = key[len(prefix):-len(PART_FILE) - 1]
-            if "/" in day:
-                continue
-            if (lo is None or day >= lo) and (hi is None or day <= hi) and (days is None or day in days):
-                keys.append(key)
-        return store.local_copies(keys, objects)
 
 
 def _sql_string(value: str) -> str:

@@ -244,7 +244,7 @@ def test_crowding_tables_materialize_one_table_alone(built):
     partition, with the same rows as the backfill wrote (issue 11 computes both tables in one op)."""
     wh, *_ = built
     day = "2023-12-15"  # its ADV window is before the days other tests rewrite in the panel
-    ct_file = wh.partition_path("crowding", "crowding_table", day)
+    ct_file = wh.month_path("crowding", "crowding_table", day)
     ct_mtime = ct_file.stat().st_mtime_ns
     before = wh.read("crowding", "days_to_liquidate", days=[day])
     res = dg.materialize([ca.crowding_tables], selection=[ca.DTL], partition_key=day, resources={"warehouse": wh})
@@ -271,7 +271,7 @@ def test_crowding_step_subsets_reproduce_the_backfill(built):
     assert {e.asset_key for e in res.get_asset_materialization_events()} == {ca.HOLDINGS, ca.CROWDING, ca.DTL}
     assert [c.passed for c in res.get_asset_check_evaluations()] == [True]
     for key, want in [(ca.HOLDINGS, {ca.HOLDINGS}), (ca.CROWDING, {ca.CROWDING})]:
-        others = [wh.partition_path("crowding", k.path[-1], d) for k in (ca.HOLDINGS, ca.CROWDING, ca.DTL) if k != key
+        others = [wh.month_path("crowding", k.path[-1], d) for k in (ca.HOLDINGS, ca.CROWDING, ca.DTL) if k != key
                   for d in days]
         mtimes = [f.stat().st_mtime_ns for f in others]
         res = dg.materialize([ca.crowding_tables], selection=[key], resources={"warehouse": wh},
@@ -292,7 +292,7 @@ def test_failed_holdings_check_stops_the_tables(built, monkeypatch):
     materialized, and the step fails."""
     wh, *_ = built
     day = "2023-12-12"
-    files = [wh.partition_path("crowding", k.path[-1], day) for k in (ca.CROWDING, ca.DTL)]
+    files = [wh.month_path("crowding", k.path[-1], day) for k in (ca.CROWDING, ca.DTL)]
     mtimes = [f.stat().st_mtime_ns for f in files]
     monkeypatch.setattr(ca, "CHECK_TOLERANCE", 0.0)  # every estimate "fails" (max error >= 0)
     res = dg.materialize([ca.crowding_tables], partition_key=day, resources={"warehouse": wh}, raise_on_error=False)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pandas as pd
 import pytest
 
 from sc_assets.assets.raw import RAW_ASSETS
@@ -67,7 +66,7 @@ def test_raw_layer_materializes_one_partition_and_duckdb_answers(one_day) -> Non
             "select table_name from information_schema.tables where table_schema = 'raw'").fetchall()}
     assert tables == set(FEEDS) - {"fund_nav"} | {"fund_nav"}  # every feed has a view, fund_nav empty
     for feed in DAILY_FEEDS:
-        assert (root / f"lake/raw/{feed}/trade_date={DAY}/part.parquet").exists(), feed
+        assert Warehouse(data_dir=str(root)).days_present("raw", feed, [DAY]) == [DAY], feed
 
 
 def test_metadata_and_checks(one_day) -> None:
@@ -89,7 +88,7 @@ def test_metadata_and_checks(one_day) -> None:
 
 def test_quarantine_rows_point_back_to_the_file(one_day) -> None:
     root, _, _ = one_day
-    q = pd.read_parquet(root / f"lake/quarantine/stock_daily/trade_date={DAY}/part.parquet")
+    q = Warehouse(data_dir=str(root)).read("quarantine", "stock_daily", days=[DAY])
     lines = (root / "landing/stock_daily/20240122.csv").read_text().splitlines()
     for r in q.itertuples():
         assert lines[r.source_line - 1].startswith(r.ts_code)
@@ -110,7 +109,8 @@ def test_backfill_range_in_one_run_is_idempotent(tmp_path: Path) -> None:
     assert m["partitions"] == 3 and (m["rows_landed"], m["rows_accepted"]) == (18, 15)
     assert m["date_range"] == "2024-01-22 .. 2024-01-24"
     digest = _lake_digest(root)
-    assert len(digest) == 4  # 3 raw partitions + the one quarantine partition with rows
+    assert len(digest) == 2  # the raw month file (3 partitions) + the quarantine one (the day with rows)
+    assert Warehouse(data_dir=str(root)).partitions("quarantine", "stock_daily") == ["2024-01-22"]
     second = dg.materialize([RAW_ASSETS["stock_daily"]], tags=tags, resources=res)
     assert second.success
     assert _lake_digest(root) == digest  # same files, same bytes: no duplicates on rerun
@@ -138,7 +138,8 @@ def test_missing_file_warns_and_unparseable_file_fails(tmp_path: Path) -> None:
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["days_without_file"].value == ["2024-01-25", "2024-01-26", "2024-01-29"]
     assert check.metadata["files_on_non_trading_days"].value == ["landing/stock_daily/20240127.csv.gz"]
-    assert pd.read_parquet(root / "lake/raw/stock_daily/trade_date=2024-01-25/part.parquet").empty
+    wh = Warehouse(data_dir=str(root))
+    assert "2024-01-25" in wh.partitions("raw", "stock_daily") and wh.read("raw", "stock_daily", days=["2024-01-25"]).empty
 
     bad = root / "landing/stock_daily/20240130.csv"
     bad.write_text("ts_code,trade_date,open,high,low,close,pre_close,vol,amount\n"
@@ -150,7 +151,7 @@ def test_missing_file_warns_and_unparseable_file_fails(tmp_path: Path) -> None:
     msg = " ".join(e.event_specific_data.error.to_string() for e in failed.all_events if e.is_step_failure)
     assert "landing/stock_daily/20240130.csv" in msg and "line 3" in msg and "'close'" in msg
     assert bad.exists()  # the file stays in landing
-    assert not (root / "lake/raw/stock_daily/trade_date=2024-01-30").exists()
+    assert "2024-01-30" not in wh.partitions("raw", "stock_daily")
 
 
 def test_range_run_puts_run_level_lists_on_the_last_partition_event_only(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def _stress(wh) -> dict:
 def _shuffle_partitions(wh, layer: str, asset: str, rng: np.random.Generator) -> int:
     moved = 0
     for day in wh.partitions(layer, asset):
-        t = pq.read_table(wh.partition_path(layer, asset, day))
+        t = wh.read_days(layer, asset, [day], None, arrow=True)
         if t.num_rows < 2:
             continue
         perm = rng.permutation(t.num_rows)
@@ -105,7 +105,7 @@ def test_basis_row_cache_follows_the_lake(warehouse):
     rewritten and removed, and rebuilds an unreadable cache."""
     import pandas as pd
 
-    days = [d.strftime("%Y-%m-%d") for d in trading_days_between("2024-01-02", "2024-01-31")]
+    days = [d.strftime("%Y-%m-%d") for d in trading_days_between("2023-12-01", "2024-01-31")]
     rng = np.random.default_rng(3)
 
     def write(ds, shift=0.0):
@@ -120,12 +120,13 @@ def test_basis_row_cache_follows_the_lake(warehouse):
     pd.testing.assert_frame_equal(sa._read_basis_panel(warehouse, cols), _basis_reference(warehouse, cols))
     assert cache.exists()
     write(days[-3:])  # new days (the daily update)
-    write(days[5:6], shift=-1.0)  # a rewritten day
-    (warehouse.table_dir("marts", "futures_basis_panel") / f"trade_date={days[2]}" / "part.parquet").unlink()
+    write(days[-6:-5], shift=-1.0)  # a rewritten day (January)
+    warehouse.month_path("marts", "futures_basis_panel", days[2]).unlink()  # a month removed (December)
     got = sa._read_basis_panel(warehouse, cols)
     ref = _basis_reference(warehouse, cols)
     pd.testing.assert_frame_equal(got, ref)
-    assert len(got) == 2 * (len(days) - 1) and (got["basis_ann"] < -0.5).sum() == 2
+    december = sum(d < "2024-01" for d in days)
+    assert len(got) == 2 * (len(days) - december) and (got["basis_ann"] < -0.5).sum() == 2
     settle = ["trade_date", "fut_code", "basis_ann_settle"]
     pd.testing.assert_frame_equal(sa._read_basis_panel(warehouse, settle), _basis_reference(warehouse, settle))
     cache.write_bytes(b"not parquet")

@@ -9,6 +9,7 @@ PostgreSQL). Then a worker process is killed mid-run and the rerun must heal the
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -22,7 +23,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("dagster_celery")
@@ -38,6 +38,7 @@ from sc_assets.deploy.profiles import (  # noqa: E402
 )
 from sc_assets.partitions import trading_days_between  # noqa: E402
 from sc_assets.resources import Warehouse  # noqa: E402
+from sc_assets.resources.warehouse import _month_table  # noqa: E402
 from sc_assets.simulator import SimulationParams, simulate  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
@@ -290,7 +291,7 @@ def test_killed_worker_leaves_no_half_partition_and_rerun_heals(cluster, local_l
         # right after the kill: every object present is a whole Parquet file with the local rows
         for layer, asset in marts:
             for day in remote.partitions(layer, asset):
-                got = pq.read_table(remote.files(layer, asset, day, day)[0]).to_pandas()
+                got = remote.read(layer, asset, days=[day])
                 want = local_lake.read(layer, asset, days=[day])
                 assert len(got) == len(want) and _same(want, got) == (0, 0), (asset, day)
         out, _ = proc.communicate(timeout=200)
@@ -346,18 +347,49 @@ def test_unreachable_servers_name_the_service_and_setting(cluster, monkeypatch):
 def test_s3_partitions_are_atomic_single_objects_and_idempotent(cluster, monkeypatch):
     _env_patch(monkeypatch, cluster.env())
     wh = Warehouse(data_dir=str(cluster.dir / "data"), lake_uri=f"s3://{BUCKET}/unit")
-    days = ["2024-01-02", "2024-01-03", "2024-01-04"]
+    days = ["2024-01-02", "2024-01-03", "2024-02-01"]
     df = pd.DataFrame({"trade_date": pd.to_datetime(days[:2]).date, "ts_code": ["600000.SH", "000001.SZ"],
                        "close": [1.5, 2.5]})
-    assert wh.write_partitions("raw", "t", df, days) == {"2024-01-02": 1, "2024-01-03": 1, "2024-01-04": 0}
+    assert wh.write_partitions("raw", "t", df, days) == {"2024-01-02": 1, "2024-01-03": 1, "2024-02-01": 0}
     objects = wh.lake_store.list(wh.table_dir("raw", "t").key)
-    assert sorted(objects) == [f"unit/raw/t/trade_date={d}/part.parquet" for d in days]  # no temp objects
+    assert sorted(objects) == ["unit/raw/t/2024-01.parquet", "unit/raw/t/2024-02.parquet"]  # no temp objects
+    assert wh.partitions("raw", "t") == days
     wh.write_partitions("raw", "t", df.assign(close=[9.0, 2.5]), days)
     out = wh.read("raw", "t").sort_values("ts_code")
     assert out["close"].tolist() == [2.5, 9.0] and len(out) == 2  # replaced, not appended
     assert wh.read("raw", "t", days=["2024-01-03"])["ts_code"].tolist() == ["000001.SZ"]
-    wh.partition_path("raw", "t", "2024-01-04").unlink()
+    wh.write_partitions("raw", "t", df.iloc[1:], days[1:2])  # one day alone: the month's other day kept
+    assert wh.read("raw", "t", start="2024-01-01", end="2024-01-31")["close"].tolist() == [9.0, 2.5]
+    wh.month_path("raw", "t", "2024-02-01").unlink()
     assert wh.partitions("raw", "t") == days[:2]
     assert wh.clean_temp_files() == 0
     names = wh.refresh_catalog([("raw", "t")])
     assert names == ["raw.t"]
+
+
+def test_s3_month_update_merges_again_when_another_writer_replaced_it(cluster, monkeypatch):
+    """Two writers of one month object: the PUT of the one that merged into an older version is
+    refused (If-Match), and it merges again into the other's object, so both days stay."""
+    _env_patch(monkeypatch, cluster.env())
+    wh = Warehouse(data_dir=str(cluster.dir / "data"), lake_uri=f"s3://{BUCKET}/race")
+    frame = lambda d: pd.DataFrame({"trade_date": [pd.Timestamp(d).date()], "ts_code": ["600000.SH"], "close": [1.0]})  # noqa: E731
+    wh.write_partitions("raw", "r", frame("2024-01-02"), ["2024-01-02"])
+    store = wh.lake_store
+    real = store.update_parquet
+    calls = []
+
+    def racing(key, build, attempts=20):
+        def build_once_raced(current):
+            calls.append(current)
+            if len(calls) == 1:  # another run writes 2024-01-03 between this writer's read and its PUT
+                real(key, functools.partial(_month_table, pa.Table.from_pandas(frame("2024-01-03"), preserve_index=False),
+                                            ["2024-01-03"]))
+            return build(current)
+        return real(key, build_once_raced, attempts)
+
+    monkeypatch.setattr(store, "update_parquet", racing)
+    monkeypatch.setattr(type(wh), "lake_store", property(lambda self: store))
+    wh.write_partitions("raw", "r", frame("2024-01-04"), ["2024-01-04"])
+    assert len(calls) == 2  # refused once, merged again
+    assert wh.partitions("raw", "r") == ["2024-01-02", "2024-01-03", "2024-01-04"]
+    assert len(wh.read("raw", "r")) == 3

@@ -85,5 +85,4 @@ def test_lake_uri_must_be_s3_or_empty(tmp_path: Path, monkeypatch):
     with pytest.raises(ValueError, match="s3://bucket/prefix"):
         _ = Warehouse(data_dir=str(tmp_path), lake_uri="gs://x/y").lake
     wh = Warehouse(data_dir=str(tmp_path), lake_uri="s3://bkt/some/prefix")
-    assert str(wh.partition_path("raw", "stock_daily", "2024-01-02")) == \
-        "s3://bkt/some/prefix/raw/stock_daily/trade_date=2024-01-02/part.parquet"
+    assert str(wh.month_path("raw", "stock_daily", "2024-01-02")) == "s3://bkt/some/prefix/raw/stock_daily/2024-01.parquet"

@@ -143,8 +143,9 @@ def test_partitioned_run_through_graphql_covers_the_range_in_one_run(server):
         ... on AssetNode { partitionStats { numMaterialized } } } }""",
                            {"k": {"path": TARGET}})["assetNodeOrError"]["partitionStats"]
     assert stats["numMaterialized"] == len(DAYS)
-    for day in DAYS:
-        assert (server.data_dir / "lake" / "marts" / "stock_daily_panel" / f"trade_date={day}" / "part.parquet").exists()
+    from sc_assets.resources import Warehouse
+
+    assert Warehouse(data_dir=str(server.data_dir)).days_present("marts", "stock_daily_panel", list(DAYS)) == list(DAYS)
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (scripts/ensure_chromium.sh)")

@@ -1,6 +1,6 @@
 """Helpers shared by the reliability tests: a tiny simulated market, the pipeline subset they
 run, and lake snapshots read exactly as readers do (the warehouse's DuckDB views over the
-``trade_date=*/part.parquet`` globs)."""
+``????-??.parquet`` globs)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from sc_assets.resources import Warehouse
 from sc_assets.sensors import landing_sensor
 from sc_assets_tests.reliability.conftest import crash_selection
 from sc_assets_tests.reliability.lake import all_assets, assert_lakes_equal, lake_snapshot, resources
@@ -111,9 +112,13 @@ def test_sensor_identical_redrop_no_run_changed_file_exactly_its_partition(
     _run_day(root, dg.AssetSelection.assets(*keys))
     after = _hashes(root)
     diff = {k for k in before if before[k] != after[k]}
-    assert f"raw/stock_daily/trade_date={DAY}/part.parquet" in diff
-    assert diff <= {f"raw/stock_daily/trade_date={DAY}/part.parquet",
-                    f"staging/stg_stock_daily/trade_date={DAY}/part.parquet"}, diff
+    assert f"raw/stock_daily/{DAY[:7]}.parquet" in diff
+    assert diff <= {f"raw/stock_daily/{DAY[:7]}.parquet", f"staging/stg_stock_daily/{DAY[:7]}.parquet"}, diff
+    wh, ref = Warehouse(data_dir=str(root)), Warehouse(data_dir=str(ref_root))
+    for layer, asset in (("raw", "stock_daily"), ("staging", "stg_stock_daily")):  # the month's other days kept
+        others = [d for d in ref.partitions(layer, asset) if d[:7] == DAY[:7] and d != DAY]
+        assert others and wh.partitions(layer, asset) == ref.partitions(layer, asset)
+        pd.testing.assert_frame_equal(wh.read(layer, asset, days=others), ref.read(layer, asset, days=others))
 
 
 def test_sensor_ignores_a_file_dated_after_the_last_partition_until_that_day_exists(

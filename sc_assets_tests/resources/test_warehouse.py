@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sc_assets.resources.warehouse import Warehouse, atomic_write_parquet
+from sc_assets.resources.warehouse import Warehouse, atomic_write_parquet, file_days
 from sc_assets.settings import UnsafePathError, data_root, inside_root
 
 
@@ -24,15 +24,17 @@ def _lake_snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
 
 
-def test_partitions_written_one_file_per_day_and_rerun_is_idempotent(warehouse: Warehouse):
-    days = ["2024-01-02", "2024-01-03"]
+def test_partitions_written_one_file_per_month_and_rerun_is_idempotent(warehouse: Warehouse):
+    days = ["2023-12-29", "2024-01-02", "2024-01-03"]
     counts = warehouse.write_partitions("raw", "stock_daily", _frame(days), days)
-    assert counts == {"2024-01-02": 2, "2024-01-03": 2}
+    assert counts == {"2023-12-29": 2, "2024-01-02": 2, "2024-01-03": 2}
+    assert sorted(p.name for p in warehouse.table_dir("raw", "stock_daily").iterdir()) == ["2023-12.parquet", "2024-01.parquet"]
+    assert file_days(str(warehouse.month_path("raw", "stock_daily", "2024-01-03"))) == ("2024-01-02", "2024-01-03")
     first = _lake_snapshot(warehouse.lake)
     warehouse.write_partitions("raw", "stock_daily", _frame(days), days)
     assert _lake_snapshot(warehouse.lake) == first
     out = warehouse.read("raw", "stock_daily")
-    assert len(out) == 4 and not out.duplicated(["trade_date", "ts_code"]).any()
+    assert len(out) == 6 and not out.duplicated(["trade_date", "ts_code"]).any()
 
 
 def test_rewrite_replaces_only_the_requested_partition(warehouse: Warehouse):
@@ -44,20 +46,27 @@ def test_rewrite_replaces_only_the_requested_partition(warehouse: Warehouse):
 
 
 def test_empty_day_gets_an_empty_partition_and_rows_outside_are_refused(warehouse: Warehouse):
-    counts = warehouse.write_partitions("raw", "y", _frame(["2024-01-02"]), ["2024-01-02", "2024-01-03"])
-    assert counts["2024-01-03"] == 0
-    assert warehouse.partitions("raw", "y") == ["2024-01-02", "2024-01-03"]
-    full, empty = (pq.read_table(warehouse.partition_path("raw", "y", d)) for d in ("2024-01-02", "2024-01-03"))
-    assert empty.num_rows == 0 and empty.schema.equals(full.schema)  # one serialised empty file, same schema
+    counts = warehouse.write_partitions("raw", "y", _frame(["2024-01-02"]), ["2024-01-02", "2024-01-03", "2024-02-01"])
+    assert counts["2024-01-03"] == 0 and counts["2024-02-01"] == 0
+    assert warehouse.partitions("raw", "y") == ["2024-01-02", "2024-01-03", "2024-02-01"]
+    assert warehouse.days_present("raw", "y", ["2024-01-03", "2024-01-04", "2024-02-01"]) == ["2024-01-03", "2024-02-01"]
+    full, empty = (pq.read_table(warehouse.month_path("raw", "y", d)) for d in ("2024-01-02", "2024-02-01"))
+    assert empty.num_rows == 0 and empty.schema.remove_metadata().equals(full.schema.remove_metadata())
+    assert len(warehouse.read("raw", "y", days=["2024-01-03"])) == 0
     with pytest.raises(ValueError, match="outside the requested partitions"):
         warehouse.write_partitions("raw", "y", _frame(["2024-01-04"]), ["2024-01-02"])
 
 
 def test_read_by_range_and_days(warehouse: Warehouse):
-    days = ["2024-01-02", "2024-01-03", "2024-01-04"]
+    days = ["2023-12-29", "2024-01-02", "2024-01-03", "2024-01-04"]
     warehouse.write_partitions("marts", "p", _frame(days), days)
     assert len(warehouse.read("marts", "p", start="2024-01-03")) == 4
+    assert len(warehouse.read("marts", "p", start="2023-12-29", end="2024-01-02")) == 4
     assert len(warehouse.read("marts", "p", days=["2024-01-02", "2024-01-05"])) == 2
+    got = warehouse.read_days("marts", "p", ["2024-01-03"], ["ts_code", "close"])
+    assert list(got.columns) == ["ts_code", "close"] and len(got) == 2
+    assert warehouse.query("marts", "p", "SELECT count(*) AS n FROM files", start="2024-01-03", end="2024-01-31")["n"][0] == 4
+    assert warehouse.query("marts", "p", "SELECT count(*) AS n FROM files")["n"][0] == 8
     with pytest.raises(FileNotFoundError, match="materialize it first"):
         warehouse.read("marts", "missing")
 
@@ -131,12 +140,43 @@ def test_crash_during_write_leaves_old_partition_and_no_visible_temp(warehouse: 
     assert len(warehouse.read("raw", "z")) == 2
 
 
+def test_a_day_rewritten_alone_keeps_the_other_days_of_its_month(warehouse: Warehouse):
+    """A daily run rewrites its month's file: the new rows replace only its own day, the other
+    days keep their rows, and the file stays in day order."""
+    days = ["2024-01-02", "2024-01-03", "2024-01-04"]
+    warehouse.write_partitions("raw", "k", _frame(days), days)
+    new = _frame(["2024-01-03"], codes=("X.SH", "Y.SZ", "Z.SZ")).assign(close=99.0)
+    assert warehouse.write_partitions("raw", "k", new, ["2024-01-03"]) == {"2024-01-03": 3}
+    t = pq.read_table(warehouse.month_path("raw", "k", "2024-01-03")).to_pandas()
+    assert t["trade_date"].astype(str).tolist() == ["2024-01-02"] * 2 + ["2024-01-03"] * 3 + ["2024-01-04"] * 2
+    assert t.loc[t["trade_date"].astype(str) == "2024-01-03", "ts_code"].tolist() == ["X.SH", "Y.SZ", "Z.SZ"]
+    assert t.loc[t["trade_date"].astype(str) != "2024-01-03", "close"].tolist() == [10.0, 10.0, 12.0, 12.0]
+    warehouse.write_partitions("raw", "k", _frame([]).reindex(columns=["trade_date", "ts_code", "close"]), ["2024-01-05"])
+    assert warehouse.partitions("raw", "k") == days + ["2024-01-05"]
+
+
+def _write_one_day(root: str, day: str) -> None:
+    Warehouse(data_dir=root).write_partitions("raw", "c", _frame([day]), [day])
+
+
+def test_concurrent_writers_of_one_month_keep_every_day(warehouse: Warehouse):
+    """Processes writing different days of one month at once (parallel runs) take turns on the
+    table's lock: no day is lost to another's read-modify-write."""
+    import multiprocessing as mp
+
+    days = [d.strftime("%Y-%m-%d") for d in pd.bdate_range("2024-01-02", "2024-01-31")]
+    with mp.get_context("spawn").Pool(4) as pool:
+        pool.starmap(_write_one_day, [(str(warehouse.root), d) for d in days])
+    assert warehouse.partitions("raw", "c") == days
+    assert len(warehouse.read("raw", "c")) == 2 * len(days)
+
+
 def test_failed_multi_day_write_on_the_writer_threads_raises_and_leaves_no_temp(warehouse: Warehouse, monkeypatch):
     """Several days are written on the writer threads: one file's failure is raised in the caller,
     the days already in the lake keep their old files and no temp file is left behind."""
     from sc_assets.resources import warehouse as wh
 
-    days = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08"]
+    days = ["2023-11-02", "2023-12-04", "2024-01-04", "2024-02-05", "2024-03-08"]
     warehouse.write_partitions("raw", "m", _frame(days), days)
     before = _lake_snapshot(warehouse.lake)
     real = os.replace
@@ -144,7 +184,7 @@ def test_failed_multi_day_write_on_the_writer_threads_raises_and_leaves_no_temp(
 
     def fail_one(src, dst):
         calls.append(str(dst))
-        if "2024-01-04" in str(dst):
+        if "2024-01.parquet" in str(dst):
             raise OSError("disk full")
         return real(src, dst)
 
@@ -153,11 +193,11 @@ def test_failed_multi_day_write_on_the_writer_threads_raises_and_leaves_no_temp(
     with pytest.raises(OSError, match="disk full"):
         warehouse.write_partitions("raw", "m", _frame(days, codes=("X",)), days)
     monkeypatch.undo()
-    assert any("2024-01-04" in c for c in calls)
+    assert any("2024-01.parquet" in c for c in calls)
     assert not list(warehouse.lake.rglob(".tmp*"))
     after = _lake_snapshot(warehouse.lake)
     assert after.keys() == before.keys()
-    assert after[next(k for k in after if "2024-01-04" in k)] == before[next(k for k in before if "2024-01-04" in k)]
+    assert after[next(k for k in after if "2024-01" in k)] == before[next(k for k in before if "2024-01" in k)]
     assert len(warehouse.read("raw", "m", days=["2024-01-04"])) == 2
 
 
@@ -181,8 +221,8 @@ def test_partition_keys_are_normalised_and_nat_is_refused(warehouse: Warehouse):
 def test_leftover_temp_files_are_invisible_to_readers(warehouse: Warehouse):
     days = ["2024-01-02"]
     warehouse.write_partitions("raw", "t", _frame(days), days)
-    part_dir = warehouse.partition_path("raw", "t", "2024-01-02").parent
-    (part_dir / ".tmp-deadbeef-part.parquet").write_bytes(b"PAR1 half written")
+    part_dir = warehouse.table_dir("raw", "t")
+    (part_dir / ".tmp-deadbeef-2024-01.parquet").write_bytes(b"PAR1 half written")
     assert len(warehouse.read("raw", "t")) == 2
     with warehouse.connect() as con:
         assert con.execute('select count(*) from "raw"."t"').fetchone()[0] == 2
@@ -214,9 +254,9 @@ def test_data_root_and_path_safety(tmp_path: Path, monkeypatch):
 def test_stale_temp_files_of_killed_writers_are_removed_by_the_next_write(warehouse: Warehouse):
     days = ["2024-01-02"]
     warehouse.write_partitions("raw", "s", _frame(days), days)
-    part_dir = warehouse.partition_path("raw", "s", "2024-01-02").parent
-    stale = part_dir / ".tmp-0001-part.parquet"
-    fresh = part_dir / ".tmp-0002-part.parquet"
+    part_dir = warehouse.table_dir("raw", "s")
+    stale = part_dir / ".tmp-0001-2024-01.parquet"
+    fresh = part_dir / ".tmp-0002-2024-01.parquet"
     stale.write_bytes(b"killed writer")
     fresh.write_bytes(b"writer still working")
     old = stale.stat().st_mtime - 2 * 3600
@@ -250,7 +290,7 @@ def test_refresh_with_every_view_in_place_does_not_open_the_catalog(warehouse: W
 def test_lake_files_dictionary_encode_text_columns_only(warehouse: Warehouse):
     days = ["2024-01-02"]
     warehouse.write_partitions("raw", "enc", _frame(days), days)
-    meta = pq.ParquetFile(warehouse.partition_path("raw", "enc", days[0])).metadata
+    meta = pq.ParquetFile(warehouse.month_path("raw", "enc", days[0])).metadata
     encodings = {meta.schema.column(i).name: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
     assert any("DICTIONARY" in e or "RLE_DICTIONARY" in e for e in encodings["ts_code"])
     numeric = [c for c in encodings if c not in ("ts_code", "trade_date") and
@@ -259,15 +299,15 @@ def test_lake_files_dictionary_encode_text_columns_only(warehouse: Warehouse):
     assert meta.row_group(0).column(0).compression == "SNAPPY"
 
 
-def test_files_of_a_short_window_equal_the_listing(warehouse: Warehouse):
+def test_files_of_a_window_are_its_month_files(warehouse: Warehouse):
     days = [d.strftime("%Y-%m-%d") for d in pd.bdate_range("2023-06-01", "2024-03-29")]
     warehouse.write_partitions("raw", "w", _frame(days), days)
-    (warehouse.table_dir("raw", "w") / "trade_date=2024-01-06").mkdir()  # a folder without a file
-    listed = warehouse._partition_files(warehouse.table_dir("raw", "w"))
-    for lo, hi in [("2024-01-02", "2024-01-09"), ("2023-12-30", "2024-03-29"), ("2023-06-01", "2024-03-29"),
-                   ("2024-03-29", "2024-03-29"), ("2024-04-01", "2024-04-30")]:
-        want = [listed[d] for d in sorted(listed) if lo <= d <= hi]
-        assert warehouse.files("raw", "w", lo, hi) == want, (lo, hi)
+    folder = warehouse.table_dir("raw", "w")
+    (folder / ".tmp-1-2024-04.parquet").write_bytes(b"x")  # a write in progress is not a month file
+    for lo, hi, months in [("2024-01-02", "2024-01-09", ["2024-01"]), ("2023-12-30", "2024-03-29", ["2023-12", "2024-01", "2024-02", "2024-03"]),
+                           ("2024-03-29", "2024-03-29", ["2024-03"]), ("2024-04-01", "2024-04-30", [])]:
+        assert warehouse.files("raw", "w", lo, hi) == [str(folder / f"{m}.parquet") for m in months], (lo, hi)
+    assert len(warehouse.files("raw", "w")) == 10
 
 
 @pytest.mark.parametrize("kind", ["date", "timestamp", "timestamp_tz", "string"])
@@ -293,7 +333,7 @@ def test_rows_in_any_order_and_any_date_type_land_in_their_day_in_input_order(wa
     want = df.groupby(df["trade_date"].dt.strftime("%Y-%m-%d"))["seq"].agg(list).to_dict()
     assert counts == {d: len(want.get(d, [])) for d in days}
     for d in days:
-        got = pq.read_table(warehouse.partition_path("raw", f"order_{kind}", d)).column("seq").to_pylist()
+        got = warehouse.read_days("raw", f"order_{kind}", [d], ["seq"], arrow=True).column("seq").to_pylist()
         assert got == want.get(d, []), d
 
 

@@ -160,15 +160,16 @@ def test_upstream_files_with_different_schemas_are_read_by_name(tmp_path, wareho
 
     from sc_assets.sql_models import _one_schema
 
-    d1, d2, d3 = (pd.Timestamp(d).date() for d in DAYS[:3])
+    days = ["2023-11-30", "2023-12-29", "2024-01-02"]  # three months: three lake files
+    d1, d2, d3 = (pd.Timestamp(d).date() for d in days)
     warehouse.write_partitions("staging", "up", pa.table({"trade_date": [d1], "k": ["a"], "x": pa.array([1], pa.int32())}),
-                               days=[DAYS[0]])
+                               days=[days[0]])
     warehouse.write_partitions("staging", "up", pa.table({"trade_date": [d2], "k": ["b"], "x": pa.array([2], pa.int32())}),
-                               days=[DAYS[1]])
+                               days=[days[1]])
     files = warehouse.files("staging", "up")
     assert _one_schema(files)
     warehouse.write_partitions("staging", "up", pa.table({"x": [2.5], "k": ["c"], "trade_date": [d3], "y": ["new"]}),
-                               days=[DAYS[2]])
+                               days=[days[2]])
     assert not _one_schema(warehouse.files("staging", "up"))
     sql_dir = _write(tmp_path / "sql", {
         "staging/up.sql": """
@@ -183,10 +184,10 @@ def test_upstream_files_with_different_schemas_are_read_by_name(tmp_path, wareho
         """,
     })
     models = load_models(sql_dir)
-    out = run_model(models["down"], warehouse, DAYS[:3], models)[0].to_pandas().sort_values("k")
+    out = run_model(models["down"], warehouse, days, models)[0].to_pandas().sort_values("k")
     assert out.k.tolist() == ["a", "b", "c"] and out.x.tolist() == [1.0, 2.0, 2.5]
     assert out.y.isna().tolist() == [True, True, False]
-    same = run_model(models["down"], warehouse, DAYS[:2], models)[0]
+    same = run_model(models["down"], warehouse, days[:2], models)[0]
     assert same.column_names == ["trade_date", "k", "x"] and same.schema.field("x").type == pa.int32()
 
 
@@ -547,7 +548,6 @@ def test_stock_panel_day_file_is_the_same_from_a_backfill_and_a_one_day_run(buil
     """The panel is written in (trade_date, ts_code) order, so a day's file does not depend on the
     chunk it was computed in: downstream sums over its rows (factor exposures) then give the same
     bits after a backfill and after the daily update."""
-    import pyarrow.parquet as pq
 
     from sc_assets.assets.sql import sql_model_assets
 
@@ -561,8 +561,8 @@ def test_stock_panel_day_file_is_the_same_from_a_backfill_and_a_one_day_run(buil
                                  selection=[a.key for a in sql_model_assets if a.partitions_def is not None])
             assert res.success
     day = DAYS[-1]
-    got = pq.read_table(warehouse.partition_path("marts", "stock_daily_panel", day))
-    want = pq.read_table(built[0].partition_path("marts", "stock_daily_panel", day))
+    got = warehouse.read_days("marts", "stock_daily_panel", [day], None, arrow=True)
+    want = built[0].read_days("marts", "stock_daily_panel", [day], None, arrow=True)
     assert got.num_rows > 1
     assert got.equals(want)
     keys = got.select(["trade_date", "ts_code"]).to_pandas()
