@@ -11,6 +11,8 @@ COMMANDS = {
     "simulate": ("sc_assets.simulator.cli", "simulate", "Simulate the synthetic A-share market into the landing folder."),
     "demo": ("sc_assets.demo", "demo", "Simulate the default market, materialize the whole chain, write the report."),
     "bench": ("sc_assets.bench", "bench", "Full-market benchmark: time each stage, peak RSS, baselines; writes JSON."),
+    "migrate-lake": ("sc_assets.resources.lake_migration", "migrate_lake",
+                     "Move a lake's per-day partition folders (before month files) into month files."),
     "pull": ("sc_assets.pull.cli", "pull", "Pull real market data (Tushare Pro / AkShare) into the landing folder."),
 }
 

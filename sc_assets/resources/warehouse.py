@@ -287,13 +287,27 @@ def _is_month_name(name: str) -> bool:
             and name[:4].isdigit() and name[5:7].isdigit())
 
 
+#: Per-day partition folders (``trade_date=YYYY-MM-DD/part.parquet``): the layout before issue 11.
+LEGACY_DAY_PREFIX = f"{PARTITION_COLUMN}="
+
+
+class LegacyLayoutError(RuntimeError):
+    """A table still holds per-day partition folders; ``sc-assets migrate-lake`` moves them."""
+
+
 def _month_files(folder: str) -> dict[str, str]:
-    """{YYYY-MM: path} of the month files in a local table folder (one ``scandir``)."""
+    """{YYYY-MM: path} of the month files in a local table folder (one ``scandir``). A folder with
+    per-day partition folders of the old layout is refused: its days would be missing."""
     try:
         with os.scandir(folder) as entries:
-            return {e.name[:7]: e.path for e in entries if _is_month_name(e.name)}
+            names = {e.name: e.path for e in entries}
     except (FileNotFoundError, NotADirectoryError):
         return {}
+    if any(n.startswith(LEGACY_DAY_PREFIX) for n in names):
+        raise LegacyLayoutError(
+            f"{folder} holds per-day partition folders ({LEGACY_DAY_PREFIX}YYYY-MM-DD/), the lake layout before "
+            "month files: run `sc-assets migrate-lake` once (same data root) to move them into month files")
+    return {n[:7]: p for n, p in names.items() if _is_month_name(n)}
 
 
 def _existing(path: str) -> str | None:

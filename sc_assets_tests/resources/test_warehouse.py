@@ -342,3 +342,33 @@ def test_rows_without_a_day_are_refused(warehouse: Warehouse):
     with pytest.raises(ValueError, match="outside the requested partitions: \\['NaT'\\]"):
         warehouse.write_partitions("raw", "nulls", table, ["2024-01-02"])
     assert not warehouse.exists("raw", "nulls")
+
+
+def test_a_lake_of_day_folders_is_refused_until_migrated_into_month_files(warehouse: Warehouse):
+    """A table in the per-day layout (before month files) is refused with the command to run; the
+    migration moves every day (an empty one too) into month files, keeps rows and order, and a
+    second run finds nothing to do."""
+    from click.testing import CliRunner
+
+    from sc_assets.cli import main
+    from sc_assets.resources.warehouse import LegacyLayoutError
+
+    days = ["2023-12-29", "2024-01-02", "2024-01-03"]
+    table_dir = warehouse.table_dir("raw", "old")
+    for i, day in enumerate(days):
+        folder = table_dir / f"trade_date={day}"
+        folder.mkdir(parents=True)
+        rows = _frame([day]) if i != 1 else _frame([day]).iloc[0:0]
+        pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), folder / "part.parquet")
+    (table_dir / "trade_date=2024-01-04").mkdir()  # a killed writer's folder without its file
+    with pytest.raises(LegacyLayoutError, match="sc-assets migrate-lake"):
+        warehouse.read("raw", "old")
+    out = CliRunner().invoke(main, ["migrate-lake", "--data-dir", str(warehouse.root)])
+    assert out.exit_code == 0, out.output
+    assert "raw.old: 3 partition(s) moved" in out.output
+    assert sorted(p.name for p in table_dir.iterdir()) == ["2023-12.parquet", "2024-01.parquet"]
+    assert warehouse.partitions("raw", "old") == days
+    got = warehouse.read("raw", "old")
+    pd.testing.assert_frame_equal(got, pd.concat([_frame([days[0]]), _frame([days[2]])], ignore_index=True))
+    again = CliRunner().invoke(main, ["migrate-lake", "--data-dir", str(warehouse.root)])
+    assert again.exit_code == 0 and "nothing to move" in again.output
