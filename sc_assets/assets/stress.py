@@ -56,7 +56,7 @@ from sc_assets.partitions import (
     trading_days_between,
 )
 from sc_assets.resources import Warehouse
-from sc_assets.resources.warehouse import atomic_write_parquet
+from sc_assets.resources.warehouse import atomic_write_parquet, file_days
 
 LAYER = "stress"
 EVENTS = dg.AssetKey([LAYER, "basis_stress_events"])
@@ -389,15 +389,16 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
     """SHA-256 of everything a window run depends on, from the lake rows it reads and the settings —
     checked without building the window's state.
 
-    Rows (each range's partitions, hashed as one Arrow IPC stream; a month file's other days do
-    not count): the stock panel partitions of the base day's and the window's lookbacks, the base day's
+    Rows (:func:`_rows_digest`; a month file's days outside a range do not count): the stock
+    panel partitions of the base day's and the window's lookbacks, the base day's
     holdings partition, the index-weight partitions of the carry-forward lookback (stock_state), the
     index and futures-basis partitions of the window and ``SHOCK_LOOKBACK`` sessions before it (the
     first day's basis change). Settings: window, calibration grids and switches, holdings, crowding
     and fire-sale parameters (for wave 2: Y, κ, η of wave 1), :data:`WINDOW_CODE_VERSION` and
     :data:`fs.CALIBRATION_CODE_VERSION`. A partition that appears, disappears or changes in those
     ranges changes the fingerprint; days after the window (the daily update's new day) do not.
-    ``digests``: range -> SHA-256 of the ranges already hashed in this run."""
+    ``digests``: SHA-256 of the month files already hashed in this run (the windows' lookbacks
+    overlap: each whole file is read once)."""
     back = max(cparams.adv_window, SIGMA_WINDOW, config.volume_lookback + 1) + 5
     shock_lo = lookback_keys(win_days, SHOCK_LOOKBACK)[0]
     h = hashlib.sha256()
@@ -411,28 +412,34 @@ def _window_fingerprint(warehouse: Warehouse, name: str, start: str, end: str, b
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for layer, asset, a, b in (*_stock_state_ranges(base, cparams, back, panel_end=end),
                                ("marts", "index_daily_panel", shock_lo, end), ("marts", "futures_basis_panel", shock_lo, end)):
-        where = f"{layer}/{asset}/{a}..{b}"
-        digest = digests.get(where) if digests is not None else None
-        if digest is None:
-            digest = _rows_digest(warehouse, layer, asset, a, b)
-            if digests is not None:
-                digests[where] = digest
-        h.update(f"|{where}:".encode() + digest)
+        h.update(f"|{layer}/{asset}/{a}..{b}:".encode() + _rows_digest(warehouse, layer, asset, a, b, digests))
     return h.hexdigest()
 
 
-def _rows_digest(warehouse: Warehouse, layer: str, asset: str, first: str, last: str) -> bytes:
-    """SHA-256 of the rows of ``layer/asset``'s partitions in [first, last] (and of which days are
-    partitions): one Arrow IPC stream of the rows in file order, schema metadata dropped."""
-    days = warehouse.days_present(layer, asset, [d.strftime("%Y-%m-%d") for d in trading_days_between(first, last)])
-    h = hashlib.sha256(",".join(days).encode())
-    if days:
-        table = warehouse.read_days(layer, asset, days, None, arrow=True)
-        table = table.combine_chunks().replace_schema_metadata(None)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        h.update(sink.getvalue())
+def _rows_digest(warehouse: Warehouse, layer: str, asset: str, first: str, last: str,
+                 digests: dict[str, bytes] | None = None) -> bytes:
+    """SHA-256 of ``layer/asset``'s partitions in [first, last]: per month file, its day list in the
+    range, then its bytes when all its days are in the range (cached in ``digests`` by path), else
+    the Arrow IPC stream of its rows in the range (schema metadata dropped), so days after
+    ``last`` in the same month do not count."""
+    h = hashlib.sha256()
+    for path in warehouse.files(layer, asset, first, last):
+        days = [d for d in file_days(path) if first <= d <= last]
+        h.update(f"|{','.join(days)}:".encode())
+        if len(days) == len(file_days(path)):
+            digest = digests.get(path) if digests is not None else None
+            if digest is None:
+                with open(path, "rb") as f:
+                    digest = hashlib.file_digest(f, "sha256").digest()
+                if digests is not None:
+                    digests[path] = digest
+            h.update(digest)
+        elif days:
+            table = warehouse.file_rows(path, first, last).combine_chunks().replace_schema_metadata(None)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            h.update(hashlib.sha256(sink.getvalue()).digest())
     return h.digest()
 
 

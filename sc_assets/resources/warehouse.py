@@ -631,6 +631,11 @@ class Warehouse(dg.ConfigurableResource):
             keep = None
         return _read_rows(files, columns, keep).to_pandas()
 
+    @staticmethod
+    def file_rows(path: str, start: str, end: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows of one lake file (from :meth:`files`) whose partition is in [start, end]."""
+        return _read_rows([path], columns, (_day(start), _day(end)))
+
     def days_present(self, layer: str, asset: str, days: Sequence[str]) -> list[str]:
         """The ``days`` (YYYY-MM-DD) that are partitions of ``layer/asset`` in the lake."""
         months = {d[:7] for d in days}
