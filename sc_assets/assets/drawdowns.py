@@ -229,7 +229,7 @@ def _index_median_logcap(warehouse: Warehouse, codes: list[str], base: pd.Timest
     before ``base``); indices without weights are left out (NaN in the table)."""
     if not warehouse.exists("staging", "stg_index_weight"):
         return {}
-    # Two passes over the partition files on or before the base day (each holds its day's rows):
+    # Two passes over the partitions on or before the base day (``query`` keeps the window's rows):
     # the latest day of each index (two narrow columns), then the constituents of those days only.
     # An index without weights (e.g. the micro-cap index) still needs the whole first pass.
     codes = [str(c) for c in codes]

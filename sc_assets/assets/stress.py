@@ -8,8 +8,8 @@ volatility, 20-day ADV); ``fire_sale_simulation`` the wave-1 and wave-2 windows 
 day, each with the same lookback; ``stress_summary`` the other stress tables and the latest
 crowding_table day.
 
-Speed (issue 11): the futures panel's rows are kept per partition file in a cache under
-``<root>/.cache/stress`` (only new or rewritten partitions are read); the stress state of a day
+Speed (issue 11): the futures panel's rows are kept per lake file in a cache under
+``<root>/.cache/stress`` (only new or rewritten month files are read); the stress state of a day
 is built once per process (redemption_stress and the fire-sale scenario of the daily update);
 the fire-sale windows are reused by fingerprint. Stocks and panels are sorted by key before
 use, so the tables do not depend on the row order of the lake files.
@@ -157,10 +157,10 @@ def _read_files(warehouse: Warehouse, files: list[str], columns: list[str]) -> p
 def _read_basis_panel(warehouse: Warehouse, columns: list[str]) -> pd.DataFrame:
     """Every row of ``columns`` of marts.futures_basis_panel: the rows and order of ``warehouse.read``.
 
-    The rows of each partition file are kept in ``<root>/.cache/stress/futures_basis_rows.parquet``
+    The rows of each lake (month) file are kept in ``<root>/.cache/stress/futures_basis_rows.parquet``
     under the file's identity (path, inode, size, mtime, ctime; a lake write replaces a file, so a
-    rewritten partition has a new identity): a run reads only the partitions that are new or
-    changed since the cache was written — the daily update one file of 2,431 (issue 11). Rows of
+    rewritten month has a new identity): a run reads only the files that are new or changed since
+    the cache was written — the daily update its month's file of ~120 (issue 11). Rows of
     files no longer in the lake are dropped; a cache that cannot be read is rebuilt."""
     files = warehouse.files("marts", "futures_basis_panel")
     if not files:

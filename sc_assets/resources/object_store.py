@@ -36,7 +36,9 @@ import contextlib
 import fnmatch
 import hashlib
 import os
+import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +59,9 @@ DEFAULT_REGION = "us-east-1"
 #: A conditional PUT refused because the object changed (412), or raced another one (409).
 _CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 UPDATE_ATTEMPTS = 20
+#: A cached copy of an object's older version is removed this long (s) after it was fetched: a daily
+#: run replaces the current month's object, and another process may still be reading the older copy.
+CACHE_GRACE_S = 600.0
 
 
 def _error_code(exc: BaseException) -> str:
@@ -281,7 +286,9 @@ class S3Lake:
         when another writer replaced the object in between (a run writing another day of the same
         month), S3 refuses the PUT and the update starts again from the new object, so neither
         writer's partitions are lost. Gives up after ``attempts`` refusals in a row."""
-        for _ in range(attempts):
+        for attempt in range(attempts):
+            if attempt:  # jittered backoff: many runs writing days of one month at once
+                time.sleep(random.uniform(0, 0.02 * 2 ** min(attempt, 6)))
             meta = self.head(key)
             current = self.local_copies([key], {key: meta})[0] if meta is not None else None
             body = encode(build(current)).to_pybytes()
@@ -321,9 +328,10 @@ class S3Lake:
                 finally:
                     with contextlib.suppress(FileNotFoundError):
                         tmp.unlink()
-                for old in folder.glob("*.parquet"):  # older versions of this object
-                    if old != target:
-                        with contextlib.suppress(FileNotFoundError):
+                cutoff = time.time() - CACHE_GRACE_S
+                for old in folder.glob("*.parquet"):  # older versions of this object, once no reader can hold them
+                    with contextlib.suppress(FileNotFoundError):
+                        if old != target and old.stat().st_mtime < cutoff:
                             old.unlink()
             out.append(str(target))
         return out

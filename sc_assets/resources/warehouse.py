@@ -22,8 +22,9 @@ that read Parquet directly. Only :meth:`Warehouse.refresh_catalog` opens ``wareh
 for writing, briefly, under an inter-process file lock.
 
 Object storage (``cluster`` profile): when ``lake_uri`` / ``$SC_ASSETS_LAKE_URI`` is
-``s3://bucket/prefix`` the lake lives there with the same layout, each partition object is
-sent with one PUT after the whole file is built in memory (atomic on S3), and the paths this
+``s3://bucket/prefix`` the lake lives there with the same layout, each month object is
+sent with one conditional PUT after the whole file is built in memory (atomic on S3; refused
+and merged again when another writer replaced the object meanwhile), and the paths this
 class returns are :class:`~sc_assets.resources.object_store.S3Path` handles. Landing files,
 reports and ``warehouse.duckdb`` stay under the data root. See ``object_store.py``.
 """
@@ -40,7 +41,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -129,9 +130,9 @@ def _write_local(table: pa.Table | pa.Buffer | bytes, folder: str, name: str) ->
     durably: temp file in ``folder``, written with one call and fsynced through its descriptor,
     ``os.replace``, then the folder fsynced.
 
-    Plain ``os`` calls on ``str`` paths: a 10-year backfill writes ~2,431 small files per partitioned
-    asset, and the ``pathlib`` / buffered-file / uuid glue around the syscalls was ~0.15 ms of CPU
-    per file, a quarter of the write path (issue 11). A folder that did not exist holds no stale
+    Plain ``os`` calls on ``str`` paths: with one file per day, a 10-year backfill wrote ~2,431
+    small files per partitioned asset, and the ``pathlib`` / buffered-file / uuid glue around the
+    syscalls was ~0.15 ms of CPU per file, a quarter of the write path (issue 11). A folder that did not exist holds no stale
     temp files, so only an existing one is scanned for them."""
     data = table if isinstance(table, bytes | pa.Buffer) else encode(table)
     try:
@@ -223,10 +224,9 @@ def _day_names(numbers: np.ndarray) -> list[str]:
             zip(numbers.tolist(), np.datetime_as_string(numbers.astype("datetime64[D]"), unit="D").tolist(), strict=True)]
 
 
-#: Partition files written concurrently by one ``write_partitions`` call (``$SC_ASSETS_WRITE_THREADS``).
-#: A multi-year backfill writes thousands of small files, each fsynced (file + folder): on one
-#: thread the fsync waits dominate (measured ~12 ms/file serial vs ~3.4 ms/file on 8 threads on a
-#: loaded 2-core VM, issue 11). Each file stays individually atomic and durable. Encoding releases
+#: Month files written concurrently by one ``write_partitions`` call (``$SC_ASSETS_WRITE_THREADS``).
+#: Each file is fsynced (file + folder): on one thread the fsync waits dominate (measured with one
+#: file per day: ~12 ms/file serial vs ~3.4 ms/file on 8 threads on a loaded 2-core VM, issue 11). Each file stays individually atomic and durable. Encoding releases
 #: the GIL, so 2 threads keep both cores busy and the others overlap fsync waits (2/4/8 threads on
 #: stg_stock_daily: same CPU, 8 fastest in wall). A bulk variant (every temp file, one syncfs, all
 #: renames, one syncfs) was no faster (new files) or slower (rewrites: the journal commit waits for
@@ -304,10 +304,13 @@ def _month_files(folder: str) -> dict[str, str]:
     except (FileNotFoundError, NotADirectoryError):
         return {}
     if any(n.startswith(LEGACY_DAY_PREFIX) for n in names):
-        raise LegacyLayoutError(
-            f"{folder} holds per-day partition folders ({LEGACY_DAY_PREFIX}YYYY-MM-DD/), the lake layout before "
-            "month files: run `sc-assets migrate-lake` once (same data root) to move them into month files")
+        raise LegacyLayoutError(_legacy_message(folder))
     return {n[:7]: p for n, p in names.items() if _is_month_name(n)}
+
+
+def _legacy_message(where: str) -> str:
+    return (f"{where} holds per-day partition folders ({LEGACY_DAY_PREFIX}YYYY-MM-DD/), the lake layout before "
+            "month files: run `sc-assets migrate-lake` once (same data root and lake) to move them into month files")
 
 
 def _existing(path: str) -> str | None:
@@ -320,20 +323,24 @@ _DAY_LISTS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {}
 
 def file_days(path: str) -> tuple[str, ...]:
     """The partitions (sorted ``YYYY-MM-DD``) a month file holds, from its footer (cached per file
-    identity). A file without the day list (not written by the warehouse) lists its row days."""
+    identity: inode, size, mtime). A file without the day list (not written by the warehouse)
+    lists its row days."""
     st = os.stat(path)
     stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _DAY_LISTS.get(path)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    value = (pq.read_schema(path).metadata or {}).get(DAYS_KEY)
-    if value is not None:
-        days = tuple(value.decode().split(",")) if value else ()
-    else:
-        column = pq.read_table(path, columns=[PARTITION_COLUMN]).column(0)
-        days = tuple(sorted(set(_day_names(np.unique(_day_numbers(column))))))
+    days = _footer_days(path)
     _DAY_LISTS[path] = (stamp, days)
     return days
+
+
+def _footer_days(path: str) -> tuple[str, ...]:
+    value = (pq.read_schema(path).metadata or {}).get(DAYS_KEY)
+    if value is not None:
+        return tuple(value.decode().split(",")) if value else ()
+    column = pq.read_table(path, columns=[PARTITION_COLUMN]).column(0)
+    return tuple(sorted(set(_day_names(np.unique(_day_numbers(column))))))
 
 
 def _user_metadata(meta: dict | None) -> dict | None:
@@ -352,18 +359,19 @@ def _month_table(rows: pa.Table, keys: list[str], old: str | None) -> pa.Table:
     rows of the month's other partitions in ``old`` (its current file, if any), in day order
     (each day's rows in their order), with the day list under ``DAYS_KEY``."""
     days = set(keys)
-    kept = [d for d in file_days(old) if d not in days] if old is not None else []
+    # the day list straight from the footer: this runs under the table's lock, trust no cache
+    kept = [d for d in _footer_days(old) if d not in days] if old is not None else []
     if kept:
         previous = pq.read_table(old)
         mask = np.isin(_day_numbers(previous.column(PARTITION_COLUMN)), _numbers(kept))
+        previous = previous.filter(pa.array(mask))
         try:  # no new rows (empty days): the kept rows as they are, whatever an empty frame's types
-            merged = previous.filter(pa.array(mask)) if not rows.num_rows else pa.concat_tables(
-                [previous.filter(pa.array(mask)).replace_schema_metadata(rows.schema.metadata), rows],
-                promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            merged = previous if not rows.num_rows else pa.concat_tables(
+                [_conform(previous, rows.schema), rows], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise ValueError(
                 f"{old}: the month's other partitions ({kept[0]}..{kept[-1]}) have columns "
-                f"{previous.schema.names} whose types cannot take the new rows' {rows.schema.names} ({exc}); "
+                f"{previous.schema} that cannot take the types of the new rows' {rows.schema} ({exc}); "
                 "rematerialize the whole month") from exc
         day = _day_numbers(merged.column(PARTITION_COLUMN))
         if not (day[1:] >= day[:-1]).all():  # a new day before kept ones (not the daily append): re-sort
@@ -375,21 +383,23 @@ def _month_table(rows: pa.Table, keys: list[str], old: str | None) -> pa.Table:
     return rows.replace_schema_metadata(meta)
 
 
+def _conform(previous: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A month's kept rows in the new rows' column types (a date column now written as a
+    timestamp, an int widened); columns the new rows lack stay as they are."""
+    names = previous.column_names
+    for i, name in enumerate(names):
+        j = schema.get_field_index(name)
+        if j >= 0 and previous.schema.field(i).type != schema.field(j).type:
+            previous = previous.set_column(i, name, previous.column(i).cast(schema.field(j).type))
+    return previous.replace_schema_metadata(schema.metadata)
+
+
 def _read_rows(files: list[str], columns: Sequence[str] | None,
                keep: list[str] | tuple[str | None, str | None] | None) -> pa.Table:
     """Rows of month (or table) ``files`` (only ``columns``; all if None) whose partition is in
-    ``keep``: a list of days, a (first, last) pair of days (None: open), or None (every row). No
-    row filter when the files' day lists show they hold only such days (a backfill chunk of whole
-    months)."""
-    if keep is not None:
-        if isinstance(keep, tuple):
-            lo, hi = keep
-            inside = [all((lo is None or d >= lo) and (hi is None or d <= hi) for d in file_days(f)) for f in files]
-        else:
-            wanted = set(keep)
-            inside = [wanted.issuperset(file_days(f)) for f in files]
-        if all(inside):
-            keep = None
+    ``keep``: a list of days, a (first, last) pair of days (None: open), or None (every row).
+    The rows are filtered on what was read (a day list checked beforehand could be stale by the
+    time the file is opened); nothing is copied when every row is kept."""
     cols = list(columns) if columns else None
     extra = keep is not None and cols is not None and PARTITION_COLUMN not in cols
     table = pq.ParquetDataset(files, partitioning=None).read(columns=cols + [PARTITION_COLUMN] if extra else cols)
@@ -402,7 +412,8 @@ def _read_rows(files: list[str], columns: Sequence[str] | None,
                 mask &= day <= hi
         else:
             mask = np.isin(day, _numbers(keep))
-        table = table.filter(pa.array(mask))
+        if not mask.all():
+            table = table.filter(pa.array(mask))
     if extra:
         table = table.drop_columns([PARTITION_COLUMN])
     return table.replace_schema_metadata(_user_metadata(table.schema.metadata))
@@ -480,7 +491,7 @@ class Warehouse(dg.ConfigurableResource):
     def exists(self, layer: str, asset: str) -> bool:
         d = self.table_dir(layer, asset)
         if isinstance(d, S3Path):
-            return (d / PART_FILE).exists() or any(d.glob(MONTH_GLOB))
+            return (d / PART_FILE).exists() or bool(self._month_map(layer, asset, download=False))
         return os.path.isfile(os.path.join(d, PART_FILE)) or bool(_month_files(os.fspath(d)))
 
     def partitions(self, layer: str, asset: str) -> list[str]:
@@ -490,21 +501,27 @@ class Warehouse(dg.ConfigurableResource):
     def _month_paths(self, layer: str, asset: str, months: Iterable[str] | None = None) -> list[str]:
         """Readable local files (sorted by month) of a partitioned table's ``months`` (all if None)
         that are in the lake."""
-        found = self._month_map(layer, asset, months)
+        found = self._month_map(layer, asset, None if months is None else set(months).__contains__)
         return [found[m] for m in sorted(found)]
 
-    def _month_map(self, layer: str, asset: str, months: Iterable[str] | None = None) -> dict[str, str]:
-        """{YYYY-MM: readable local file} of a partitioned table's ``months`` (all if None) in the
-        lake; on object storage read-through copies (one listing, downloads only new ETags)."""
-        wanted = None if months is None else set(months)
+    def _month_map(self, layer: str, asset: str, keep: Callable[[str], bool] | None = None,
+                   download: bool = True) -> dict[str, str]:
+        """{YYYY-MM: readable local file} of a partitioned table's months in the lake (those ``keep``
+        accepts; all if None); on object storage read-through copies of them (one listing,
+        downloads only new ETags), or their object keys (``download=False``). A table with
+        per-day folders (the layout before month files) raises :class:`LegacyLayoutError`."""
         if (store := self.lake_store) is not None:
             table_key = self.table_dir(layer, asset).key
             objects = store.list(table_key)
-            keys = {k[len(table_key) + 1:][:7]: k for k in sorted(objects) if _is_month_name(k[len(table_key) + 1:])}
-            keys = {m: k for m, k in keys.items() if wanted is None or m in wanted}
+            names = {k[len(table_key) + 1:]: k for k in sorted(objects)}
+            if any(n.startswith(LEGACY_DAY_PREFIX) for n in names):
+                raise LegacyLayoutError(_legacy_message(store.uri(table_key)))
+            keys = {n[:7]: k for n, k in names.items() if _is_month_name(n) and (keep is None or keep(n[:7]))}
+            if not download:
+                return keys
             return dict(zip(keys, store.local_copies(list(keys.values()), objects), strict=True))
         found = _month_files(os.fspath(self.table_dir(layer, asset)))
-        return {m: f for m, f in found.items() if wanted is None or m in wanted}
+        return {m: f for m, f in found.items() if keep is None or keep(m)}
 
     # ---- writes ------------------------------------------------------------------------
     def write_partitions(
@@ -555,18 +572,27 @@ class Warehouse(dg.ConfigurableResource):
         for key in keys:
             counts.setdefault(key, 0)
             by_month.setdefault(key[:7], []).append(key)
+        self._write_months(layer, asset, {m: (months.get(m, table.slice(0, 0)), k) for m, k in by_month.items()})
+        return counts
+
+    def _write_months(self, layer: str, asset: str, months: dict[str, tuple[pa.Table, list[str]]],
+                      legacy_ok: bool = False) -> None:
+        """Merge each month's (rows, partition keys) into its month file (see :meth:`write_partitions`).
+        A table still holding per-day folders is refused (its days would be overwritten later by
+        ``migrate-lake``), except by the migration itself (``legacy_ok``)."""
         folder = self.table_dir(layer, asset)
         if (store := self.lake_store) is not None:
-            for m, month_keys in sorted(by_month.items()):
-                store.update_parquet(f"{folder.key}/{_month_name(m)}",
-                                     functools.partial(_month_table, months.get(m, table.slice(0, 0)), month_keys))
-            return counts
+            if not legacy_ok:
+                self._month_map(layer, asset, download=False)  # one listing: refuses day folders
+            for m, (rows, keys) in sorted(months.items()):
+                store.update_parquet(f"{folder.key}/{_month_name(m)}", functools.partial(_month_table, rows, keys))
+            return
         with _table_lock(folder):
             base = os.fspath(folder)
-            _write_files([(_month_table(months.get(m, table.slice(0, 0)), month_keys,
-                                        _existing(os.path.join(base, _month_name(m)))), os.path.join(base, _month_name(m)))
-                          for m, month_keys in sorted(by_month.items())])
-        return counts
+            if not legacy_ok:
+                _month_files(base)  # refuses day folders
+            _write_files([(_month_table(rows, keys, _existing(os.path.join(base, _month_name(m)))),
+                           os.path.join(base, _month_name(m))) for m, (rows, keys) in sorted(months.items())])
 
     def write_table(self, layer: str, asset: str, df: pd.DataFrame | pa.Table, schema: pa.Schema | None = None) -> int:
         """Replace an unpartitioned table atomically (pandas, or an Arrow table as is). Returns rows written."""
@@ -595,11 +621,8 @@ class Warehouse(dg.ConfigurableResource):
         hi = _day(end)[:7] if end is not None else None
         if lo is None and hi is None:
             return self._month_paths(layer, asset)
-        if self.lake_store is None:
-            found = _month_files(os.fspath(d))
-            return [found[m] for m in sorted(found) if (lo is None or m >= lo) and (hi is None or m <= hi)]
-        months = pd.period_range(lo or "1990-01", hi or pd.Timestamp.now().strftime("%Y-%m"), freq="M")
-        return self._month_paths(layer, asset, months.strftime("%Y-%m"))
+        found = self._month_map(layer, asset, lambda m: (lo is None or m >= lo) and (hi is None or m <= hi))
+        return [found[m] for m in sorted(found)]
 
     def read(
         self,
@@ -660,7 +683,8 @@ class Warehouse(dg.ConfigurableResource):
             if required:
                 raise FileNotFoundError(f"{layer}.{asset} has no data in the lake for {len(days)} day(s) "
                                         f"{days[:1]}..{days[-1:]} — materialize it first")
-            return pd.DataFrame({c: pd.Series(dtype="datetime64[ms]" if c == "trade_date" else object) for c in columns})
+            return pd.DataFrame({c: pd.Series(dtype="datetime64[ms]" if c == "trade_date" else object)
+                                 for c in columns or []})
         table = _read_rows(files, columns, days)
         return table if arrow else table.to_pandas(date_as_object=False)
 
@@ -848,6 +872,56 @@ class Warehouse(dg.ConfigurableResource):
                 n += _remove_stale_temps(folder, min_age_s)
                 dirs[:] = [d for d in dirs if not d.startswith(".tmp")]  # removed (or still in use)
         return n
+
+    def migrate_day_folders(self) -> dict[str, int]:
+        """Move every table's per-day partition folders (``trade_date=YYYY-MM-DD/part.parquet``, the
+        layout before month files) into month files; returns partitions moved per ``layer.asset``.
+        Each month file is written (merged with what it already holds) before that month's day
+        folders are removed: a run killed half-way leaves every day in its folder, its month file
+        or both, and running again finishes the move."""
+        moved: dict[str, int] = {}
+        store = self.lake_store
+        for (layer, asset), days in sorted(self._day_folders().items()):
+            by_month: dict[str, list[str]] = {}
+            for day in sorted(days):
+                by_month.setdefault(day[:7], []).append(day)
+            for month, month_days in by_month.items():
+                found = {d: days[d] for d in month_days if days[d] is not None}
+                paths = store.local_copies(list(found.values())) if store is not None else list(found.values())
+                if found:
+                    rows = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive")
+                    self._write_months(layer, asset, {month: (rows, sorted(found))}, legacy_ok=True)
+                for day in month_days:  # only now that the month file holds them
+                    if store is not None:
+                        if days[day] is not None:
+                            store.delete(days[day])
+                    else:
+                        shutil.rmtree(os.path.join(self.lake, layer, asset, f"{LEGACY_DAY_PREFIX}{day}"), ignore_errors=True)
+                moved[f"{layer}.{asset}"] = moved.get(f"{layer}.{asset}", 0) + len(found)
+        return moved
+
+    def _day_folders(self) -> dict[tuple[str, str], dict[str, str | None]]:
+        """{(layer, asset): {day: its part file (local path or object key), None if missing}} of the
+        per-day partition folders in the lake."""
+        out: dict[tuple[str, str], dict[str, str | None]] = {}
+        if (store := self.lake_store) is not None:
+            root = store.root().key
+            for key in store.list(root):
+                parts = key[len(root):].strip("/").split("/")
+                if len(parts) == 4 and parts[2].startswith(LEGACY_DAY_PREFIX) and parts[3] == PART_FILE:
+                    out.setdefault((parts[0], parts[1]), {})[parts[2][len(LEGACY_DAY_PREFIX):]] = key
+            return out
+        if not self.lake.exists():
+            return out
+        for layer_dir in sorted(p for p in self.lake.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for table_dir in sorted(p for p in layer_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                with os.scandir(table_dir) as entries:
+                    for e in entries:
+                        if e.is_dir() and e.name.startswith(LEGACY_DAY_PREFIX):
+                            f = os.path.join(e.path, PART_FILE)
+                            out.setdefault((layer_dir.name, table_dir.name), {})[e.name[len(LEGACY_DAY_PREFIX):]] = (
+                                f if os.path.isfile(f) else None)
+        return out
 
 
 def _sql_string(value: str) -> str:

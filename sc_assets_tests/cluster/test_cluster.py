@@ -393,3 +393,29 @@ def test_s3_month_update_merges_again_when_another_writer_replaced_it(cluster, m
     assert len(calls) == 2  # refused once, merged again
     assert wh.partitions("raw", "r") == ["2024-01-02", "2024-01-03", "2024-01-04"]
     assert len(wh.read("raw", "r")) == 3
+
+
+def test_s3_lake_of_day_objects_is_refused_until_migrated(cluster, monkeypatch):
+    """An object-storage lake in the per-day layout is refused (not shown as empty) for reads and
+    writes, and migrate-lake moves its day objects into month objects."""
+    from sc_assets.resources.warehouse import LegacyLayoutError
+
+    _env_patch(monkeypatch, cluster.env())
+    wh = Warehouse(data_dir=str(cluster.dir / "data"), lake_uri=f"s3://{BUCKET}/legacy")
+    store = wh.lake_store
+    days = ["2024-01-30", "2024-01-31", "2024-02-01"]
+    for i, day in enumerate(days):
+        rows = pa.table({"trade_date": pa.array([pd.Timestamp(day).date()] * (i != 1), pa.date32()),
+                         "ts_code": ["600000.SH"] * (i != 1), "close": [float(i)] * (i != 1)})
+        store.put_parquet(rows, f"{wh.table_dir('raw', 'old').key}/trade_date={day}/part.parquet")
+    with pytest.raises(LegacyLayoutError, match="migrate-lake"):
+        wh.read("raw", "old")
+    with pytest.raises(LegacyLayoutError):
+        wh.write_partitions("raw", "old", pd.DataFrame({"trade_date": [pd.Timestamp("2024-02-02").date()],
+                                                        "ts_code": ["X"], "close": [9.0]}), ["2024-02-02"])
+    assert wh.migrate_day_folders() == {"raw.old": 3}
+    assert sorted(k.rsplit("/", 1)[-1] for k in store.list(wh.table_dir("raw", "old").key)) == [
+        "2024-01.parquet", "2024-02.parquet"]
+    assert wh.partitions("raw", "old") == days
+    assert wh.read("raw", "old")["close"].tolist() == [0.0, 2.0]
+    assert wh.migrate_day_folders() == {}

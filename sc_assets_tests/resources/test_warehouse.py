@@ -153,6 +153,12 @@ def test_a_day_rewritten_alone_keeps_the_other_days_of_its_month(warehouse: Ware
     assert t.loc[t["trade_date"].astype(str) != "2024-01-03", "close"].tolist() == [10.0, 10.0, 12.0, 12.0]
     warehouse.write_partitions("raw", "k", _frame([]).reindex(columns=["trade_date", "ts_code", "close"]), ["2024-01-05"])
     assert warehouse.partitions("raw", "k") == days + ["2024-01-05"]
+    # a day written with another date type (a timestamp) and a wider column: the kept days take its types
+    later = _frame(["2024-01-08"]).assign(trade_date=pd.Timestamp("2024-01-08"), close=pd.array([7, 8], "Int64"))
+    warehouse.write_partitions("raw", "k", later, ["2024-01-08"])
+    t = warehouse.read("raw", "k")
+    assert t["trade_date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2024-01-02"] * 2 + ["2024-01-03"] * 3 + ["2024-01-04"] * 2 + ["2024-01-08"] * 2
 
 
 def _write_one_day(root: str, day: str) -> None:
@@ -363,6 +369,9 @@ def test_a_lake_of_day_folders_is_refused_until_migrated_into_month_files(wareho
     (table_dir / "trade_date=2024-01-04").mkdir()  # a killed writer's folder without its file
     with pytest.raises(LegacyLayoutError, match="sc-assets migrate-lake"):
         warehouse.read("raw", "old")
+    with pytest.raises(LegacyLayoutError):  # a write beside them would later be overwritten by the migration
+        warehouse.write_partitions("raw", "old", _frame(["2024-01-05"]), ["2024-01-05"])
+    assert not list(table_dir.glob("*.parquet"))
     out = CliRunner().invoke(main, ["migrate-lake", "--data-dir", str(warehouse.root)])
     assert out.exit_code == 0, out.output
     assert "raw.old: 3 partition(s) moved" in out.output
