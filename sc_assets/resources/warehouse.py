@@ -419,18 +419,37 @@ def _read_rows(files: list[str], columns: Sequence[str] | None,
     return table.replace_schema_metadata(_user_metadata(table.schema.metadata))
 
 
+#: descriptors of the table locks this process holds now (see ``_close_locks_in_child``)
+_held_locks: set[int] = set()
+
+
 @contextlib.contextmanager
 def _table_lock(folder: Path) -> Iterator[None]:
     """An exclusive ``flock`` on a local table folder: other threads and processes wait. (On object
     storage a month object is replaced by a conditional PUT instead, ``S3Lake.update_parquet``.)"""
     path = os.fspath(folder)
     os.makedirs(path, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _held_locks.add(fd)
         yield
     finally:
+        _held_locks.discard(fd)
         os.close(fd)
+
+
+def _close_locks_in_child() -> None:
+    """A child forked while a writer thread held a table lock shares that lock (one open file
+    description) but not the thread that releases it: closing its copies keeps the child from
+    holding the parent's lock, and from waiting on it forever when it writes the same table."""
+    for fd in list(_held_locks):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 class Warehouse(dg.ConfigurableResource):

@@ -381,3 +381,36 @@ def test_a_lake_of_day_folders_is_refused_until_migrated_into_month_files(wareho
     pd.testing.assert_frame_equal(got, pd.concat([_frame([days[0]]), _frame([days[2]])], ignore_index=True))
     again = CliRunner().invoke(main, ["migrate-lake", "--data-dir", str(warehouse.root)])
     assert again.exit_code == 0 and "nothing to move" in again.output
+
+
+def _write_day_to(root: str, asset: str, day: str) -> None:
+    Warehouse(data_dir=root).write_partitions("raw", asset, _frame([day]), [day])
+
+
+def test_a_child_forked_while_a_table_is_locked_does_not_keep_the_lock(warehouse: Warehouse):
+    """A process forked while a writer thread holds a table's lock writes that table once the
+    parent's writer is done (the child does not inherit the lock and wait on itself)."""
+    import multiprocessing as mp
+    import threading
+
+    from sc_assets.resources import warehouse as wh
+
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with wh._table_lock(warehouse.table_dir("raw", "f")):
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    child = mp.get_context("fork").Process(target=_write_day_to, args=(str(warehouse.root), "f", "2024-01-02"))
+    child.start()
+    release.set()
+    holder.join()
+    child.join(timeout=60)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
+    assert warehouse.partitions("raw", "f") == ["2024-01-02"]
