@@ -27,11 +27,9 @@ the event JSON, the costly column (~0.1-0.15 ms with Dagster's serdes), comes fr
 :func:`serialize_batch`, which serialises the step's shared event once and writes each
 partition key and timestamp into it.
 
-Planned asset-check evaluations of a partitioned run get one row per (check, partition) in the
-index; Dagster serialises the same planned event again for every row (2,431 times per check
-for a 10-year backfill: ~2.5 s per check, minutes for the chain's checks).
-:meth:`_store_asset_check_evaluation_planned` serialises it once and inserts the rows as one
-executemany (a multi-row VALUES statement took ~0.2 ms per row to compile); the rows are the same.
+Planned asset-check evaluations get one index row per check and run
+(:class:`~sc_assets.deploy.check_storage.OnePlannedCheckRow`, shared with the cluster's
+PostgreSQL storage).
 """
 
 from __future__ import annotations
@@ -45,14 +43,15 @@ from contextlib import contextmanager
 from dagster import Field, StringSource
 from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster_shared.serdes import serialize_value
 from dagster_shared.seven import json  # the JSON encoder serialize_value uses
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
+
+from sc_assets.deploy.check_storage import OnePlannedCheckRow
 
 #: Engines kept open at once (one per run database + the index); older ones are disposed.
 MAX_OPEN_SHARDS = 8
@@ -142,7 +141,7 @@ def serialize_batch(events: Sequence[EventLogEntry]) -> list[str]:
     return out
 
 
-class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+class PooledSqliteEventLogStorage(OnePlannedCheckRow, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` with one cached engine per shard (see module docstring)."""
 
     def __init__(self, base_dir: str, inst_data=None):
@@ -233,23 +232,6 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 "partition": de.partition or None,
             })
         return rows
-
-    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
-        """Dagster's method with the event serialised once for all partitions (see module docstring)."""
-        planned = event.get_dagster_event().event_specific_data
-        partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
-        common = dict(
-            asset_key=planned.asset_key.to_string(),
-            check_name=planned.check_name,
-            run_id=event.run_id,
-            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
-            evaluation_event=serialize_value(event),
-            evaluation_event_timestamp=self._event_insert_timestamp(event),
-            evaluation_event_storage_id=event_id,
-        )
-        with self.index_connection() as conn:  # executemany: one compiled statement for all rows
-            conn.execute(AssetCheckExecutionsTable.insert(),
-                         [dict(common, partition=partition_key) for partition_key in partition_keys])
 
     def has_table(self, table_name: str) -> bool:
         with self._db_lock:

@@ -419,3 +419,31 @@ def test_s3_lake_of_day_objects_is_refused_until_migrated(cluster, monkeypatch):
     assert wh.partitions("raw", "old") == days
     assert wh.read("raw", "old")["close"].tolist() == [0.0, 2.0]
     assert wh.migrate_day_folders() == {}
+
+
+def test_postgres_event_log_keeps_one_planned_row_per_check(cluster, monkeypatch):
+    """The cluster's event log is the project's PostgreSQL storage: a range run of selected assets
+    leaves one finished row per check (Dagster's own leaves a PLANNED row per partition)."""
+    import dagster as dg
+
+    from sc_assets.deploy.postgres_storage import PostgresEventLogStorage
+    from sc_assets.partitions import trading_days
+
+    @dg.asset(partitions_def=trading_days, backfill_policy=dg.BackfillPolicy.single_run(),
+              check_specs=[dg.AssetCheckSpec("rows_positive", asset="pg_checked")])
+    def pg_checked(context):
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="rows_positive", passed=True)])
+
+    @dg.asset(partitions_def=trading_days, backfill_policy=dg.BackfillPolicy.single_run())
+    def pg_other(context):
+        return None
+
+    instance = _instance(cluster, monkeypatch)
+    assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    res = dg.materialize([pg_checked, pg_other], selection=[pg_checked.key], instance=instance,
+                         tags={"dagster/asset_partition_range_start": "2024-01-02",
+                               "dagster/asset_partition_range_end": "2024-02-29"})
+    assert res.success
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("pg_checked"), "rows_positive"), limit=100)
+    assert [(r.run_id, r.status.value, r.partition) for r in records] == [(res.run_id, "SUCCEEDED", None)]

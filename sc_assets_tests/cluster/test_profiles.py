@@ -54,7 +54,10 @@ def test_cluster_instance_template_resolves_postgres_from_env(tmp_path: Path, mo
     from dagster._core.storage.config import pg_config
     from dagster_postgres.utils import pg_url_from_config
 
-    resolved = process_config(pg_config(), config["storage"]["postgres"])  # as the storage does
+    # three storages, one postgres_db block (a YAML anchor); the event log is the project's class
+    assert config["event_log_storage"]["module"] == "sc_assets.deploy.postgres_storage"
+    assert config["run_storage"]["config"] == config["event_log_storage"]["config"] == config["schedule_storage"]["config"]
+    resolved = process_config(pg_config(), config["event_log_storage"]["config"])  # as the storage does
     assert resolved.success, resolved.errors
     pg = resolved.value["postgres_db"]
     assert pg["hostname"] == "db.example" and pg["port"] == 6543 and pg["password"] == "s3cret-value"
@@ -64,6 +67,7 @@ def test_cluster_instance_template_resolves_postgres_from_env(tmp_path: Path, mo
     local, _ = dagster_instance_config(str(profiles.instance_template("local").parent),
                                        config_filename=profiles.instance_template("local").name)
     assert "storage" not in local or "postgres" not in (local.get("storage") or {})
+    assert "run_storage" not in local
 
 
 def test_preflight_names_the_missing_setting(monkeypatch):
