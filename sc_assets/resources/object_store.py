@@ -37,6 +37,7 @@ import fnmatch
 import hashlib
 import os
 import random
+import shutil
 import threading
 import time
 import uuid
@@ -56,12 +57,15 @@ SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 REGION_ENV = "AWS_REGION"
 DEFAULT_REGION = "us-east-1"
 
-#: A conditional PUT refused because the object changed (412), or raced another one (409).
-_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+#: A conditional PUT refused because the object changed (412), raced another one (409), or was
+#: removed since it was read (If-Match on a missing key: 404): read it again and merge again.
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"}
 UPDATE_ATTEMPTS = 20
 #: A cached copy of an object's older version is removed this long (s) after it was fetched: a daily
 #: run replaces the current month's object, and another process may still be reading the older copy.
 CACHE_GRACE_S = 600.0
+#: (bucket, key, etag) -> footer schema metadata (an object version never changes)
+_FOOTERS: dict[tuple[str, str, str], dict[bytes, bytes]] = {}
 
 
 def _error_code(exc: BaseException) -> str:
@@ -313,28 +317,61 @@ class S3Lake:
         out = []
         for key in keys:
             meta = known.get(key) or self.head(key)
-            if meta is None:
-                raise FileNotFoundError(f"{self.uri(key)} does not exist")
-            etag, _size = meta
-            folder = self.cache_dir / self.settings.bucket / key
-            target = folder / f"{etag}.parquet"
-            if not target.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f".tmp-{uuid.uuid4().hex}"
-                try:
-                    with self.errors(f"read {self.uri(key)}"):
-                        self.client.download_file(self.settings.bucket, key, str(tmp))
-                    os.replace(tmp, target)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        tmp.unlink()
-                cutoff = time.time() - CACHE_GRACE_S
-                for old in folder.glob("*.parquet"):  # older versions of this object, once no reader can hold them
-                    with contextlib.suppress(FileNotFoundError):
-                        if old != target and old.stat().st_mtime < cutoff:
-                            old.unlink()
+            target = None
+            for _ in range(UPDATE_ATTEMPTS):
+                if meta is None:
+                    raise FileNotFoundError(f"{self.uri(key)} does not exist")
+                target = self._cached_copy(key, meta[0])
+                if target is not None:
+                    break
+                meta = self.head(key)  # replaced since it was listed: fetch the new version
+            if target is None:
+                raise LakeStoreError(f"could not read {self.uri(key)}: replaced {UPDATE_ATTEMPTS} times while downloading")
             out.append(str(target))
         return out
+
+    def _cached_copy(self, key: str, etag: str) -> Path | None:
+        """The cached file of version ``etag`` of ``key``, downloaded if new (``If-Match`` that ETag,
+        so the file holds exactly that version); None if the object is no longer that version."""
+        folder = self.cache_dir / self.settings.bucket / key
+        target = folder / f"{etag}.parquet"
+        if target.exists():
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(target)  # in use: the grace period below counts from now
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            try:
+                with self.errors(f"read {self.uri(key)}"), open(tmp, "wb") as f:
+                    body = self.client.get_object(Bucket=self.settings.bucket, Key=key, IfMatch=etag)["Body"]
+                    shutil.copyfileobj(body, f, 1 << 20)
+            except Exception as exc:
+                if _error_code(exc) in _CONFLICT_CODES:
+                    return None
+                raise
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        cutoff = time.time() - CACHE_GRACE_S
+        for old in folder.glob("*.parquet"):  # older versions of this object, once no reader can hold them
+            with contextlib.suppress(FileNotFoundError):
+                if old != target and old.stat().st_mtime < cutoff:
+                    old.unlink()
+        return target
+
+    def footer_metadata(self, key: str, etag: str) -> dict[bytes, bytes]:
+        """The schema metadata in the Parquet footer of version ``etag`` of ``key``, read with
+        ranged GETs (not the whole object), cached per version."""
+        hit = _FOOTERS.get((self.settings.bucket, key, etag))
+        if hit is None:
+            import pyarrow.parquet as pq
+
+            with self.errors(f"read {self.uri(key)}"):
+                hit = pq.read_schema(f"{self.settings.bucket}/{key}", filesystem=_arrow_fs(self.settings)).metadata or {}
+            _FOOTERS[(self.settings.bucket, key, etag)] = hit
+        return hit
 
     # ---- DuckDB ----------------------------------------------------------------------
     def register(self, con) -> None:

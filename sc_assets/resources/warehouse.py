@@ -336,11 +336,19 @@ def file_days(path: str) -> tuple[str, ...]:
 
 
 def _footer_days(path: str) -> tuple[str, ...]:
-    value = (pq.read_schema(path).metadata or {}).get(DAYS_KEY)
-    if value is not None:
-        return tuple(value.decode().split(",")) if value else ()
+    days = _days_of(pq.read_schema(path).metadata or {})
+    if days is not None:
+        return days
     column = pq.read_table(path, columns=[PARTITION_COLUMN]).column(0)
     return tuple(sorted(set(_day_names(np.unique(_day_numbers(column))))))
+
+
+def _days_of(metadata: dict[bytes, bytes]) -> tuple[str, ...] | None:
+    """The day list of a month file's schema metadata (None: not written by the warehouse)."""
+    value = metadata.get(DAYS_KEY)
+    if value is None:
+        return None
+    return tuple(value.decode().split(",")) if value else ()
 
 
 def _user_metadata(meta: dict | None) -> dict | None:
@@ -385,11 +393,12 @@ def _month_table(rows: pa.Table, keys: list[str], old: str | None) -> pa.Table:
 
 def _conform(previous: pa.Table, schema: pa.Schema) -> pa.Table:
     """A month's kept rows in the new rows' column types (a date column now written as a
-    timestamp, an int widened); columns the new rows lack stay as they are."""
+    timestamp, an int widened); columns the new rows lack, or have only as nulls (an all-None
+    pandas column), stay as they are (the concat then unifies them)."""
     names = previous.column_names
     for i, name in enumerate(names):
         j = schema.get_field_index(name)
-        if j >= 0 and previous.schema.field(i).type != schema.field(j).type:
+        if j >= 0 and previous.schema.field(i).type != schema.field(j).type and not pa.types.is_null(schema.field(j).type):
             previous = previous.set_column(i, name, previous.column(i).cast(schema.field(j).type))
     return previous.replace_schema_metadata(schema.metadata)
 
@@ -419,7 +428,7 @@ def _read_rows(files: list[str], columns: Sequence[str] | None,
     return table.replace_schema_metadata(_user_metadata(table.schema.metadata))
 
 
-#: descriptors of the table locks this process holds now (see ``_close_locks_in_child``)
+#: descriptors of the table locks this process holds or waits for (see ``_close_locks_in_child``)
 _held_locks: set[int] = set()
 
 
@@ -430,12 +439,14 @@ def _table_lock(folder: Path) -> Iterator[None]:
     path = os.fspath(folder)
     os.makedirs(path, exist_ok=True)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _held_locks.add(fd)  # before flock: a child forked while this thread waits must close it too
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _held_locks.add(fd)
         yield
     finally:
         _held_locks.discard(fd)
+        with contextlib.suppress(OSError):  # released even if a forked child still has a copy
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
@@ -515,7 +526,17 @@ class Warehouse(dg.ConfigurableResource):
 
     def partitions(self, layer: str, asset: str) -> list[str]:
         """Sorted partition days (YYYY-MM-DD) present in the lake for a partitioned table."""
-        return sorted(day for f in self._month_paths(layer, asset) for day in file_days(f))
+        return sorted(day for days in self._month_days(layer, asset).values() for day in days)
+
+    def _month_days(self, layer: str, asset: str, months: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+        """{YYYY-MM: its partitions} of a table's month files (of ``months``; all if None), from the
+        footers only: on object storage ranged reads, not downloads of whole months."""
+        keep = None if months is None else set(months).__contains__
+        if (store := self.lake_store) is not None:
+            keys, objects = self._s3_month_keys(layer, asset, keep)
+            out = {m: _days_of(store.footer_metadata(k, objects[k][0])) for m, k in keys.items()}
+            return {m: d if d is not None else file_days(store.local_copies([keys[m]], objects)[0]) for m, d in out.items()}
+        return {m: file_days(f) for m, f in self._month_map(layer, asset, keep).items()}
 
     def _month_paths(self, layer: str, asset: str, months: Iterable[str] | None = None) -> list[str]:
         """Readable local files (sorted by month) of a partitioned table's ``months`` (all if None)
@@ -530,17 +551,24 @@ class Warehouse(dg.ConfigurableResource):
         downloads only new ETags), or their object keys (``download=False``). A table with
         per-day folders (the layout before month files) raises :class:`LegacyLayoutError`."""
         if (store := self.lake_store) is not None:
-            table_key = self.table_dir(layer, asset).key
-            objects = store.list(table_key)
-            names = {k[len(table_key) + 1:]: k for k in sorted(objects)}
-            if any(n.startswith(LEGACY_DAY_PREFIX) for n in names):
-                raise LegacyLayoutError(_legacy_message(store.uri(table_key)))
-            keys = {n[:7]: k for n, k in names.items() if _is_month_name(n) and (keep is None or keep(n[:7]))}
+            keys, objects = self._s3_month_keys(layer, asset, keep)
             if not download:
                 return keys
             return dict(zip(keys, store.local_copies(list(keys.values()), objects), strict=True))
         found = _month_files(os.fspath(self.table_dir(layer, asset)))
         return {m: f for m, f in found.items() if keep is None or keep(m)}
+
+    def _s3_month_keys(self, layer: str, asset: str, keep: Callable[[str], bool] | None
+                       ) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
+        """({YYYY-MM: object key} of the months ``keep`` accepts, the table's listing {key: (etag,
+        size)}) on object storage; day objects of the old layout raise :class:`LegacyLayoutError`."""
+        store = self.lake_store
+        table_key = self.table_dir(layer, asset).key
+        objects = store.list(table_key)
+        names = {k[len(table_key) + 1:]: k for k in sorted(objects)}
+        if any(n.startswith(LEGACY_DAY_PREFIX) for n in names):
+            raise LegacyLayoutError(_legacy_message(store.uri(table_key)))
+        return {n[:7]: k for n, k in names.items() if _is_month_name(n) and (keep is None or keep(n[:7]))}, objects
 
     # ---- writes ------------------------------------------------------------------------
     def write_partitions(
@@ -652,11 +680,12 @@ class Warehouse(dg.ConfigurableResource):
         columns: Sequence[str] | None = None,
         days: Iterable[str | date] | None = None,
     ) -> pd.DataFrame:
-        """Read a lake table (optionally a date range, explicit days, or a column subset) as pandas."""
+        """Read a lake table (optionally a date range, explicit days, or a column subset) as pandas.
+        An unpartitioned table is read whole (range and days select partitions)."""
+        partitioned = not (self.table_dir(layer, asset) / PART_FILE).exists()
         if days is not None:
             wanted = sorted({_day(d) for d in days})
-            files = self._month_paths(layer, asset, {d[:7] for d in wanted}) if not (
-                self.table_dir(layer, asset) / PART_FILE).exists() else self.files(layer, asset)
+            files = self._month_paths(layer, asset, {d[:7] for d in wanted}) if partitioned else self.files(layer, asset)
         else:
             files = self.files(layer, asset, start, end)
         if not files:
@@ -665,7 +694,9 @@ class Warehouse(dg.ConfigurableResource):
                 + (f" for {start}..{end}" if start or end else "")
                 + " — materialize it first"
             )
-        if days is not None:
+        if not partitioned:
+            keep = None
+        elif days is not None:
             keep = wanted
         elif start is not None or end is not None:
             keep = (_day(start) if start is not None else None, _day(end) if end is not None else None)
@@ -680,8 +711,7 @@ class Warehouse(dg.ConfigurableResource):
 
     def days_present(self, layer: str, asset: str, days: Sequence[str]) -> list[str]:
         """The ``days`` (YYYY-MM-DD) that are partitions of ``layer/asset`` in the lake."""
-        months = {d[:7] for d in days}
-        have = {day for f in self._month_paths(layer, asset, months) for day in file_days(f)}
+        have = {day for month in self._month_days(layer, asset, {d[:7] for d in days}).values() for day in month}
         return [day for day in days if day in have]
 
     def read_days(

@@ -353,7 +353,9 @@ def test_s3_partitions_are_atomic_single_objects_and_idempotent(cluster, monkeyp
     assert wh.write_partitions("raw", "t", df, days) == {"2024-01-02": 1, "2024-01-03": 1, "2024-02-01": 0}
     objects = wh.lake_store.list(wh.table_dir("raw", "t").key)
     assert sorted(objects) == ["unit/raw/t/2024-01.parquet", "unit/raw/t/2024-02.parquet"]  # no temp objects
+    shutil.rmtree(cluster.dir / "data" / ".lake_cache", ignore_errors=True)
     assert wh.partitions("raw", "t") == days
+    assert not list((cluster.dir / "data").rglob(".lake_cache/**/*.parquet"))  # footers only, nothing downloaded
     wh.write_partitions("raw", "t", df.assign(close=[9.0, 2.5]), days)
     out = wh.read("raw", "t").sort_values("ts_code")
     assert out["close"].tolist() == [2.5, 9.0] and len(out) == 2  # replaced, not appended

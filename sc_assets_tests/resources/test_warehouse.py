@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -67,6 +68,8 @@ def test_read_by_range_and_days(warehouse: Warehouse):
     assert list(got.columns) == ["ts_code", "close"] and len(got) == 2
     assert warehouse.query("marts", "p", "SELECT count(*) AS n FROM files", start="2024-01-03", end="2024-01-31")["n"][0] == 4
     assert warehouse.query("marts", "p", "SELECT count(*) AS n FROM files")["n"][0] == 8
+    warehouse.write_table("marts", "whole", pd.DataFrame({"a": [1, 2]}))  # no trade_date: read whole
+    assert warehouse.read("marts", "whole", start="2024-01-03")["a"].tolist() == [1, 2]
     with pytest.raises(FileNotFoundError, match="materialize it first"):
         warehouse.read("marts", "missing")
 
@@ -159,6 +162,13 @@ def test_a_day_rewritten_alone_keeps_the_other_days_of_its_month(warehouse: Ware
     t = warehouse.read("raw", "k")
     assert t["trade_date"].dt.strftime("%Y-%m-%d").tolist() == [
         "2024-01-02"] * 2 + ["2024-01-03"] * 3 + ["2024-01-04"] * 2 + ["2024-01-08"] * 2
+    assert str(t["close"].dtype) == "Int64" and t["close"].tolist()[-2:] == [7, 8]
+    # a day whose text column is all None (Arrow null type) next to days with text
+    notes = _frame(["2024-01-09"]).assign(note=[None, None])
+    warehouse.write_partitions("raw", "k", _frame(["2024-01-10"]).assign(note=["a", "b"]), ["2024-01-10"])
+    warehouse.write_partitions("raw", "k", notes, ["2024-01-09"])
+    t = warehouse.read("raw", "k", start="2024-01-09")
+    assert t["note"].isna().tolist() == [True, True, False, False] and t["note"].tolist()[2:] == ["a", "b"]
 
 
 def _write_one_day(root: str, day: str) -> None:
@@ -405,12 +415,16 @@ def test_a_child_forked_while_a_table_is_locked_does_not_keep_the_lock(warehouse
     holder = threading.Thread(target=hold)
     holder.start()
     assert entered.wait(10)
+    waiter = threading.Thread(target=_write_day_to, args=(str(warehouse.root), "f", "2024-01-03"))
+    waiter.start()  # waits for the lock when the fork happens
+    time.sleep(0.2)
     child = mp.get_context("fork").Process(target=_write_day_to, args=(str(warehouse.root), "f", "2024-01-02"))
     child.start()
     release.set()
     holder.join()
+    waiter.join(timeout=30)
     child.join(timeout=60)
     if child.exitcode is None:
         child.kill()
     assert child.exitcode == 0
-    assert warehouse.partitions("raw", "f") == ["2024-01-02"]
+    assert warehouse.partitions("raw", "f") == ["2024-01-02", "2024-01-03"]
