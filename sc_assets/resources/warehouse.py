@@ -125,16 +125,16 @@ def _new_tmp_token_in_child() -> None:
 os.register_at_fork(after_in_child=_new_tmp_token_in_child)
 
 
-def _write_local(table: pa.Table | pa.Buffer | bytes, folder: str, name: str) -> None:
-    """Write ``table`` (or the bytes of an encoded Parquet file) to ``folder/name`` atomically and
-    durably: temp file in ``folder``, written with one call and fsynced through its descriptor,
-    ``os.replace``, then the folder fsynced.
+def _write_local(table: pa.Table, folder: str, name: str) -> None:
+    """Write ``table`` to ``folder/name`` atomically and durably: encoded in memory, temp file in
+    ``folder`` written with one call and fsynced through its descriptor, ``os.replace``, then the
+    folder fsynced.
 
     Plain ``os`` calls on ``str`` paths: with one file per day, a 10-year backfill wrote ~2,431
     small files per partitioned asset, and the ``pathlib`` / buffered-file / uuid glue around the
-    syscalls was ~0.15 ms of CPU per file, a quarter of the write path (issue 11). A folder that did not exist holds no stale
-    temp files, so only an existing one is scanned for them."""
-    data = table if isinstance(table, bytes | pa.Buffer) else encode(table)
+    syscalls was ~0.15 ms of CPU per file, a quarter of the write path (issue 11). A folder that
+    did not exist holds no stale temp files, so only an existing one is scanned for them."""
+    data = encode(table)
     try:
         os.mkdir(folder)
     except FileExistsError:
@@ -159,10 +159,9 @@ def _write_local(table: pa.Table | pa.Buffer | bytes, folder: str, name: str) ->
     _fsync_dir(folder)
 
 
-def atomic_write_parquet(table: pa.Table | pa.Buffer | bytes, target: Path) -> None:
+def atomic_write_parquet(table: pa.Table, target: Path) -> None:
     """Write ``table`` to ``target`` atomically (temp file in the same folder, fsync, replace, folder fsync).
 
-    ``table`` may also be the bytes of an already serialised Parquet file (local targets only).
     The file is encoded in memory and written with one call (Arrow's file sink issues a write per
     page: ~0.2 ms more per small file, issue 11), then fsynced through the same descriptor.
     An :class:`S3Path` target is written with one PUT of the complete file (atomic on S3).
@@ -176,8 +175,7 @@ def atomic_write_parquet(table: pa.Table | pa.Buffer | bytes, target: Path) -> N
 def _remove_stale_temps(folder: str | Path, min_age_s: float = STALE_TEMP_S) -> int:
     """Remove the ``.tmp*`` entries of ``folder`` older than ``min_age_s`` seconds (all when 0): left
     there by a killed writer, never seen by readers. Every write calls it for the folder it writes
-    (one ``scandir`` of a partition folder instead of walking a table's thousands of folders per
-    refresh; issue 11); :meth:`Warehouse.clean_temp_files` calls it for every folder of a tree."""
+    (one ``scandir`` of a table folder instead of walking the lake per refresh; issue 11); :meth:`Warehouse.clean_temp_files` calls it for every folder of a tree."""
     cutoff = time.time() - min_age_s
     n = 0
     with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
@@ -226,31 +224,27 @@ def _day_names(numbers: np.ndarray) -> list[str]:
 
 #: Month files written concurrently by one ``write_partitions`` call (``$SC_ASSETS_WRITE_THREADS``).
 #: Each file is fsynced (file + folder): on one thread the fsync waits dominate (measured with one
-#: file per day: ~12 ms/file serial vs ~3.4 ms/file on 8 threads on a loaded 2-core VM, issue 11). Each file stays individually atomic and durable. Encoding releases
-#: the GIL, so 2 threads keep both cores busy and the others overlap fsync waits (2/4/8 threads on
-#: stg_stock_daily: same CPU, 8 fastest in wall). A bulk variant (every temp file, one syncfs, all
+#: file per day: ~12 ms/file serial vs ~3.4 ms/file on 8 threads on a loaded 2-core VM, issue 11).
+#: Each file stays individually atomic and durable. Encoding releases the GIL, so 2 threads keep
+#: both cores busy and the others overlap fsync waits (2/4/8 threads on stg_stock_daily: same CPU,
+#: 8 fastest in wall). A bulk variant (every temp file, one syncfs, all
 #: renames, one syncfs) was no faster (new files) or slower (rewrites: the journal commit waits for
 #: the replaced files' freed blocks), so each write keeps its own fsyncs.
 WRITE_THREADS = max(1, int(os.environ.get("SC_ASSETS_WRITE_THREADS", "8")))
 
 
-def _write_file(table: pa.Table | pa.Buffer | bytes, path: str) -> None:
+def _write_file(table: pa.Table, path: str) -> None:
     _write_local(table, os.path.dirname(path), os.path.basename(path))
 
 
-def _write_files(items: list[tuple[pa.Table | pa.Buffer | bytes, S3Path | str]]) -> None:
-    """Write each (table or encoded file, target): an :class:`S3Path` object, or a local file
-    path (``str``). Local multi-file writes run on ``WRITE_THREADS``
-    threads, each taking the next file from one shared iterator (no future per file); after a
-    failure no new file is started and the first error is raised."""
-    if items and isinstance(items[0][1], S3Path):
-        for table, target in items:
-            target.write_parquet(table)
-        return
+def _write_files(items: list[tuple[pa.Table, str]]) -> None:
+    """Write each (table, local file path). Several files are written on ``WRITE_THREADS`` threads,
+    each taking the next file from one shared iterator (no future per file); after a failure no
+    new file is started and the first error is raised."""
     work = iter(items)
     if len(items) <= 1 or WRITE_THREADS == 1:
-        for table, folder in work:
-            _write_file(table, folder)
+        for table, path in work:
+            _write_file(table, path)
         return
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -521,7 +515,7 @@ class Warehouse(dg.ConfigurableResource):
     def exists(self, layer: str, asset: str) -> bool:
         d = self.table_dir(layer, asset)
         if isinstance(d, S3Path):
-            return (d / PART_FILE).exists() or bool(self._month_map(layer, asset, download=False))
+            return (d / PART_FILE).exists() or bool(self._s3_month_keys(layer, asset, None)[0])
         return os.path.isfile(os.path.join(d, PART_FILE)) or bool(_month_files(os.fspath(d)))
 
     def partitions(self, layer: str, asset: str) -> list[str]:
@@ -544,16 +538,13 @@ class Warehouse(dg.ConfigurableResource):
         found = self._month_map(layer, asset, None if months is None else set(months).__contains__)
         return [found[m] for m in sorted(found)]
 
-    def _month_map(self, layer: str, asset: str, keep: Callable[[str], bool] | None = None,
-                   download: bool = True) -> dict[str, str]:
+    def _month_map(self, layer: str, asset: str, keep: Callable[[str], bool] | None = None) -> dict[str, str]:
         """{YYYY-MM: readable local file} of a partitioned table's months in the lake (those ``keep``
         accepts; all if None); on object storage read-through copies of them (one listing,
-        downloads only new ETags), or their object keys (``download=False``). A table with
-        per-day folders (the layout before month files) raises :class:`LegacyLayoutError`."""
+        downloads only new ETags). A table with per-day folders (the layout before month files)
+        raises :class:`LegacyLayoutError`."""
         if (store := self.lake_store) is not None:
             keys, objects = self._s3_month_keys(layer, asset, keep)
-            if not download:
-                return keys
             return dict(zip(keys, store.local_copies(list(keys.values()), objects), strict=True))
         found = _month_files(os.fspath(self.table_dir(layer, asset)))
         return {m: f for m, f in found.items() if keep is None or keep(m)}
@@ -609,12 +600,9 @@ class Warehouse(dg.ConfigurableResource):
             if extra:
                 raise ValueError(f"{layer}.{asset}: rows for days outside the requested partitions: {extra[:5]}")
             counts = dict(zip(names, (ends - starts).tolist(), strict=True))
-            month = [n[:7] for n in names]
-            for i, m in enumerate(month):  # runs of days of one month are contiguous
-                if i == 0 or month[i - 1] != m:
-                    first = i
-                if i + 1 == len(month) or month[i + 1] != m:
-                    months[m] = table.slice(int(starts[first]), int(ends[i] - starts[first]))
+            for m, run in itertools.groupby(range(len(names)), key=lambda i: names[i][:7]):  # days in order
+                run = list(run)
+                months[m] = table.slice(int(starts[run[0]]), int(ends[run[-1]] - starts[run[0]]))
         by_month: dict[str, list[str]] = {}
         for key in keys:
             counts.setdefault(key, 0)
@@ -630,7 +618,7 @@ class Warehouse(dg.ConfigurableResource):
         folder = self.table_dir(layer, asset)
         if (store := self.lake_store) is not None:
             if not legacy_ok:
-                self._month_map(layer, asset, download=False)  # one listing: refuses day folders
+                self._s3_month_keys(layer, asset, None)  # one listing: refuses day folders
             for m, (rows, keys) in sorted(months.items()):
                 store.update_parquet(f"{folder.key}/{_month_name(m)}", functools.partial(_month_table, rows, keys))
             return
@@ -666,8 +654,6 @@ class Warehouse(dg.ConfigurableResource):
             return [str(d / PART_FILE)]
         lo = _day(start)[:7] if start is not None else None
         hi = _day(end)[:7] if end is not None else None
-        if lo is None and hi is None:
-            return self._month_paths(layer, asset)
         found = self._month_map(layer, asset, lambda m: (lo is None or m >= lo) and (hi is None or m <= hi))
         return [found[m] for m in sorted(found)]
 
@@ -722,7 +708,7 @@ class Warehouse(dg.ConfigurableResource):
 
         Like ``read(days=)`` but kept in Arrow until one ``to_pandas`` without Python date objects
         (the factor and crowding layers read millions of rows this way; issue 11). The month files
-        of ``days`` are read; rows of their other days are dropped (no filter when the files hold
+        of ``days`` are read; rows of their other days are dropped (no copy when the files hold
         only requested days, as in a backfill chunk of whole months). A table not in the lake gives
         no rows (``required``: a FileNotFoundError). ``columns`` None: all columns; ``arrow``: the
         Arrow table (rows found)."""
