@@ -359,18 +359,16 @@ def _upstream_partitioned(dep: Dep, models: dict[str, SqlModel]) -> bool:
     return bool(spec and spec.partitioned)
 
 
-def _upstream_files(
-    warehouse: Warehouse, dep: Dep, models: dict[str, SqlModel], window: tuple[str, str] | None
-) -> tuple[list[str], bool]:
-    """(files to read, whether to read no rows). A partitioned upstream read by a partitioned
-    model is restricted to the month files of the window (:func:`connect_model` keeps the window's
+def _upstream_files(warehouse: Warehouse, dep: Dep, window: tuple[str, str] | None) -> tuple[list[str], bool]:
+    """(files to read, whether to read no rows). With a ``window`` (a partitioned upstream read by
+    a partitioned model) the month files of the window (:func:`connect_model` keeps the window's
     rows); with none in the window, one file is read for its schema only."""
     if not warehouse.exists(dep.layer, dep.name):
         raise FileNotFoundError(
             f"{dep.layer}.{dep.name} has no data in the lake ({warehouse.table_dir(dep.layer, dep.name)}): "
             "materialize it first"
         )
-    if window is not None and _upstream_partitioned(dep, models):
+    if window is not None:
         files = warehouse.files(dep.layer, dep.name, window[0], window[1])
         if files:
             return files, False
@@ -378,64 +376,20 @@ def _upstream_files(
     return warehouse.files(dep.layer, dep.name), False
 
 
-#: A Parquet footer's key-value entry ``ARROW:schema`` in the Thrift compact encoding: the ``key``
-#: field (id 1, binary) of 12 bytes, then the header of the ``value`` field (id 2, binary).
-_ARROW_SCHEMA_ENTRY = b"\x18\x0cARROW:schema\x18"
-
-
-def _footer_arrow_schema(path: str) -> bytes | None:
-    """The serialised Arrow schema that pyarrow stores in a Parquet file's footer (its
-    ``ARROW:schema`` entry, base64 text), read with two ``pread`` calls; None if the file has none."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        tail = os.pread(fd, 8, size - 8) if size >= 12 else b""
-        n = int.from_bytes(tail[:4], "little")
-        if tail[4:] != b"PAR1" or n + 12 > size:
-            return None
-        footer = os.pread(fd, n, size - 8 - n)
-    finally:
-        os.close(fd)
-    i = footer.rfind(_ARROW_SCHEMA_ENTRY)  # the key-value metadata follows the schema and row groups
-    if i < 0:
-        return None
-    j, length, shift = i + len(_ARROW_SCHEMA_ENTRY), 0, 0
-    while j < len(footer):  # varint length of the value
-        byte = footer[j]
-        j += 1
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    return footer[j:j + length]
-
-
 def _one_schema(files: Sequence[str]) -> bool:
-    """Whether every file has the same Arrow schema (column names, types, order).
+    """Whether every file has the same Arrow schema (column names, types, order; metadata aside).
 
     Such a set is read with ``union_by_name=False``: DuckDB then binds from the first footer
-    instead of reading every footer at each of the ~4 binds of a model run (~40-70 ms per 120
-    lake files at full market; issue 11). Files that differ (a column added to a feed or a
-    model) are read by name, so no column is dropped or cast.
-
-    A file whose footer carries the same serialised Arrow schema as the first file's (every lake
-    file is written by pyarrow with the same settings, parquet_format.py) has the same schema:
-    comparing those bytes costs ~7 us per file against ~60-160 us for ``pq.read_schema``
-    (~0.15-0.4 s per 2,431 day files; issue 11). Any other file is compared with
-    ``pq.read_schema`` as before."""
+    instead of reading every footer at each of the ~4 binds of a model run (issue 11). Files that
+    differ (a column added to a feed or a model) are read by name, so no column is dropped or
+    cast. (Each month file's schema metadata carries its own day list, so the footers' serialised
+    schemas never match byte for byte: the schemas are compared.)"""
     import pyarrow.parquet as pq
 
     if len(files) <= 1:
         return True
-    first_bytes = _footer_arrow_schema(files[0])
-    first = None
-    for f in files[1:]:
-        if first_bytes is not None and _footer_arrow_schema(f) == first_bytes:
-            continue
-        first = first if first is not None else pq.read_schema(files[0])
-        if not pq.read_schema(f).equals(first):
-            return False
-    return True
+    first = pq.read_schema(files[0])
+    return all(pq.read_schema(f).equals(first) for f in files[1:])
 
 
 _database_lock = threading.Lock()
@@ -482,11 +436,12 @@ def connect_model(
         con.execute(f'USE "{catalog}"')
         con.register("calendar", calendar_table())
         for i, dep in enumerate({(d.layer, d.name): d for d in model.deps}.values()):
-            files, empty = _upstream_files(warehouse, dep, models, window)
+            dep_window = window if window is not None and _upstream_partitioned(dep, models) else None
+            files, empty = _upstream_files(warehouse, dep, dep_window)
             rel = con.read_parquet(files, union_by_name=not _one_schema(files), hive_partitioning=False)
             if empty:
                 rel = rel.limit(0)
-            elif window is not None and _upstream_partitioned(dep, models):  # month files: the window's days
+            elif dep_window is not None:  # month files: the window's days
                 rel = rel.filter(f"CAST({PARTITION_COLUMN} AS DATE) BETWEEN DATE '{window[0]}' AND DATE '{window[1]}'")
             alias = f"__upstream_{i}"
             con.register(alias, rel)
