@@ -105,11 +105,6 @@ def _stress_stocks(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams):
     return stock.copy(deep=False), buckets.copy(deep=False), iw.copy(deep=False)
 
 
-def _session_files(warehouse: Warehouse, layer: str, asset: str, start: str, end: str) -> list[str]:
-    """The lake files holding the partitions in [start, end] (month files: they may hold more)."""
-    return warehouse.files(layer, asset, start, end)
-
-
 #: the last stress state built in this process, as [(key, (stock, buckets, index weights))]. The
 #: daily update builds the state of the latest holdings day twice in one process (redemption_stress
 #: and the fire-sale scenario): the second is served from here (issue 11). The key is
@@ -134,7 +129,7 @@ def _state_key(warehouse: Warehouse, day: str, cparams: cr.CrowdingParams) -> tu
     ``stock_state([day], sigma=True)`` reads (:func:`_stock_state_ranges`). A write replaces a
     file (temp file + rename), which changes its inode and times."""
     ids = [_file_id(path) for layer, asset, a, b in _stock_state_ranges(day, cparams)
-           for path in _session_files(warehouse, layer, asset, a, b)]
+           for path in warehouse.files(layer, asset, a, b)]
     return str(warehouse.lake), day, repr(cparams), tuple(ids)
 
 
@@ -375,7 +370,7 @@ def _window_days(warehouse: Warehouse, start: str, end: str) -> tuple[str, list[
     """(base day, window sessions), or None if the base day's holdings or a window session's panel is not in the lake."""
     base = _day_before(start)
     win_days = [to_key(d) for d in trading_days_between(start, end)]
-    # look the days up (not the tables' thousands of partition folders; issue 11)
+    # the days' month files only (their footers' day lists; issue 11)
     if base is None or not win_days or not warehouse.days_present("crowding", "quant_holdings_estimate", [base]):
         return None
     if len(warehouse.days_present("marts", "stock_daily_panel", win_days)) < len(win_days):
@@ -424,9 +419,10 @@ def _rows_digest(warehouse: Warehouse, layer: str, asset: str, first: str, last:
     ``last`` in the same month do not count."""
     h = hashlib.sha256()
     for path in warehouse.files(layer, asset, first, last):
-        days = [d for d in file_days(path) if first <= d <= last]
+        held = file_days(path)
+        days = [d for d in held if first <= d <= last]
         h.update(f"|{','.join(days)}:".encode())
-        if len(days) == len(file_days(path)):
+        if len(days) == len(held):
             digest = digests.get(path) if digests is not None else None
             if digest is None:
                 with open(path, "rb") as f:
