@@ -210,13 +210,11 @@ def read_index_weights(warehouse: Warehouse, first: str, last: str) -> pd.DataFr
     if not files:
         return pd.DataFrame({"index_code": pd.Series(dtype="str"), "con_code": pd.Series(dtype="str"),
                              "trade_date": pd.Series(dtype="datetime64[ns]"), "weight": pd.Series(dtype="float")})
-    # as ``warehouse.read(start=, end=)``, with the types set in Arrow (no Python date objects; issue 11)
+    # as ``warehouse.read(start=, end=)``, with the types set in Arrow (no Python date objects; issue 11);
+    # the month files also hold days outside the window: the one window rule drops them
     t = pq.ParquetDataset(files, partitioning=None).read(columns=cols)
-    day = t.column(2).cast(pa.timestamp("ns"))  # month files: keep the window's rows
-    t = t.filter(pc.and_(pc.greater_equal(day, pa.scalar(pd.Timestamp(start), pa.timestamp("ns"))),
-                         pc.less_equal(day, pa.scalar(pd.Timestamp(last), pa.timestamp("ns")))))
     t = t.set_column(2, "trade_date", t.column(2).cast(pa.timestamp("ns"))).set_column(3, "weight", t.column(3).cast(pa.float64()))
-    return t.to_pandas()
+    return weights_window(t.to_pandas(), first, last)
 
 
 def weights_window(iw: pd.DataFrame, first: str, last: str) -> pd.DataFrame:
