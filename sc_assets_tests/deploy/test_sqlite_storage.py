@@ -22,6 +22,8 @@ def tiny(context) -> dg.MaterializeResult:
 
 
 RANGE = {"dagster/asset_partition_range_start": "2024-01-02", "dagster/asset_partition_range_end": "2024-02-29"}
+#: the partition keys of ``RANGE``
+RANGE_KEYS = trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29"))
 
 
 @pytest.fixture
@@ -39,10 +41,9 @@ def test_local_profile_uses_pooled_storage_and_records_every_partition(home: Pat
         first = dg.materialize([tiny], instance=instance, tags=RANGE)
         second = dg.materialize([tiny], instance=instance, tags=RANGE)
         assert first.success and second.success
-        n_days = len(trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
+        n_days = len(RANGE_KEYS)
         assert len(first.get_asset_materialization_events()) == n_days
-        assert instance.get_materialized_partitions(dg.AssetKey("tiny")) == set(
-            trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
+        assert instance.get_materialized_partitions(dg.AssetKey("tiny")) == set(RANGE_KEYS)
         instance.delete_run(first.run_id)  # deletes its events and disposes the run's cached engine
         assert first.run_id not in instance.event_log_storage._engines
 
@@ -124,7 +125,7 @@ def test_batched_partition_events_leave_the_same_state_as_one_write_per_event(
             states[batch] = _index_state(instance, result.run_id)
             if batch != "0":
                 _assert_stored_json_is_dagsters(instance, batches[-1])
-    n_days = len(trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
+    n_days = len(RANGE_KEYS)
     # only the batched instance wrote a batch: the step's materializations, one per partition
     assert calls == [n_days]
     assert states["0"] == states["10000"]
@@ -168,10 +169,9 @@ def test_a_range_run_of_selected_assets_leaves_one_finished_row_per_check(tmp_pa
         with local_instance(tmp_path / variant) as instance:
             assert dg.materialize([checked, tiny], selection=[checked.key], instance=instance, tags=RANGE).success
             rows[variant] = _check_rows(instance)
-    n_days = len(trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
+    n_days = len(RANGE_KEYS)
     stuck = [r for r in rows["dagster"] if r[3] == "PLANNED"]
-    assert len(stuck) == n_days and {r[2] for r in stuck} == set(
-        trading_days.get_partition_keys_in_range(dg.PartitionKeyRange("2024-01-02", "2024-02-29")))
+    assert len(stuck) == n_days and {r[2] for r in stuck} == set(RANGE_KEYS)
     assert rows["pooled"] == [('["checked"]', "rows_positive", None, "SUCCEEDED", dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
 
 

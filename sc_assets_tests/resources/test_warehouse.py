@@ -171,8 +171,8 @@ def test_a_day_rewritten_alone_keeps_the_other_days_of_its_month(warehouse: Ware
     assert t["note"].isna().tolist() == [True, True, False, False] and t["note"].tolist()[2:] == ["a", "b"]
 
 
-def _write_one_day(root: str, day: str) -> None:
-    Warehouse(data_dir=root).write_partitions("raw", "c", _frame([day]), [day])
+def _write_day_to(root: str, asset: str, day: str) -> None:
+    Warehouse(data_dir=root).write_partitions("raw", asset, _frame([day]), [day])
 
 
 def test_concurrent_writers_of_one_month_keep_every_day(warehouse: Warehouse):
@@ -182,7 +182,7 @@ def test_concurrent_writers_of_one_month_keep_every_day(warehouse: Warehouse):
 
     days = [d.strftime("%Y-%m-%d") for d in pd.bdate_range("2024-01-02", "2024-01-31")]
     with mp.get_context("spawn").Pool(4) as pool:
-        pool.starmap(_write_one_day, [(str(warehouse.root), d) for d in days])
+        pool.starmap(_write_day_to, [(str(warehouse.root), "c", d) for d in days])
     assert warehouse.partitions("raw", "c") == days
     assert len(warehouse.read("raw", "c")) == 2 * len(days)
 
@@ -391,10 +391,6 @@ def test_a_lake_of_day_folders_is_refused_until_migrated_into_month_files(wareho
     pd.testing.assert_frame_equal(got, pd.concat([_frame([days[0]]), _frame([days[2]])], ignore_index=True))
     again = CliRunner().invoke(main, ["migrate-lake", "--data-dir", str(warehouse.root)])
     assert again.exit_code == 0 and "nothing to move" in again.output
-
-
-def _write_day_to(root: str, asset: str, day: str) -> None:
-    Warehouse(data_dir=root).write_partitions("raw", asset, _frame([day]), [day])
 
 
 def test_a_child_forked_while_a_table_is_locked_does_not_keep_the_lock(warehouse: Warehouse):
