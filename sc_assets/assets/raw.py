@@ -466,7 +466,7 @@ def _daily_body(feed: str):
                 pending.result()
 
         if gx_rows:
-            t.gx(f"raw.{feed}", pa.concat_tables(gx_rows) if len(gx_rows) > 1 else gx_rows[0], None)
+            t.gx(f"raw.{feed}", pa.concat_tables(gx_rows), None)
         warehouse.refresh_catalog([(LAYER, feed), ("quarantine", feed)])
         expected_missing = [d for d in _expected_days(feed, days) if d in set(t.missing)]
         # files dated on a weekend/holiday inside the run's range: no partition reads them

@@ -233,8 +233,7 @@ def strictly_increasing(table: pa.Table, columns: Sequence[str]) -> bool:
     for name in columns:
         c = table.column(name)
         t = c.type
-        if c.null_count or not (pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)
-                                or pa.types.is_string(t) or pa.types.is_large_string(t)):
+        if c.null_count or not (pa.types.is_integer(t) or any(f(t) for f in _ORDERED)):
             return False
         if n < 2:
             continue
