@@ -329,15 +329,11 @@ def last_per_key(table: pa.Table, key: list[str]) -> np.ndarray:
     return np.sort(last[last >= 0])
 
 
-def reason_counts(reasons: np.ndarray, accepted: np.ndarray | None = None) -> dict[str, int]:
-    """Rows per reason (sorted by reason) of a :func:`row_reasons` array (``accepted``: its
-    None positions, if known)."""
-    r = np.asarray(reasons, dtype=object)
-    if accepted is not None and accepted.all():
+def reason_counts(reasons: np.ndarray, accepted: np.ndarray) -> dict[str, int]:
+    """Rows per reason (sorted by reason) of a reason array and its accepted (None) positions."""
+    if accepted.all():
         return {}
-    flagged = r[~(pd.isna(r) if accepted is None else accepted)]
-    if not len(flagged):
-        return {}
+    flagged = np.asarray(reasons, dtype=object)[~accepted]
     values, counts = np.unique(flagged.astype(str), return_counts=True)
     return {str(k): int(v) for k, v in zip(values, counts, strict=True)}
 
