@@ -164,11 +164,11 @@ def constrained_wls(
             ok &= np.isfinite(x)
         ok &= np.isfinite(w) & (w > 0) & np.isfinite(cap) & (cap > 0)
         src = np.flatnonzero(ok)
-    elif len(d) > 1 and not (d[1:] >= d[:-1]).all():
-        src = np.arange(n_rows)
-    if src is not None:
         if len(src) > 1 and not (day[src[1:]] >= day[src[:-1]]).all():
             src = src[np.argsort(day[src], kind="stable")]  # group the rows by day
+    elif len(d) > 1 and not (d[1:] >= d[:-1]).all():
+        src = np.argsort(day, kind="stable")  # every row usable, not in day order
+    if src is not None:
         d, k, r, w, cap = (a[src] for a in (day, industry, ret, w, cap))
         xs = [x[src] for x in xs]
     # rows are now grouped by day in increasing order: day t is the segment bounds[t]:bounds[t+1]
